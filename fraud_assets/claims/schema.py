@@ -1,0 +1,53 @@
+"""The canonical claim schema: the one contract every source is mapped onto."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+CLAIM_SCHEMA = pa.schema(
+    [
+        pa.field("claim_id", pa.string(), nullable=False),
+        pa.field("patient_id", pa.string(), nullable=False),
+        pa.field("provider_id", pa.string(), nullable=False),
+        pa.field("claim_date", pa.date32(), nullable=False),
+        pa.field("service_date", pa.date32(), nullable=False),
+        pa.field("claim_amount", pa.float64(), nullable=False),
+        pa.field("num_procedures", pa.int32(), nullable=False),
+        pa.field("length_of_stay", pa.int32(), nullable=False),
+        pa.field("procedure_code", pa.string(), nullable=False),
+        pa.field("diagnosis_code", pa.string(), nullable=False),
+        pa.field("provider_specialty", pa.string(), nullable=False),
+        pa.field("patient_age", pa.int32(), nullable=False),
+        pa.field("patient_gender", pa.string(), nullable=False),
+        pa.field("patient_age_group", pa.string(), nullable=False),
+        pa.field("geographic_region", pa.string(), nullable=False),
+        # Null for claims not yet adjudicated: they are scored, never trained on.
+        pa.field("is_fraud", pa.int32(), nullable=True),
+    ]
+)
+
+CLAIM_COLUMNS: list[str] = CLAIM_SCHEMA.names
+REQUIRED_COLUMNS: list[str] = [f.name for f in CLAIM_SCHEMA if not f.nullable]
+LABEL_COLUMN = "is_fraud"
+ID_COLUMN = "claim_id"
+
+# Lineage columns carried from bronze to silver.
+SOURCE_COLUMN = "_source"
+LOADED_AT_COLUMN = "_loaded_at"
+ROW_NUMBER_COLUMN = "_row_number"
+REASON_COLUMN = "_reason"
+
+AGE_GROUPS: list[tuple[str, int, int]] = [
+    ("18-34", 0, 34),
+    ("35-49", 35, 49),
+    ("50-64", 50, 64),
+    ("65+", 65, 200),
+]
+
+
+def age_group(age: int) -> str:
+    """The age band used as a protected attribute."""
+    for label, low, high in AGE_GROUPS:
+        if low <= age <= high:
+            return label
+    raise ValueError(f"age {age} is outside every age group")

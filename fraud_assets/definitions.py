@@ -1,0 +1,31 @@
+"""The fraud_assets code location."""
+
+from __future__ import annotations
+
+from dagster import Definitions, load_asset_checks_from_modules, load_assets_from_modules
+
+from fraud_assets.assets import (
+    evaluation,
+    features,
+    governance,
+    ingestion,
+    registry,
+    scoring,
+    training,
+)
+from fraud_assets.jobs import ASSET_JOBS
+from fraud_assets.resources.alerts import default_alerts
+from fraud_assets.resources.compute import default_compute
+from fraud_assets.schedules import SCHEDULES
+from fraud_assets.sensors import SENSORS
+
+_MODULES = [ingestion, features, training, evaluation, governance, registry, scoring]
+
+defs = Definitions(
+    assets=load_assets_from_modules(_MODULES),
+    asset_checks=load_asset_checks_from_modules(_MODULES),
+    jobs=[*ASSET_JOBS, registry.rollback_champion_job],
+    schedules=SCHEDULES,
+    sensors=SENSORS,
+    resources={"compute": default_compute(), "alerts": default_alerts()},
+)

@@ -1,0 +1,53 @@
+"""Jobs over the asset graph. Schedules and sensors target these by name."""
+
+from __future__ import annotations
+
+from dagster import AssetSelection, define_asset_job
+
+from fraud_assets import keys
+
+fraud_pipeline = define_asset_job(
+    keys.MAIN_JOB,
+    selection=AssetSelection.all(),
+    description="Every asset: claims in, governed champion model and fraud scores out.",
+)
+
+ingestion_job = define_asset_job(
+    keys.INGESTION_JOB,
+    selection=AssetSelection.assets(keys.RAW_CLAIMS, keys.CLAIMS, keys.CLAIMS_QUARANTINE),
+    description="Land new claims in bronze, validate them into silver and quarantine.",
+)
+
+retraining_job = define_asset_job(
+    keys.RETRAINING_JOB,
+    selection=AssetSelection.assets(
+        keys.CLAIM_FEATURES,
+        keys.CATBOOST_MODEL,
+        keys.XGBOOST_MODEL,
+        keys.MODEL_EVALUATION,
+        keys.FAIRNESS_REPORT,
+        keys.REGISTERED_MODEL,
+    ),
+    description="Rebuild features, train both models, gate them and register the winner.",
+)
+
+drift_monitoring_job = define_asset_job(
+    keys.DRIFT_MONITORING_JOB,
+    selection=AssetSelection.assets(keys.FRAUD_SCORES, keys.PSI_REPORT),
+    description="Score the latest claims with the champion and measure drift against it.",
+)
+
+fairness_audit_job = define_asset_job(
+    keys.FAIRNESS_AUDIT_JOB,
+    selection=AssetSelection.assets(keys.FAIRNESS_REPORT),
+    config={"ops": {"fairness_report": {"config": {"write_audit_report": True}}}},
+    description="Recompute the fairness report and write the HTML audit report.",
+)
+
+ASSET_JOBS = [
+    fraud_pipeline,
+    ingestion_job,
+    retraining_job,
+    drift_monitoring_job,
+    fairness_audit_job,
+]

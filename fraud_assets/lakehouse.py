@@ -1,0 +1,213 @@
+"""Where tables live: delta-rs folders under FRAUD_HOME locally, Unity Catalog on Databricks.
+
+Task code names a table by its logical name (``"claims"``) and never builds a path or a
+three-level name itself, so the same task runs in both places.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import pandas as pd
+import pyarrow as pa
+
+from fraud_assets.settings import FraudSettings
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+log = logging.getLogger(__name__)
+
+Layer = Literal["bronze", "silver", "gold", "monitoring"]
+WriteMode = Literal["overwrite", "append"]
+
+
+@dataclass(frozen=True)
+class Table:
+    """A logical table and the medallion layer it belongs to."""
+
+    name: str
+    layer: Layer
+
+
+TABLES: dict[str, Table] = {
+    t.name: t
+    for t in [
+        Table("raw_claims", "bronze"),
+        Table("claims", "silver"),
+        Table("claims_quarantine", "silver"),
+        Table("claim_features", "gold"),
+        Table("model_evaluation", "gold"),
+        Table("holdout_predictions", "gold"),
+        Table("fraud_scores", "gold"),
+        Table("fairness_report", "monitoring"),
+        Table("psi_report", "monitoring"),
+        Table("inference_log", "monitoring"),
+    ]
+}
+
+
+def table(name: str) -> Table:
+    """Look up a logical table by name, with a clear error for a typo."""
+    try:
+        return TABLES[name]
+    except KeyError:
+        raise KeyError(f"unknown table {name!r}; known tables: {sorted(TABLES)}") from None
+
+
+class TableStore(ABC):
+    """Reads and writes the project's Delta tables; every write returns the new version."""
+
+    @abstractmethod
+    def location(self, name: str) -> str:
+        """Human-readable location: a path or a three-level name."""
+
+    @abstractmethod
+    def exists(self, name: str) -> bool: ...
+
+    @abstractmethod
+    def version(self, name: str) -> int:
+        """Latest committed Delta version; raises if the table does not exist."""
+
+    @abstractmethod
+    def read_arrow(self, name: str, version: int | None = None) -> pa.Table: ...
+
+    @abstractmethod
+    def write_arrow(self, data: pa.Table, name: str, mode: WriteMode = "overwrite") -> int: ...
+
+    @abstractmethod
+    def read_spark(self, spark: SparkSession, name: str) -> DataFrame: ...
+
+    @abstractmethod
+    def write_spark(self, df: DataFrame, name: str, mode: WriteMode = "overwrite") -> int: ...
+
+    def read_pandas(self, name: str, version: int | None = None) -> pd.DataFrame:
+        return self.read_arrow(name, version).to_pandas()
+
+    def write_pandas(self, frame: pd.DataFrame, name: str, mode: WriteMode = "overwrite") -> int:
+        return self.write_arrow(pa.Table.from_pandas(frame, preserve_index=False), name, mode)
+
+    def _missing(self, name: str) -> FileNotFoundError:
+        return FileNotFoundError(
+            f"table {name!r} does not exist at {self.location(name)}; "
+            "materialize its upstream asset first"
+        )
+
+
+class LocalDeltaStore(TableStore):
+    """delta-rs tables under ``FRAUD_HOME/<layer>/<name>``: no JVM needed to read or write."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = Path(home)
+
+    def location(self, name: str) -> str:
+        t = table(name)
+        return str(self.home / t.layer / t.name)
+
+    def exists(self, name: str) -> bool:
+        from deltalake import DeltaTable
+
+        return DeltaTable.is_deltatable(self.location(name))
+
+    def version(self, name: str) -> int:
+        from deltalake import DeltaTable
+
+        if not self.exists(name):
+            raise self._missing(name)
+        return int(DeltaTable(self.location(name)).version())
+
+    def read_arrow(self, name: str, version: int | None = None) -> pa.Table:
+        from deltalake import DeltaTable
+
+        if not self.exists(name):
+            raise self._missing(name)
+        dt = DeltaTable(self.location(name), version=version)
+        return dt.to_pyarrow_table()
+
+    def write_arrow(self, data: pa.Table, name: str, mode: WriteMode = "overwrite") -> int:
+        from deltalake import DeltaTable, write_deltalake
+
+        path = self.location(name)
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        # A Delta commit is atomic: if this raises, readers still see the previous version.
+        write_deltalake(
+            path,
+            data,
+            mode=mode,
+            schema_mode="overwrite" if mode == "overwrite" else "merge",
+        )
+        return int(DeltaTable(path).version())
+
+    def read_spark(self, spark: SparkSession, name: str) -> DataFrame:
+        return spark.createDataFrame(self.read_arrow(name))
+
+    def write_spark(self, df: DataFrame, name: str, mode: WriteMode = "overwrite") -> int:
+        return self.write_arrow(df.toArrow(), name, mode)
+
+
+class UnityCatalogStore(TableStore):
+    """Managed Delta tables ``{catalog}.{schema}.{name}`` through the cluster's SparkSession."""
+
+    def __init__(self, catalog: str, schema: str) -> None:
+        self.catalog = catalog
+        self.schema = schema
+
+    def location(self, name: str) -> str:
+        return f"{self.catalog}.{self.schema}.{table(name).name}"
+
+    def _spark(self) -> SparkSession:
+        from fraud_assets.spark import get_spark
+
+        return get_spark()
+
+    def exists(self, name: str) -> bool:
+        return bool(self._spark().catalog.tableExists(self.location(name)))
+
+    def version(self, name: str) -> int:
+        if not self.exists(name):
+            raise self._missing(name)
+        row = self._spark().sql(f"DESCRIBE HISTORY {self.location(name)} LIMIT 1").first()
+        assert row is not None
+        return int(row["version"])
+
+    def read_arrow(self, name: str, version: int | None = None) -> pa.Table:
+        spark = self._spark()
+        if not self.exists(name):
+            raise self._missing(name)
+        reader = spark.read
+        if version is not None:
+            reader = reader.option("versionAsOf", version)
+        return reader.table(self.location(name)).toArrow()
+
+    def write_arrow(self, data: pa.Table, name: str, mode: WriteMode = "overwrite") -> int:
+        return self.write_spark(self._spark().createDataFrame(data), name, mode)
+
+    def read_spark(self, spark: SparkSession, name: str) -> DataFrame:
+        if not self.exists(name):
+            raise self._missing(name)
+        return spark.read.table(self.location(name))
+
+    def write_spark(self, df: DataFrame, name: str, mode: WriteMode = "overwrite") -> int:
+        writer = df.write.format("delta").mode(mode)
+        writer = writer.option("overwriteSchema" if mode == "overwrite" else "mergeSchema", "true")
+        writer.saveAsTable(self.location(name))
+        return self.version(name)
+
+
+def on_databricks_runtime() -> bool:
+    """True inside a Databricks cluster or serverless environment."""
+    return "DATABRICKS_RUNTIME_VERSION" in os.environ
+
+
+def table_store(settings: FraudSettings) -> TableStore:
+    """The store for where this process runs: UC on a Databricks runtime, delta-rs elsewhere."""
+    if on_databricks_runtime():
+        if not settings.catalog or not settings.schema_name:
+            raise ValueError("catalog and schema must be set to use Unity Catalog tables")
+        return UnityCatalogStore(settings.catalog, settings.schema_name)
+    return LocalDeltaStore(settings.fraud_home)

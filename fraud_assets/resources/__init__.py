@@ -1,0 +1,1 @@
+"""Dagster resources: compute for heavy steps, and alert delivery."""

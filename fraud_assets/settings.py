@@ -1,0 +1,228 @@
+"""One typed settings object for the whole project.
+
+Every value is read from an environment variable (prefix ``FRAUD_``, nested fields joined
+with ``__``, for example ``FRAUD_THRESHOLDS__ROC_AUC_MIN=0.8``), then from the per-target
+overrides below, then from the defaults. Catalog, schema, model and experiment names per
+target come from the bundle's own variables in ``databricks.yml``, so there is one source.
+
+Nothing here builds a client or a session; ``get_settings()`` is called at the point of use.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Target = Literal["dev", "staging", "prod"]
+ComputeMode = Literal["local", "databricks"]
+LaunchStyle = Literal["job_cluster", "serverless", "run_now"]
+AlertSink = Literal["log", "webhook", "slack"]
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+class Thresholds(BaseModel):
+    """Every gate's threshold. Assets and checks read these; they never hard-code numbers."""
+
+    # data quality
+    max_null_rate: float = Field(0.02, description="Highest null rate allowed per required column")
+    max_quarantine_rate: float = Field(
+        0.2, description="Share of bronze rows quarantined before the silver check fails"
+    )
+    min_claim_amount: float = 0.0
+    max_claim_amount: float = 1_000_000.0
+    max_patient_age: int = 120
+    max_length_of_stay: int = 365
+    # model quality
+    operating_threshold: float = Field(
+        0.5, description="Score at or above which a claim is flagged"
+    )
+    roc_auc_min: float = 0.70
+    pr_auc_lift_min: float = Field(
+        2.0, description="PR AUC must be at least this multiple of prevalence"
+    )
+    regression_tolerance: float = Field(
+        0.02, description="Largest ROC AUC drop allowed versus champion"
+    )
+    # fairness
+    disparate_impact_min: float = 0.8
+    equal_opportunity_max: float = 0.1
+    min_group_size: int = 30
+    bootstrap_samples: int = 200
+    confidence_level: float = 0.95
+    # drift
+    psi_warn: float = 0.1
+    psi_error: float = 0.2
+    psi_bins: int = 10
+    psi_epsilon: float = 1e-4
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Thresholds:
+        if not self.psi_warn < self.psi_error:
+            raise ValueError(
+                f"psi_warn ({self.psi_warn}) must be below psi_error ({self.psi_error})"
+            )
+        if not 0.0 < self.operating_threshold < 1.0:
+            raise ValueError("operating_threshold must lie strictly between 0 and 1")
+        return self
+
+
+class Schedules(BaseModel):
+    """Cron strings for the three schedules."""
+
+    timezone: str = "America/Los_Angeles"
+    ingestion_cron: str = "0 2 * * *"
+    drift_monitoring_cron: str = "0 */6 * * *"
+    fairness_audit_cron: str = "0 6 * * 0"
+
+
+class DatabricksSettings(BaseModel):
+    """How heavy steps launch on Databricks. Credentials are read by the resource, not here."""
+
+    launch_style: LaunchStyle = "job_cluster"
+    spark_version: str = "15.4.x-cpu-ml-scala2.12"
+    node_type_id: str = "i3.xlarge"
+    min_workers: int = 1
+    max_workers: int = 4
+    policy_id: str | None = None
+    wheel_path: str = Field(
+        "dbfs:/FileStore/fraud_assets/fraud_assets-0.1.0-py3-none-any.whl",
+        description="Where the project's wheel lives on the workspace",
+    )
+    volume_path: str | None = Field(None, description="UC Volume for serverless Pipes messages")
+    job_ids: dict[str, int] = Field(
+        default_factory=dict, description="Bundle job id per task (run_now)"
+    )
+    poll_interval_seconds: float = 5.0
+    timeout_seconds: float = 3600.0
+
+
+class FraudSettings(BaseSettings):
+    """Everything configurable in fraud_assets, read from ``FRAUD_*`` environment variables."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="FRAUD_", env_nested_delimiter="__", extra="ignore", frozen=True
+    )
+
+    target: Target = "dev"
+    compute: ComputeMode = "local"
+    home: Path = Field(Path(".fraud_home"), description="Root of the local lakehouse and MLflow")
+    catalog: str | None = None
+    schema_name: str | None = None
+    model_name: str | None = None
+    experiment_name: str | None = None
+
+    protected_attributes: list[str] = ["patient_gender", "patient_age_group", "geographic_region"]
+
+    # source of claims: synthetic by default, else an external file and its mapping
+    source_path: str | None = None
+    source_mapping: str | None = None
+    landing_dir: Path | None = None
+    synthetic_rows: int = 20_000
+    seed: int = 42
+    inject_drift: float = Field(0.0, description="0 = none, 1 = strong shift in amounts and mix")
+    inject_bias: float = Field(0.0, description="0 = none, 1 = strong label bias against one group")
+    holdout_fraction: float = 0.2
+
+    thresholds: Thresholds = Thresholds()
+    schedules: Schedules = Schedules()
+    databricks: DatabricksSettings = DatabricksSettings()
+
+    alert_sink: AlertSink = "log"
+    alert_webhook_url: SecretStr | None = None
+    slack_channel: str = "#fraud-alerts"
+    retrain_cooldown_minutes: int = 360
+    dagster_base_url: str = "http://localhost:3000"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _target_defaults(cls, values: Any) -> Any:
+        if not isinstance(values, dict):
+            return values
+        target = values.get("target") or "dev"
+        bundle = bundle_variables(target)
+        for key in ("catalog", "model_name", "experiment_name"):
+            values.setdefault(key, bundle.get(key))
+        values.setdefault("schema_name", bundle.get("schema"))
+        overrides = TARGET_THRESHOLD_OVERRIDES.get(target, {})
+        if overrides:
+            given = values.get("thresholds") or {}
+            if isinstance(given, BaseModel):
+                given = given.model_dump(exclude_unset=True)
+            values["thresholds"] = {**overrides, **given}
+        return values
+
+    @property
+    def fraud_home(self) -> Path:
+        return self.home.resolve()
+
+    @property
+    def landing_path(self) -> Path:
+        return (self.landing_dir or self.fraud_home / "landing").resolve()
+
+    @property
+    def registered_model_name(self) -> str:
+        """Three-level UC name on Databricks, the bare name in the local registry."""
+        name = self.model_name or "fraud_detector"
+        if self.compute == "databricks":
+            return f"{self.catalog}.{self.schema_name}.{name}"
+        return name
+
+    def to_payload(self) -> dict[str, Any]:
+        """Settings as plain JSON for a launched task, secrets left out."""
+        payload = json.loads(self.model_dump_json(exclude={"alert_webhook_url"}))
+        payload["home"] = str(self.fraud_home)
+        return payload
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any] | None) -> FraudSettings:
+        """Rebuild settings inside a task: the launcher's payload wins over the task's env."""
+        if not payload:
+            return cls()
+        return cls(**payload)
+
+
+# Stricter gates where the model touches real decisions. Env vars still win.
+TARGET_THRESHOLD_OVERRIDES: dict[str, dict[str, Any]] = {
+    "dev": {},
+    "staging": {"min_group_size": 50},
+    "prod": {"min_group_size": 100, "roc_auc_min": 0.75},
+}
+
+
+def _bundle_file() -> Path:
+    packaged = resources.files("fraud_assets") / "conf" / "databricks.yml"
+    if packaged.is_file():
+        return Path(str(packaged))
+    return REPO_ROOT / "databricks.yml"
+
+
+@cache
+def _bundle() -> dict[str, Any]:
+    path = _bundle_file()
+    if not path.is_file():
+        raise FileNotFoundError(f"databricks.yml not found at {path}; it holds per-target names")
+    return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+
+
+def bundle_variables(target: str) -> dict[str, Any]:
+    """The bundle's variables resolved for one target: defaults, then the target's values."""
+    bundle = _bundle()
+    targets = bundle.get("targets") or {}
+    if target not in targets:
+        raise ValueError(f"unknown target {target!r}; databricks.yml defines {sorted(targets)}")
+    resolved = {name: spec.get("default") for name, spec in (bundle.get("variables") or {}).items()}
+    resolved.update((targets[target] or {}).get("variables") or {})
+    return resolved
+
+
+def get_settings() -> FraudSettings:
+    """Read settings from the environment now (never cached: tests and sensors change env)."""
+    return FraudSettings()

@@ -1,0 +1,155 @@
+"""What every task entry point shares: parameters, settings, Pipes reporting, timing.
+
+A task is a pure function ``(TaskContext) -> TaskResult``. ``run_task`` wraps it so the
+same function runs when Dagster launches it through Pipes (locally or on Databricks), when
+a bundle job runs it as a ``python_wheel_task``, and when a person runs ``python -m``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from dagster_pipes import PipesContext, is_dagster_pipes_process, open_dagster_pipes
+
+from fraud_assets.settings import FraudSettings
+
+Severity = Literal["ERROR", "WARN"]
+
+# Bundle tasks pass these as named parameters; they override the environment.
+_SETTINGS_FLAGS = ("target", "catalog", "schema_name", "model_name", "experiment_name")
+
+
+@dataclass
+class Materialization:
+    """One asset a task wrote, with the metadata Dagster records for it."""
+
+    asset_key: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+    data_version: str | None = None
+
+
+@dataclass
+class CheckOutcome:
+    """One asset check's verdict, computed where the data is."""
+
+    asset_key: str
+    check_name: str
+    passed: bool
+    severity: Severity = "ERROR"
+    metadata: dict[str, Any] = field(default_factory=dict)
+    description: str | None = None
+
+
+@dataclass
+class TaskResult:
+    materializations: list[Materialization] = field(default_factory=list)
+    checks: list[CheckOutcome] = field(default_factory=list)
+
+
+@dataclass
+class TaskContext:
+    """What a task function gets: settings, its parameters, a logger and the run id."""
+
+    settings: FraudSettings
+    params: dict[str, Any]
+    log: logging.Logger
+    run_id: str
+
+    def param(self, name: str, default: Any = None) -> Any:
+        return self.params.get(name, default)
+
+
+def parse_params(argv: Sequence[str]) -> dict[str, Any]:
+    """Turn ``--key value`` and ``--key=value`` pairs into a dict (dashes become underscores)."""
+    params: dict[str, Any] = {}
+    items = list(argv)
+    i = 0
+    while i < len(items):
+        token = items[i]
+        if not token.startswith("--"):
+            raise SystemExit(f"unexpected argument {token!r}: parameters are --name value")
+        key, eq, value = token[2:].partition("=")
+        if not eq:
+            if i + 1 < len(items) and not items[i + 1].startswith("--"):
+                value = items[i + 1]
+                i += 1
+            else:
+                value = "true"
+        params[key.replace("-", "_")] = value
+        i += 1
+    return params
+
+
+def _settings(params: Mapping[str, Any], payload: dict[str, Any] | None) -> FraudSettings:
+    overrides = {k: params[k] for k in _SETTINGS_FLAGS if params.get(k)}
+    if payload:
+        return FraudSettings.from_payload({**payload, **overrides})
+    return FraudSettings(**overrides)
+
+
+def run_task(
+    task: Callable[[TaskContext], TaskResult],
+    argv: Sequence[str] | None = None,
+    *,
+    name: str,
+) -> TaskResult:
+    """Run ``task`` with parameters from the command line and, under Dagster, from Pipes."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    params = parse_params(sys.argv[1:] if argv is None else argv)
+    if not is_dagster_pipes_process():
+        ctx = TaskContext(
+            settings=_settings(params, None),
+            params=params,
+            log=logging.getLogger(f"fraud_assets.tasks.{name}"),
+            run_id=str(params.get("run_id") or f"manual-{int(time.time())}"),
+        )
+        return _execute(task, ctx, None)
+    with open_dagster_pipes() as pipes:
+        extras = dict(pipes.extras)
+        params = {**params, **(extras.get("params") or {})}
+        ctx = TaskContext(
+            settings=_settings(params, extras.get("settings")),
+            params=params,
+            log=pipes.log,
+            run_id=str(params.get("run_id") or pipes.run_id),
+        )
+        return _execute(task, ctx, pipes)
+
+
+def _execute(
+    task: Callable[[TaskContext], TaskResult], ctx: TaskContext, pipes: PipesContext | None
+) -> TaskResult:
+    started = time.perf_counter()
+    result = task(ctx)
+    duration = round(time.perf_counter() - started, 3)
+    for mat in result.materializations:
+        mat.metadata.setdefault("duration_seconds", duration)
+        ctx.log.info("materialized %s: %s", mat.asset_key, _summary(mat.metadata))
+        if pipes is not None:
+            pipes.report_asset_materialization(
+                asset_key=mat.asset_key, metadata=mat.metadata, data_version=mat.data_version
+            )
+    for check in result.checks:
+        level = logging.INFO if check.passed else logging.WARNING
+        ctx.log.log(level, "check %s.%s passed=%s", check.asset_key, check.check_name, check.passed)
+        if pipes is not None:
+            pipes.report_asset_check(
+                asset_key=check.asset_key,
+                check_name=check.check_name,
+                passed=check.passed,
+                severity=check.severity,
+                metadata=check.metadata,
+            )
+    return result
+
+
+def _summary(metadata: Mapping[str, Any]) -> str:
+    shown = {
+        k: v for k, v in metadata.items() if isinstance(v, int | float | str) and len(str(v)) < 80
+    }
+    return ", ".join(f"{k}={v}" for k, v in list(shown.items())[:8])

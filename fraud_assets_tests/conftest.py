@@ -1,0 +1,47 @@
+"""Shared fixtures: a temporary FRAUD_HOME per test and one local SparkSession per session."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture
+def fraud_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty FRAUD_HOME, with every FRAUD_* variable from the caller's shell cleared."""
+    for name in list(os.environ):
+        if name.startswith("FRAUD_"):
+            monkeypatch.delenv(name)
+    home = tmp_path / "fraud_home"
+    home.mkdir()
+    monkeypatch.setenv("FRAUD_HOME", str(home))
+    monkeypatch.setenv("PYSPARK_PYTHON", sys.executable)
+    return home
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[object]:
+    """One local SparkSession for every Spark test in this process."""
+    from fraud_assets.spark import get_spark
+
+    session = get_spark("fraud_assets_tests")
+    yield session
+    session.stop()
+
+
+@pytest.fixture
+def dagster_instance(tmp_path: Path) -> Iterator[object]:
+    """A real, persistent DagsterInstance in a temporary DAGSTER_HOME."""
+    from dagster import DagsterInstance
+
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    with DagsterInstance.from_config(str(home)) as instance:
+        yield instance
