@@ -7,7 +7,6 @@ three-level name itself, so the same task runs in both places.
 from __future__ import annotations
 
 import logging
-import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import TYPE_CHECKING, Literal
 import pandas as pd
 import pyarrow as pa
 
-from fraud_assets.settings import FraudSettings
+from fraud_assets.settings import FraudSettings, on_databricks_runtime
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -48,6 +47,7 @@ TABLES: dict[str, Table] = {
         Table("fairness_report", "monitoring"),
         Table("psi_report", "monitoring"),
         Table("inference_log", "monitoring"),
+        Table("check_history", "monitoring"),
     ]
 }
 
@@ -197,11 +197,6 @@ class UnityCatalogStore(TableStore):
         writer = writer.option("overwriteSchema" if mode == "overwrite" else "mergeSchema", "true")
         writer.saveAsTable(self.location(name))
         return self.version(name)
-
-
-def on_databricks_runtime() -> bool:
-    """True inside a Databricks cluster or serverless environment."""
-    return "DATABRICKS_RUNTIME_VERSION" in os.environ
 
 
 def table_store(settings: FraudSettings) -> TableStore:

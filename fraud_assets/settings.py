@@ -11,6 +11,7 @@ Nothing here builds a client or a session; ``get_settings()`` is called at the p
 from __future__ import annotations
 
 import json
+import os
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -169,9 +170,9 @@ class FraudSettings(BaseSettings):
 
     @property
     def registered_model_name(self) -> str:
-        """Three-level UC name on Databricks, the bare name in the local registry."""
+        """Three-level UC name on a Databricks runtime, the bare name in the local registry."""
         name = self.model_name or "fraud_detector"
-        if self.compute == "databricks":
+        if on_databricks_runtime():
             return f"{self.catalog}.{self.schema_name}.{name}"
         return name
 
@@ -221,6 +222,11 @@ def bundle_variables(target: str) -> dict[str, Any]:
     resolved = {name: spec.get("default") for name, spec in (bundle.get("variables") or {}).items()}
     resolved.update((targets[target] or {}).get("variables") or {})
     return resolved
+
+
+def on_databricks_runtime() -> bool:
+    """True inside a Databricks cluster or serverless environment, where tasks use UC."""
+    return "DATABRICKS_RUNTIME_VERSION" in os.environ
 
 
 def get_settings() -> FraudSettings:

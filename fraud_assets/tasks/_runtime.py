@@ -7,14 +7,17 @@ a bundle job runs it as a ``python_wheel_task``, and when a person runs ``python
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Literal
 
-from dagster_pipes import PipesContext, is_dagster_pipes_process, open_dagster_pipes
+import pandas as pd
+from dagster_pipes import PipesContext, PipesEnvVarParamsLoader, open_dagster_pipes
 
 from fraud_assets.settings import FraudSettings
 
@@ -85,6 +88,11 @@ def parse_params(argv: Sequence[str]) -> dict[str, Any]:
     return params
 
 
+def launched_by_dagster() -> bool:
+    """Whether a Dagster Pipes client started this process."""
+    return PipesEnvVarParamsLoader().is_dagster_pipes_process()
+
+
 def _settings(params: Mapping[str, Any], payload: dict[str, Any] | None) -> FraudSettings:
     overrides = {k: params[k] for k in _SETTINGS_FLAGS if params.get(k)}
     if payload:
@@ -101,7 +109,7 @@ def run_task(
     """Run ``task`` with parameters from the command line and, under Dagster, from Pipes."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     params = parse_params(sys.argv[1:] if argv is None else argv)
-    if not is_dagster_pipes_process():
+    if not launched_by_dagster():
         ctx = TaskContext(
             settings=_settings(params, None),
             params=params,
@@ -134,6 +142,8 @@ def _execute(
             pipes.report_asset_materialization(
                 asset_key=mat.asset_key, metadata=mat.metadata, data_version=mat.data_version
             )
+    if result.checks:
+        record_check_history(ctx, result.checks)
     for check in result.checks:
         level = logging.INFO if check.passed else logging.WARNING
         ctx.log.log(level, "check %s.%s passed=%s", check.asset_key, check.check_name, check.passed)
@@ -146,6 +156,41 @@ def _execute(
                 metadata=check.metadata,
             )
     return result
+
+
+def record_check_history(ctx: TaskContext, checks: Sequence[CheckOutcome]) -> None:
+    """Append every verdict to the ``check_history`` table: the audit trail promotion reads.
+
+    A bundle job has no Dagster instance to ask whether a gate passed, so the verdicts are
+    kept next to the data, keyed by the pipeline run id, for both modes alike.
+    """
+    from fraud_assets.lakehouse import table_store
+
+    now = datetime.now(UTC)
+    frame = pd.DataFrame(
+        {
+            "run_id": [ctx.run_id] * len(checks),
+            "asset_key": [c.asset_key for c in checks],
+            "check_name": [c.check_name for c in checks],
+            "passed": [bool(c.passed) for c in checks],
+            "severity": [c.severity for c in checks],
+            "metadata_json": [json.dumps(c.metadata, default=str, sort_keys=True) for c in checks],
+            "evaluated_at": [now] * len(checks),
+        }
+    )
+    table_store(ctx.settings).write_pandas(frame, "check_history", mode="append")
+
+
+def latest_verdicts(settings: FraudSettings) -> dict[tuple[str, str], bool]:
+    """The most recent verdict of every (asset, check) ever recorded."""
+    from fraud_assets.lakehouse import table_store
+
+    store = table_store(settings)
+    if not store.exists("check_history"):
+        return {}
+    history = store.read_pandas("check_history").sort_values("evaluated_at")
+    latest = history.groupby(["asset_key", "check_name"]).tail(1)
+    return {(row.asset_key, row.check_name): bool(row.passed) for row in latest.itertuples()}
 
 
 def _summary(metadata: Mapping[str, Any]) -> str:
