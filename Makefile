@@ -1,0 +1,46 @@
+# Every command the README shows runs through here. `make help` lists them.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export FRAUD_HOME ?= $(CURDIR)/.fraud_home
+export DAGSTER_HOME ?= $(FRAUD_HOME)/dagster_home
+export PYSPARK_PYTHON := $(CURDIR)/$(BIN)/python
+PYTEST_WORKERS ?= 2
+
+.PHONY: help install demo test lint dev mlflow-ui bench rollback demo-drift demo-bias \
+        bundle-check lint-workflows deploy-dry-run clean
+
+help: ## List the commands
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@
+
+install: $(BIN)/.installed ## Create .venv and install the project with its dev extra
+
+demo: install ## Run the whole pipeline (fraud_pipeline job) locally on synthetic claims
+	mkdir -p "$(DAGSTER_HOME)"
+	$(BIN)/dagster job execute -m fraud_assets.definitions -j fraud_pipeline
+
+test: install ## Run the test suite
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile
+
+lint: install ## ruff (lint + format) and mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy fraud_assets
+
+dev: install ## Open the Dagster UI on http://localhost:3000
+	mkdir -p "$(DAGSTER_HOME)"
+	$(BIN)/dagster dev -w workspace.yaml
+
+mlflow-ui: install ## Open the MLflow UI on http://localhost:5000 over the local runs
+	$(BIN)/mlflow ui --backend-store-uri "sqlite:///$(FRAUD_HOME)/mlflow.db" \
+		--default-artifact-root "$(FRAUD_HOME)/mlartifacts" --port 5000
+
+clean: ## Delete the local lakehouse, MLflow store and Dagster runs
+	rm -rf "$(FRAUD_HOME)"

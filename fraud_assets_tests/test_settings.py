@@ -1,0 +1,97 @@
+"""Settings: env vars, per-target overrides from one source, and secrets kept out of payloads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from pydantic import ValidationError
+
+from fraud_assets.settings import FraudSettings, bundle_variables, get_settings
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_defaults_are_local_dev(fraud_home: Path) -> None:
+    settings = get_settings()
+    assert settings.target == "dev"
+    assert settings.compute == "local"
+    assert settings.fraud_home == fraud_home.resolve()
+    assert settings.protected_attributes == [
+        "patient_gender",
+        "patient_age_group",
+        "geographic_region",
+    ]
+    assert settings.thresholds.disparate_impact_min == 0.8
+    assert settings.thresholds.psi_warn == 0.1
+    assert settings.thresholds.psi_error == 0.2
+
+
+def test_catalog_and_model_names_come_from_the_bundle(
+    fraud_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bundle = yaml.safe_load((REPO_ROOT / "databricks.yml").read_text())
+    for target in bundle["targets"]:
+        monkeypatch.setenv("FRAUD_TARGET", target)
+        settings = get_settings()
+        expected = bundle_variables(target)
+        assert settings.catalog == expected["catalog"]
+        assert settings.schema_name == expected["schema"]
+        assert settings.model_name == expected["model_name"]
+
+
+def test_env_overrides_nested_thresholds_and_beats_target_overrides(
+    fraud_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FRAUD_TARGET", "prod")
+    assert get_settings().thresholds.min_group_size == 100
+    monkeypatch.setenv("FRAUD_THRESHOLDS__MIN_GROUP_SIZE", "7")
+    monkeypatch.setenv("FRAUD_THRESHOLDS__PSI_WARN", "0.05")
+    settings = get_settings()
+    assert settings.thresholds.min_group_size == 7
+    assert settings.thresholds.psi_warn == 0.05
+    # an override of one field keeps the target's other overrides
+    assert settings.thresholds.roc_auc_min == 0.75
+
+
+def test_protected_attributes_from_env(fraud_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FRAUD_PROTECTED_ATTRIBUTES", '["patient_gender"]')
+    assert get_settings().protected_attributes == ["patient_gender"]
+
+
+def test_unknown_target_is_a_clear_error(fraud_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FRAUD_TARGET", "qa")
+    with pytest.raises(ValidationError, match="target"):
+        get_settings()
+
+
+def test_inconsistent_thresholds_are_rejected(
+    fraud_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FRAUD_THRESHOLDS__PSI_WARN", "0.3")
+    with pytest.raises(ValidationError, match="psi_warn"):
+        get_settings()
+
+
+def test_payload_round_trips_without_secrets(
+    fraud_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FRAUD_ALERT_WEBHOOK_URL", "https://hooks.example.invalid/SECRET-123")
+    monkeypatch.setenv("FRAUD_TARGET", "staging")
+    settings = get_settings()
+    payload = settings.to_payload()
+    assert "SECRET-123" not in str(payload)
+    rebuilt = FraudSettings.from_payload(payload)
+    assert rebuilt.target == "staging"
+    assert rebuilt.thresholds == settings.thresholds
+    assert rebuilt.fraud_home == settings.fraud_home
+    assert "SECRET-123" not in repr(settings)
+
+
+def test_model_name_is_three_level_only_on_a_databricks_runtime(
+    fraud_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert get_settings().registered_model_name == "fraud_detector"
+    monkeypatch.setenv("DATABRICKS_RUNTIME_VERSION", "15.4")
+    assert get_settings().registered_model_name == "fraud_dev.claims.fraud_detector"

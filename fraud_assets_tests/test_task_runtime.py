@@ -1,0 +1,78 @@
+"""The task runtime: parameters, settings precedence, and the check_history audit trail."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fraud_assets import keys
+from fraud_assets.lakehouse import LocalDeltaStore
+from fraud_assets.settings import get_settings
+from fraud_assets.tasks._runtime import (
+    CheckOutcome,
+    Materialization,
+    TaskContext,
+    TaskResult,
+    latest_verdicts,
+    parse_params,
+    run_task,
+)
+
+
+def test_parse_params_accepts_both_forms_and_flags() -> None:
+    assert parse_params(["--model", "catboost", "--run-id=abc", "--dry-run"]) == {
+        "model": "catboost",
+        "run_id": "abc",
+        "dry_run": "true",
+    }
+
+
+def test_parse_params_rejects_positional_arguments() -> None:
+    with pytest.raises(SystemExit, match="unexpected argument"):
+        parse_params(["catboost"])
+
+
+def test_cli_settings_flags_override_the_environment(
+    fraud_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FRAUD_TARGET", "dev")
+    seen: list[TaskContext] = []
+
+    def task(ctx: TaskContext) -> TaskResult:
+        seen.append(ctx)
+        return TaskResult()
+
+    run_task(task, ["--target", "prod", "--catalog", "cat_x", "--run_id", "r-1"], name="t")
+    (ctx,) = seen
+    assert ctx.settings.target == "prod"
+    assert ctx.settings.catalog == "cat_x"
+    assert ctx.run_id == "r-1"
+    assert ctx.param("catalog") == "cat_x"
+
+
+def test_verdicts_are_recorded_and_the_latest_one_wins(fraud_home: Path) -> None:
+    def verdict(passed: bool):  # type: ignore[no-untyped-def]
+        def task(ctx: TaskContext) -> TaskResult:
+            return TaskResult(
+                materializations=[Materialization("model_evaluation", {"row_count": 1})],
+                checks=[
+                    CheckOutcome(
+                        "model_evaluation", keys.CHECK_ROC_AUC_FLOOR, passed, metadata={"v": 1}
+                    )
+                ],
+            )
+
+        return task
+
+    result = run_task(verdict(True), ["--run_id", "r-1"], name="evaluate")
+    assert result.materializations[0].metadata["duration_seconds"] >= 0
+    run_task(verdict(False), ["--run_id", "r-2"], name="evaluate")
+
+    history = LocalDeltaStore(fraud_home).read_pandas("check_history")
+    assert sorted(history["run_id"]) == ["r-1", "r-2"]
+    from fraud_assets.settings import get_settings
+
+    assert latest_verdicts(get_settings()) == {
+        ("model_evaluation", keys.CHECK_ROC_AUC_FLOOR): False
+    }
