@@ -71,7 +71,6 @@ def test_verdicts_are_recorded_and_the_latest_one_wins(fraud_home: Path) -> None
 
     history = LocalDeltaStore(fraud_home).read_pandas("check_history")
     assert sorted(history["run_id"]) == ["r-1", "r-2"]
-    from fraud_assets.settings import get_settings
 
     assert latest_verdicts(get_settings()) == {
         ("model_evaluation", keys.CHECK_ROC_AUC_FLOOR): False
