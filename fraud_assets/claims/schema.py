@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pandas as pd
 import pyarrow as pa
 
 CLAIM_SCHEMA = pa.schema(
@@ -51,3 +53,12 @@ def age_group(age: int) -> str:
         if low <= age <= high:
             return label
     raise ValueError(f"age {age} is outside every age group")
+
+
+def age_groups(ages: np.ndarray | pd.Series) -> np.ndarray:
+    """``age_group`` for many ages at once; ``None`` where an age is outside every band."""
+    values = np.asarray(ages, dtype=np.float64)
+    groups = np.full(values.shape, None, dtype=object)
+    for label, low, high in AGE_GROUPS:
+        groups[(values >= low) & (values <= high)] = label
+    return groups

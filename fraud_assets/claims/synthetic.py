@@ -1,0 +1,551 @@
+"""Seeded synthetic healthcare claims with realistic fraud patterns, drift and bias on demand.
+
+Everything is vectorised numpy: a million claims take a few seconds. The generator draws
+patients, providers and legitimate claims first, then turns about 7% of claims into fraud
+through four patterns investigators recognise:
+
+- ``upcoding``: the procedure is billed at the top tier of its specialty and the amount at
+  1.8-3x that procedure's norm.
+- ``duplicate_billing``: an earlier claim (same patient, provider, procedure, service date
+  and amount) is billed again later under a new ``claim_id``; the re-bill is the fraud.
+- ``phantom_service``: 6-15 procedures with no stay, billed by providers anywhere in the
+  country for a small pool of patients, so each such patient is "seen" by many providers.
+- ``provider_ring``: rings of four colluding providers bill a shared pool of patients at
+  1.4-2.2x the procedure's norm.
+
+``drift`` (0-1) shifts the data a model sees: amounts inflate, the specialty and procedure
+mix moves to expensive care, patients get older and claims carry more procedures. At 1.0
+several features cross the PSI "major" line (0.2); at 0.0 a new seed stays under 0.1.
+
+``bias`` (0-1) makes fraud concentrate in one group of one protected attribute,
+``patient_gender == "F"`` (see ``BIAS_ATTRIBUTE`` / ``BIAS_GROUP``): that group's fraud
+rate is multiplied by ``1 + 0.85 * bias`` and every other group's by ``1 - 0.85 * bias``.
+The extra fraud carries the usual learnable signal (inflated amounts, ring providers,
+many procedures), so a model that never sees gender still flags far more claims of women:
+at 1.0 the disparate impact ratio of a decent model falls far below 0.8. At 0.0 every
+group of every protected attribute has the same expected fraud rate.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from fraud_assets.claims.schema import AGE_GROUPS, CLAIM_COLUMNS, CLAIM_SCHEMA, age_groups
+
+log = logging.getLogger(__name__)
+
+FileFormat = Literal["csv", "parquet"]
+
+BIAS_ATTRIBUTE = "patient_gender"
+BIAS_GROUP = "F"
+BIAS_STRENGTH = 0.85  # at bias=1 the favoured group's rate x1.85, the others' x0.15
+
+PATTERNS: list[str] = ["upcoding", "duplicate_billing", "phantom_service", "provider_ring"]
+NO_FRAUD = "none"
+# Per-claim probability of each pattern before bias: 7.5% fraud in total.
+PATTERN_RATES: dict[str, float] = {
+    "upcoding": 0.025,
+    "duplicate_billing": 0.0175,
+    "phantom_service": 0.015,
+    "provider_ring": 0.0175,
+}
+
+REGIONS: list[str] = ["Northeast", "Southeast", "Midwest", "Southwest", "West"]
+REGION_WEIGHTS = np.array([0.18, 0.22, 0.20, 0.15, 0.25])
+GENDERS: list[str] = ["F", "M"]
+FEMALE_SHARE = 0.52
+AGE_GROUP_WEIGHTS = np.array([0.27, 0.25, 0.26, 0.22])
+AGE_GROUP_WEIGHTS_DRIFTED = np.array([0.08, 0.14, 0.28, 0.50])
+MAX_SYNTHETIC_AGE = 90
+
+
+@dataclass(frozen=True)
+class Procedure:
+    code: str
+    median_amount: float
+    mean_stay: float  # 0 for outpatient procedures
+
+
+# Five procedures per specialty, cheapest tier first: upcoding moves a claim up the tiers.
+CATALOG: dict[str, list[Procedure]] = {
+    "general_practice": [
+        Procedure("99211", 25, 0),
+        Procedure("99212", 55, 0),
+        Procedure("99213", 90, 0),
+        Procedure("99214", 130, 0),
+        Procedure("99215", 185, 0),
+    ],
+    "internal_medicine": [
+        Procedure("99202", 75, 0),
+        Procedure("99203", 115, 0),
+        Procedure("99204", 170, 0),
+        Procedure("99205", 225, 0),
+        Procedure("99223", 1400, 3),
+    ],
+    "cardiology": [
+        Procedure("93000", 30, 0),
+        Procedure("93015", 150, 0),
+        Procedure("93306", 220, 0),
+        Procedure("93458", 1900, 1),
+        Procedure("33533", 38000, 6),
+    ],
+    "orthopedics": [
+        Procedure("20610", 110, 0),
+        Procedure("29881", 2100, 0),
+        Procedure("27447", 21000, 3),
+        Procedure("27130", 22000, 3),
+        Procedure("23472", 24000, 2),
+    ],
+    "radiology": [
+        Procedure("71046", 45, 0),
+        Procedure("73721", 450, 0),
+        Procedure("74177", 520, 0),
+        Procedure("70553", 650, 0),
+        Procedure("78815", 1500, 0),
+    ],
+    "physical_therapy": [
+        Procedure("97140", 38, 0),
+        Procedure("97110", 40, 0),
+        Procedure("97112", 42, 0),
+        Procedure("97530", 45, 0),
+        Procedure("97161", 100, 0),
+    ],
+    "emergency_medicine": [
+        Procedure("99281", 60, 0),
+        Procedure("99282", 110, 0),
+        Procedure("99283", 190, 0),
+        Procedure("99284", 330, 1),
+        Procedure("99285", 520, 2),
+    ],
+    "psychiatry": [
+        Procedure("90853", 30, 0),
+        Procedure("90832", 70, 0),
+        Procedure("90834", 95, 0),
+        Procedure("90837", 140, 0),
+        Procedure("90791", 170, 0),
+    ],
+}
+DIAGNOSES: dict[str, list[str]] = {
+    "general_practice": ["Z00.00", "J06.9", "I10", "E11.9"],
+    "internal_medicine": ["E11.9", "I10", "E78.5", "N18.3"],
+    "cardiology": ["I25.10", "I48.91", "I50.9", "I21.4"],
+    "orthopedics": ["M17.11", "M16.11", "S83.241A", "M75.101"],
+    "radiology": ["R91.8", "M54.5", "R10.9", "G43.909"],
+    "physical_therapy": ["M54.5", "M25.561", "S33.5XXA", "M62.81"],
+    "emergency_medicine": ["R07.9", "S06.0X0A", "R10.9", "J18.9"],
+    "psychiatry": ["F32.9", "F41.1", "F43.10", "F33.1"],
+}
+SPECIALTIES: list[str] = list(CATALOG)
+SPECIALTY_WEIGHTS = np.array([0.22, 0.15, 0.10, 0.10, 0.13, 0.12, 0.10, 0.08])
+SPECIALTY_WEIGHTS_DRIFTED = np.array([0.08, 0.10, 0.22, 0.22, 0.16, 0.05, 0.14, 0.03])
+TIERS = 5
+TIER_WEIGHTS = np.array([0.30, 0.30, 0.20, 0.12, 0.08])
+TIER_WEIGHTS_DRIFTED = np.array([0.08, 0.17, 0.25, 0.25, 0.25])
+RING_SIZE = 4
+PATIENTS_PER_PHANTOM_CLAIMS = 8  # each phantom patient is billed ~8 times by ~8 providers
+PATIENTS_PER_RING_CLAIMS = 6
+
+_CODES = np.array([p.code for s in SPECIALTIES for p in CATALOG[s]], dtype=object)
+_MEDIANS = np.array([p.median_amount for s in SPECIALTIES for p in CATALOG[s]])
+_MEAN_STAY = np.array([p.mean_stay for s in SPECIALTIES for p in CATALOG[s]])
+_DIAGNOSES = np.array([d for s in SPECIALTIES for d in DIAGNOSES[s]], dtype=object)
+_DIAGNOSES_PER_SPECIALTY = 4
+
+
+def generate_claims(
+    n_rows: int,
+    *,
+    seed: int = 42,
+    drift: float = 0.0,
+    bias: float = 0.0,
+    start_date: date = date(2024, 1, 1),
+    period_days: int = 365,
+    id_prefix: str = "C",
+) -> pd.DataFrame:
+    """Synthetic claims with exactly the ``CLAIM_SCHEMA`` columns, in claim-date order.
+
+    Dates are ``datetime64[ns]`` at midnight, integers ``int32``, amounts ``float64``;
+    ``to_arrow`` turns the frame into a table with exactly ``CLAIM_SCHEMA``.
+    """
+    frame, _ = generate_claims_with_patterns(
+        n_rows,
+        seed=seed,
+        drift=drift,
+        bias=bias,
+        start_date=start_date,
+        period_days=period_days,
+        id_prefix=id_prefix,
+    )
+    return frame
+
+
+def generate_claims_with_patterns(
+    n_rows: int,
+    *,
+    seed: int = 42,
+    drift: float = 0.0,
+    bias: float = 0.0,
+    start_date: date = date(2024, 1, 1),
+    period_days: int = 365,
+    id_prefix: str = "C",
+) -> tuple[pd.DataFrame, pd.Series]:
+    """Like ``generate_claims``, plus each claim's fraud pattern (``"none"`` for legitimate).
+
+    The pattern is ground truth for tests and demos; it is not part of the claim contract.
+    """
+    if n_rows < 1:
+        raise ValueError(f"n_rows must be at least 1, got {n_rows}")
+    for name, value in (("drift", drift), ("bias", bias)):
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"{name} must lie in [0, 1], got {value}")
+    if period_days < 1:
+        raise ValueError(f"period_days must be at least 1, got {period_days}")
+
+    rng = np.random.default_rng(seed)
+    population = _population(n_rows, rng, drift)
+    claims = _legitimate_claims(n_rows, rng, population, drift, period_days)
+    pattern = _assign_patterns(rng, population, claims["patient"], bias)
+    _upcode(rng, claims, pattern == 1)
+    _phantom_services(rng, claims, population, pattern == 3)
+    _provider_rings(rng, claims, population, pattern == 4)
+    _duplicate_billing(rng, claims, pattern)
+
+    order = np.lexsort((np.arange(n_rows), claims["claim_day"]))
+    claims = {name: values[order] for name, values in claims.items()}
+    pattern = pattern[order]
+    frame = _frame(claims, pattern, population, start_date, id_prefix)
+    labels = np.array([NO_FRAUD, *PATTERNS], dtype=object)[pattern]
+    return frame, pd.Series(labels, name="fraud_pattern")
+
+
+def to_arrow(frame: pd.DataFrame) -> pa.Table:
+    """A claims frame as an Arrow table with exactly ``CLAIM_SCHEMA`` (no pandas metadata)."""
+    missing = [c for c in CLAIM_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ValueError(f"claims frame lacks columns {missing}")
+    table = pa.Table.from_pandas(frame[CLAIM_COLUMNS], schema=CLAIM_SCHEMA, preserve_index=False)
+    return table.replace_schema_metadata(None)
+
+
+def write_claims_file(
+    frame: pd.DataFrame, path: str | os.PathLike[str], *, file_format: FileFormat | None = None
+) -> Path:
+    """Write claims as CSV or Parquet, atomically: a watcher never sees a half-written file.
+
+    The format comes from ``file_format`` or the suffix. CSV dates are ISO ``YYYY-MM-DD``.
+    """
+    target = Path(path)
+    fmt = file_format or _format_from_suffix(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    table = to_arrow(frame)
+    # Written under a dot-name in the same folder, then renamed: rename is atomic on POSIX.
+    handle, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    os.close(handle)
+    tmp = Path(tmp_name)
+    try:
+        if fmt == "parquet":
+            pq.write_table(table, tmp)
+        else:
+            table.to_pandas(date_as_object=True).to_csv(tmp, index=False)
+        tmp.replace(target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    log.info("wrote %d synthetic claims to %s", len(frame), target)
+    return target
+
+
+def land_synthetic_batch(
+    landing_dir: str | os.PathLike[str],
+    *,
+    n_rows: int,
+    seed: int,
+    drift: float = 0.0,
+    bias: float = 0.0,
+    file_format: FileFormat = "csv",
+    start_date: date = date(2024, 1, 1),
+) -> Path:
+    """Drop one batch of synthetic claims into a landing folder, as a claims system would.
+
+    Claim ids carry the seed (``S<seed>-...``) so batches with different seeds never collide.
+    """
+    frame = generate_claims(
+        n_rows,
+        seed=seed,
+        drift=drift,
+        bias=bias,
+        start_date=start_date,
+        id_prefix=f"S{seed}-",
+    )
+    name = f"claims_seed{seed}_drift{drift:g}_bias{bias:g}.{file_format}"
+    return write_claims_file(frame, Path(landing_dir) / name, file_format=file_format)
+
+
+# --- internals -----------------------------------------------------------------------------
+
+
+@dataclass
+class _Population:
+    patient_gender: np.ndarray  # index into GENDERS
+    patient_age: np.ndarray
+    patient_region: np.ndarray  # index into REGIONS
+    provider_specialty: np.ndarray  # index into SPECIALTIES
+    provider_region: np.ndarray
+    per_cell: int  # providers per (specialty, region) cell
+    rings: np.ndarray  # (n_rings, RING_SIZE) provider indices
+
+    @property
+    def n_patients(self) -> int:
+        return len(self.patient_age)
+
+    @property
+    def n_providers(self) -> int:
+        return len(self.provider_specialty)
+
+
+def _mix(base: np.ndarray, drifted: np.ndarray, drift: float) -> np.ndarray:
+    weights = (1.0 - drift) * base + drift * drifted
+    return weights / weights.sum()
+
+
+def _population(n_rows: int, rng: np.random.Generator, drift: float) -> _Population:
+    n_patients = max(200, n_rows // 5)
+    gender = (rng.random(n_patients) >= FEMALE_SHARE).astype(np.int8)  # 0 = F, 1 = M
+    group = rng.choice(
+        len(AGE_GROUPS),
+        size=n_patients,
+        p=_mix(AGE_GROUP_WEIGHTS, AGE_GROUP_WEIGHTS_DRIFTED, drift),
+    )
+    low = np.array([g[1] for g in AGE_GROUPS])
+    low = np.maximum(low, 18)
+    high = np.minimum(np.array([g[2] for g in AGE_GROUPS]), MAX_SYNTHETIC_AGE)
+    age = rng.integers(low[group], high[group] + 1)
+    region = rng.choice(len(REGIONS), size=n_patients, p=REGION_WEIGHTS)
+
+    # Every (specialty, region) cell has the same number of providers, so a claim can pick
+    # its specialty and region first and then a provider with one integer draw.
+    n_cells = len(SPECIALTIES) * len(REGIONS)
+    per_cell = max(1, n_rows // (250 * n_cells))
+    provider = np.arange(n_cells * per_cell)
+    cell = provider // per_cell
+    n_rings = max(1, len(provider) // 40)
+    rings = rng.choice(len(provider), size=(n_rings, RING_SIZE), replace=False)
+    return _Population(
+        patient_gender=gender,
+        patient_age=age.astype(np.int32),
+        patient_region=region.astype(np.int8),
+        provider_specialty=(cell // len(REGIONS)).astype(np.int8),
+        provider_region=(cell % len(REGIONS)).astype(np.int8),
+        per_cell=per_cell,
+        rings=rings,
+    )
+
+
+def _legitimate_claims(
+    n_rows: int, rng: np.random.Generator, pop: _Population, drift: float, period_days: int
+) -> dict[str, np.ndarray]:
+    patient = rng.integers(0, pop.n_patients, size=n_rows)
+    specialty = rng.choice(
+        len(SPECIALTIES), size=n_rows, p=_mix(SPECIALTY_WEIGHTS, SPECIALTY_WEIGHTS_DRIFTED, drift)
+    )
+    # Most care is local; one claim in seven is billed by a provider in another region.
+    region = np.where(
+        rng.random(n_rows) < 0.85,
+        pop.patient_region[patient],
+        rng.integers(0, len(REGIONS), size=n_rows),
+    )
+    cell = specialty * len(REGIONS) + region
+    provider = cell * pop.per_cell + rng.integers(0, pop.per_cell, size=n_rows)
+    tier = rng.choice(TIERS, size=n_rows, p=_mix(TIER_WEIGHTS, TIER_WEIGHTS_DRIFTED, drift))
+    code = specialty * TIERS + tier
+    inflation = 1.0 + 0.6 * drift
+    amount = _MEDIANS[code] * inflation * rng.lognormal(0.0, 0.30, size=n_rows)
+    num_procedures = 1 + rng.poisson(0.6 + 1.2 * drift, size=n_rows)
+    stay_mean = _MEAN_STAY[code]
+    length_of_stay = np.where(stay_mean > 0, 1 + rng.poisson(np.maximum(stay_mean - 1, 0)), 0)
+    service_day = rng.integers(0, period_days, size=n_rows)
+    claim_lag = np.minimum(rng.geometric(1 / 8, size=n_rows) - 1, 120)
+    diagnosis = specialty * _DIAGNOSES_PER_SPECIALTY + rng.integers(
+        0, _DIAGNOSES_PER_SPECIALTY, size=n_rows
+    )
+    return {
+        "patient": patient,
+        "provider": provider,
+        "code": code,
+        "diagnosis": diagnosis,
+        "amount": amount,
+        "num_procedures": num_procedures,
+        "length_of_stay": length_of_stay,
+        "service_day": service_day,
+        "claim_day": service_day + claim_lag,
+    }
+
+
+def _assign_patterns(
+    rng: np.random.Generator, pop: _Population, patient: np.ndarray, bias: float
+) -> np.ndarray:
+    """0 for a legitimate claim, else 1 + index into PATTERNS; rates scaled per group."""
+    in_group = pop.patient_gender[patient] == GENDERS.index(BIAS_GROUP)
+    scale = np.where(in_group, 1.0 + BIAS_STRENGTH * bias, 1.0 - BIAS_STRENGTH * bias)
+    cumulative = np.cumsum([PATTERN_RATES[p] for p in PATTERNS])
+    draw = rng.random(len(patient))
+    below = draw[:, None] < cumulative[None, :] * scale[:, None]
+    # The first cumulative bound the draw falls under names the pattern.
+    return np.where(below.any(axis=1), below.argmax(axis=1) + 1, 0).astype(np.int8)
+
+
+def _upcode(rng: np.random.Generator, c: dict[str, np.ndarray], rows: np.ndarray) -> None:
+    idx = np.flatnonzero(rows)
+    specialty = c["code"][idx] // TIERS
+    tier = np.minimum(c["code"][idx] % TIERS + 2, TIERS - 1)
+    code = specialty * TIERS + tier
+    c["code"][idx] = code
+    c["amount"][idx] = _MEDIANS[code] * rng.uniform(1.8, 3.0, len(idx))
+    # An upcoded inpatient code without a matching stay would be a different pattern.
+    stay_mean = _MEAN_STAY[code]
+    c["length_of_stay"][idx] = np.where(stay_mean > 0, np.round(stay_mean).astype(int), 0)
+
+
+def _pooled(rng: np.random.Generator, patient: np.ndarray, claims_per_patient: int) -> np.ndarray:
+    """Re-bill rows to a few of their own patients, so the group mix of the rows is kept."""
+    n_pool = max(1, len(patient) // claims_per_patient)
+    heads = patient[:n_pool]
+    return heads[rng.integers(0, n_pool, size=len(patient))]
+
+
+def _phantom_services(
+    rng: np.random.Generator, c: dict[str, np.ndarray], pop: _Population, rows: np.ndarray
+) -> None:
+    idx = np.flatnonzero(rows)
+    c["patient"][idx] = _pooled(rng, c["patient"][idx], PATIENTS_PER_PHANTOM_CLAIMS)
+    c["provider"][idx] = rng.integers(0, pop.n_providers, size=len(idx))
+    specialty = pop.provider_specialty[c["provider"][idx]].astype(np.int64)
+    code = specialty * TIERS + rng.integers(0, 3, size=len(idx))  # cheap, easy-to-fake services
+    n_proc = rng.integers(6, 16, size=len(idx))
+    c["code"][idx] = code
+    c["num_procedures"][idx] = n_proc
+    c["length_of_stay"][idx] = 0
+    c["amount"][idx] = _MEDIANS[code] * n_proc * rng.lognormal(0.0, 0.2, size=len(idx))
+    c["diagnosis"][idx] = specialty * _DIAGNOSES_PER_SPECIALTY + rng.integers(
+        0, _DIAGNOSES_PER_SPECIALTY, size=len(idx)
+    )
+
+
+def _provider_rings(
+    rng: np.random.Generator, c: dict[str, np.ndarray], pop: _Population, rows: np.ndarray
+) -> None:
+    idx = np.flatnonzero(rows)
+    ring = rng.integers(0, len(pop.rings), size=len(idx))
+    # Each ring shares its own patient pool: pool patients are seen by every ring member.
+    patient = c["patient"][idx].copy()
+    for r in range(len(pop.rings)):
+        members = ring == r
+        if members.any():
+            patient[members] = _pooled(rng, patient[members], PATIENTS_PER_RING_CLAIMS)
+    provider = pop.rings[ring, rng.integers(0, RING_SIZE, size=len(idx))]
+    specialty = pop.provider_specialty[provider].astype(np.int64)
+    code = specialty * TIERS + rng.choice(TIERS, size=len(idx), p=TIER_WEIGHTS)
+    c["patient"][idx] = patient
+    c["provider"][idx] = provider
+    c["code"][idx] = code
+    c["amount"][idx] = _MEDIANS[code] * rng.uniform(1.4, 2.2, size=len(idx))
+    stay_mean = _MEAN_STAY[code]
+    c["length_of_stay"][idx] = np.where(stay_mean > 0, np.round(stay_mean).astype(int), 0)
+    c["diagnosis"][idx] = specialty * _DIAGNOSES_PER_SPECIALTY + rng.integers(
+        0, _DIAGNOSES_PER_SPECIALTY, size=len(idx)
+    )
+
+
+def _duplicate_billing(
+    rng: np.random.Generator, c: dict[str, np.ndarray], pattern: np.ndarray
+) -> None:
+    """Make a legitimate claim the original of each re-bill: same content, earlier claim."""
+    rebill = np.flatnonzero(pattern == 2)
+    legit = np.flatnonzero(pattern == 0)
+    if len(rebill) == 0:
+        return
+    if len(legit) < len(rebill):
+        raise ValueError("too few legitimate claims to duplicate; generate more rows")
+    original = rng.choice(legit, size=len(rebill), replace=False)
+    for name in (
+        "patient",
+        "provider",
+        "code",
+        "diagnosis",
+        "amount",
+        "num_procedures",
+        "length_of_stay",
+        "service_day",
+    ):
+        c[name][original] = c[name][rebill]
+    c["claim_day"][original] = c["service_day"][rebill] + rng.integers(0, 10, size=len(rebill))
+    c["claim_day"][rebill] = c["claim_day"][original] + rng.integers(14, 90, size=len(rebill))
+
+
+def _frame(
+    c: dict[str, np.ndarray],
+    pattern: np.ndarray,
+    pop: _Population,
+    start_date: date,
+    id_prefix: str,
+) -> pd.DataFrame:
+    n = len(c["patient"])
+    start = np.datetime64(start_date, "D")
+    patient = c["patient"]
+    provider = c["provider"]
+    ages = pop.patient_age[patient]
+    return pd.DataFrame(
+        {
+            "claim_id": _ids(id_prefix, np.arange(1, n + 1), 9),
+            "patient_id": _ids("PAT", np.arange(pop.n_patients), 7)[patient],
+            "provider_id": _ids("PRV", np.arange(pop.n_providers), 5)[provider],
+            "claim_date": (start + c["claim_day"].astype("timedelta64[D]")).astype(
+                "datetime64[ns]"
+            ),
+            "service_date": (start + c["service_day"].astype("timedelta64[D]")).astype(
+                "datetime64[ns]"
+            ),
+            "claim_amount": np.round(c["amount"], 2).astype(np.float64),
+            "num_procedures": c["num_procedures"].astype(np.int32),
+            "length_of_stay": c["length_of_stay"].astype(np.int32),
+            "procedure_code": _CODES[c["code"]],
+            "diagnosis_code": _DIAGNOSES[c["diagnosis"]],
+            "provider_specialty": np.array(SPECIALTIES, dtype=object)[
+                pop.provider_specialty[provider]
+            ],
+            "patient_age": ages.astype(np.int32),
+            "patient_gender": np.array(GENDERS, dtype=object)[pop.patient_gender[patient]],
+            "patient_age_group": age_groups(ages),
+            "geographic_region": np.array(REGIONS, dtype=object)[pop.patient_region[patient]],
+            "is_fraud": (pattern > 0).astype(np.int32),
+        }
+    )
+
+
+def _ids(prefix: str, numbers: np.ndarray, width: int) -> np.ndarray:
+    # pyarrow's string kernels format a million ids ~20x faster than a Python f-string loop.
+    digits = pc.utf8_lpad(pa.array(numbers).cast(pa.string()), width=width, padding="0")
+    return np.asarray(
+        pc.binary_join_element_wise(prefix, digits, "").to_numpy(zero_copy_only=False), dtype=object
+    )
+
+
+def _format_from_suffix(path: Path) -> FileFormat:
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        return "csv"
+    if suffix in (".parquet", ".pq"):
+        return "parquet"
+    raise ValueError(f"cannot tell the file format of {path}: use a .csv or .parquet suffix")
