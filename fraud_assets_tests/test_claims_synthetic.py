@@ -40,8 +40,10 @@ def _psi(reference: pd.Series, current: pd.Series, bins: int = 10, eps: float = 
         cur = current.value_counts(normalize=True).reindex(cats, fill_value=0).to_numpy()
     else:
         edges = np.unique(np.quantile(reference, np.linspace(0, 1, bins + 1)[1:-1]))
-        counts_ref = np.bincount(np.searchsorted(edges, reference, "right"), len(edges) + 1)
-        counts_cur = np.bincount(np.searchsorted(edges, current, "right"), len(edges) + 1)
+        counts_ref = np.bincount(
+            np.searchsorted(edges, reference, "right"), minlength=len(edges) + 1
+        )
+        counts_cur = np.bincount(np.searchsorted(edges, current, "right"), minlength=len(edges) + 1)
         ref, cur = counts_ref / counts_ref.sum(), counts_cur / counts_cur.sum()
     ref, cur = np.maximum(ref, eps), np.maximum(cur, eps)
     return float(np.sum((cur - ref) * np.log(cur / ref)))
