@@ -103,6 +103,25 @@ class DatabricksSettings(BaseModel):
     )
     poll_interval_seconds: float = 5.0
     timeout_seconds: float = 3600.0
+    job_name_template: str = Field(
+        "fraud_assets_{task}",
+        description="Bundle job name per task for run_now without a job id ({task}, {target})",
+    )
+    serverless_environment_version: str = Field(
+        "2", description="Serverless environment version for the wheel's environment"
+    )
+    data_security_mode: str = Field(
+        "SINGLE_USER", description="Job cluster access mode; Unity Catalog needs SINGLE_USER"
+    )
+    message_poll_interval_seconds: float = Field(
+        10.0, description="How often Dagster reads Pipes message chunks from DBFS or the Volume"
+    )
+    api_retry_attempts: int = Field(
+        5, description="Retries of 500/502/504 answers per API call (the SDK retries 429/503)"
+    )
+    api_retry_timeout_seconds: int = Field(
+        300, description="Deadline of the SDK's own retries of 429/503 answers per API call"
+    )
 
 
 class FraudSettings(BaseSettings):
