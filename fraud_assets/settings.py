@@ -124,6 +124,31 @@ class DatabricksSettings(BaseModel):
     )
 
 
+class ServingSettings(BaseModel):
+    """The real-time scoring service: where it listens, how it splits traffic, how it logs."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    challenger_traffic: float = Field(
+        0.1, ge=0.0, le=1.0, description="Share of claims the challenger alias answers"
+    )
+    routing_salt: str = Field(
+        "fraud-ab-1", description="Hashed with claim_id; a new salt reshuffles the A/B groups"
+    )
+    shadow: bool = Field(
+        False, description="Challenger scores its share too, but the champion always answers"
+    )
+    max_records: int = Field(1000, ge=1, description="Most claims accepted in one request")
+    log_flush_rows: int = Field(500, ge=1, description="Buffered inference-log rows per write")
+    log_flush_seconds: float = Field(5.0, gt=0, description="Longest wait before a buffered write")
+    log_max_buffer_rows: int = Field(
+        100_000, ge=1, description="Unwritten rows at which scoring answers 503 (log is down)"
+    )
+    log_window_minutes: int = Field(
+        60, ge=1, le=1440, description="Width of an inference_log window_id for realtime rows"
+    )
+
+
 class FraudSettings(BaseSettings):
     """Everything configurable in fraud_assets, read from ``FRAUD_*`` environment variables."""
 
@@ -145,6 +170,9 @@ class FraudSettings(BaseSettings):
     source_path: str | None = None
     source_mapping: str | None = None
     landing_dir: Path | None = None
+    landing_mapping: str | None = Field(
+        None, description="Mapping for landed files that have no <file>.mapping.yaml sidecar"
+    )
     synthetic_rows: int = 20_000
     seed: int = 42
     inject_drift: float = Field(0.0, description="0 = none, 1 = strong shift in amounts and mix")
@@ -154,6 +182,7 @@ class FraudSettings(BaseSettings):
     thresholds: Thresholds = Thresholds()
     schedules: Schedules = Schedules()
     databricks: DatabricksSettings = DatabricksSettings()
+    serving: ServingSettings = ServingSettings()
 
     alert_sink: AlertSink = "log"
     alert_webhook_url: SecretStr | None = None
