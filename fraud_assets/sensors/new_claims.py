@@ -1,0 +1,133 @@
+"""Sensor: every new claim file in the landing folder starts one ingestion run."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+from dagster import (
+    RunRequest,
+    SensorDefinition,
+    SensorEvaluationContext,
+    SensorResult,
+    SkipReason,
+    sensor,
+)
+
+from fraud_assets import keys
+from fraud_assets.sensors.landing import (
+    LandedFile,
+    VolumeClient,
+    dump_seen,
+    list_local_folder,
+    list_volume_folder,
+    load_seen,
+    new_claim_files,
+    next_seen,
+)
+from fraud_assets.settings import FraudSettings, get_settings
+
+NEW_CLAIMS_SENSOR = "new_claims_sensor"
+
+VolumeClientFactory = Callable[[FraudSettings], VolumeClient]
+
+
+def default_volume_client(settings: FraudSettings) -> VolumeClient:
+    """A WorkspaceClient from the standard DATABRICKS_* variables, built at the point of use."""
+    from fraud_assets.databricks.credentials import (
+        CLIENT_ID_VAR,
+        CLIENT_SECRET_VAR,
+        HOST_VAR,
+        TOKEN_VAR,
+        resolve_credentials,
+        workspace_client,
+    )
+
+    credentials = resolve_credentials(
+        host=os.environ.get(HOST_VAR),
+        token=os.environ.get(TOKEN_VAR),
+        client_id=os.environ.get(CLIENT_ID_VAR),
+        client_secret=os.environ.get(CLIENT_SECRET_VAR),
+    )
+    return workspace_client(credentials, settings.databricks)
+
+
+def landing_location(settings: FraudSettings) -> str:
+    """The landing folder: a local path, or a UC Volume path when compute is Databricks."""
+    if settings.compute == "databricks":
+        if settings.landing_dir is not None:
+            return settings.landing_dir.as_posix()
+        return f"/Volumes/{settings.catalog}/{settings.schema_name}/landing"
+    return str(settings.landing_path)
+
+
+def list_landing(
+    settings: FraudSettings, volume_client: VolumeClientFactory
+) -> list[LandedFile] | None:
+    """The landing folder's files, or None when a local folder does not exist yet."""
+    location = landing_location(settings)
+    if settings.compute == "databricks":
+        return list_volume_folder(volume_client(settings), location)
+    folder = settings.landing_path
+    if not folder.is_dir():
+        return None
+    return list_local_folder(folder)
+
+
+def build_new_claims_sensor(
+    *, volume_client: VolumeClientFactory = default_volume_client
+) -> SensorDefinition:
+    """The new-claims sensor; tests pass a fake ``volume_client`` for the Databricks branch."""
+
+    @sensor(
+        name=NEW_CLAIMS_SENSOR,
+        job_name=keys.INGESTION_JOB,
+        minimum_interval_seconds=60,
+        description=(
+            "Start ingestion_job for each new *.csv / *.parquet claim file in the landing "
+            "folder (FRAUD_LANDING_DIR; a UC Volume on Databricks). A sidecar "
+            "<file>.mapping.yaml, else FRAUD_LANDING_MAPPING, maps it onto the claim schema."
+        ),
+    )
+    def new_claims_sensor(context: SensorEvaluationContext) -> SensorResult | SkipReason:
+        settings = get_settings()
+        listing = list_landing(settings, volume_client)
+        if listing is None:
+            return SkipReason(f"landing folder {settings.landing_path} does not exist yet")
+        seen = load_seen(context.cursor)
+        pending = list(new_claim_files(listing, seen, default_mapping=settings.landing_mapping))
+        cursor = dump_seen(next_seen(listing, seen, pending))
+        if not pending:
+            return SensorResult(
+                skip_reason=f"no new claim files in {landing_location(settings)}", cursor=cursor
+            )
+        requests = []
+        for claim_file in pending:
+            context.log.info(
+                "new claim file %s (%d bytes), mapping %s",
+                claim_file.file.path,
+                claim_file.file.size,
+                claim_file.mapping or "none (canonical columns)",
+            )
+            requests.append(
+                RunRequest(
+                    run_key=claim_file.file.run_key,
+                    run_config={
+                        "ops": {
+                            "raw_claims": {
+                                "config": {
+                                    "source_path": claim_file.file.path,
+                                    "mapping": claim_file.mapping,
+                                }
+                            }
+                        }
+                    },
+                    tags={
+                        "fraud_assets/trigger": NEW_CLAIMS_SENSOR,
+                        "fraud_assets/source_file": claim_file.file.name,
+                    },
+                )
+            )
+        return SensorResult(run_requests=requests, cursor=cursor)
+
+    return new_claims_sensor
