@@ -41,6 +41,8 @@ class Thresholds(BaseModel):
     max_claim_amount: float = 1_000_000.0
     max_patient_age: int = 120
     max_length_of_stay: int = 365
+    min_num_procedures: int = Field(1, description="A claim bills at least this many procedures")
+    max_num_procedures: int = 100
     # model quality
     operating_threshold: float = Field(
         0.5, description="Score at or above which a claim is flagged"
