@@ -92,6 +92,22 @@ class TableStore(ABC):
     def write_pandas(self, frame: pd.DataFrame, name: str, mode: WriteMode = "overwrite") -> int:
         return self.write_arrow(pa.Table.from_pandas(frame, preserve_index=False), name, mode)
 
+    @abstractmethod
+    def table_schema(self, name: str) -> pa.Schema:
+        """The table's current schema, without reading its data."""
+
+    @abstractmethod
+    def replace_rows(self, data: pa.Table, name: str, *, column: str, value: str) -> int:
+        """Atomically swap the rows where ``column == value`` for ``data`` (Delta replaceWhere).
+
+        Re-running a batch then replaces it instead of appending it twice. Creates the table
+        when it does not exist yet.
+        """
+
+    @abstractmethod
+    def replace_rows_spark(self, df: DataFrame, name: str, *, column: str, value: str) -> int:
+        """``replace_rows`` for a Spark DataFrame."""
+
     def _missing(self, name: str) -> FileNotFoundError:
         return FileNotFoundError(
             f"table {name!r} does not exist at {self.location(name)}; "
@@ -149,6 +165,27 @@ class LocalDeltaStore(TableStore):
     def write_spark(self, df: DataFrame, name: str, mode: WriteMode = "overwrite") -> int:
         return self.write_arrow(df.toArrow(), name, mode)
 
+    def table_schema(self, name: str) -> pa.Schema:
+        from deltalake import DeltaTable
+
+        if not self.exists(name):
+            raise self._missing(name)
+        return pa.schema(DeltaTable(self.location(name)).schema().to_arrow())
+
+    def replace_rows(self, data: pa.Table, name: str, *, column: str, value: str) -> int:
+        from deltalake import DeltaTable, write_deltalake
+
+        if not self.exists(name):
+            return self.write_arrow(data, name, "append")
+        path = self.location(name)
+        write_deltalake(
+            path, data, mode="overwrite", predicate=_equals(column, value), schema_mode="merge"
+        )
+        return int(DeltaTable(path).version())
+
+    def replace_rows_spark(self, df: DataFrame, name: str, *, column: str, value: str) -> int:
+        return self.replace_rows(df.toArrow(), name, column=column, value=value)
+
 
 class UnityCatalogStore(TableStore):
     """Managed Delta tables ``{catalog}.{schema}.{name}`` through the cluster's SparkSession."""
@@ -197,6 +234,29 @@ class UnityCatalogStore(TableStore):
         writer = writer.option("overwriteSchema" if mode == "overwrite" else "mergeSchema", "true")
         writer.saveAsTable(self.location(name))
         return self.version(name)
+
+    def table_schema(self, name: str) -> pa.Schema:
+        if not self.exists(name):
+            raise self._missing(name)
+        return self._spark().read.table(self.location(name)).limit(0).toArrow().schema
+
+    def replace_rows(self, data: pa.Table, name: str, *, column: str, value: str) -> int:
+        return self.replace_rows_spark(
+            self._spark().createDataFrame(data), name, column=column, value=value
+        )
+
+    def replace_rows_spark(self, df: DataFrame, name: str, *, column: str, value: str) -> int:
+        if not self.exists(name):
+            return self.write_spark(df, name, "append")
+        writer = df.write.format("delta").mode("overwrite")
+        writer.option("replaceWhere", _equals(column, value)).saveAsTable(self.location(name))
+        return self.version(name)
+
+
+def _equals(column: str, value: str) -> str:
+    """A SQL predicate ``column = 'value'`` with the value's quotes escaped."""
+    escaped = value.replace("'", "''")
+    return f"`{column}` = '{escaped}'"
 
 
 def table_store(settings: FraudSettings) -> TableStore:
