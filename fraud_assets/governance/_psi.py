@@ -1,0 +1,305 @@
+"""Population stability index of every model feature and of the score.
+
+PSI = sum over bins of (current share - reference share) * ln(current share / reference share).
+
+- Numeric columns use quantile bins fixed on the reference: interior edges at the reference's
+  1/b, 2/b, ... quantiles, outer bins open-ended, duplicate edges (ties, e.g. a count that is
+  mostly 1) merged. Bins are right-closed: (edge[k-1], edge[k]].
+- Categorical columns use the reference's categories plus one "unseen" bucket that counts
+  every current value the reference never had.
+- Missing values get their own "missing" bucket in both kinds, so a column that starts
+  arriving empty is drift, not silently ignored.
+- A share below ``epsilon`` counts as ``epsilon``, so an empty bin (a tiny sample, an unseen
+  category) gives a large but finite PSI, never inf.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+DriftLevel = Literal["none", "minor", "major"]
+FeatureKind = Literal["numeric", "categorical", "score"]
+DRIFT_LEVELS: tuple[DriftLevel, ...] = ("none", "minor", "major")
+UNSEEN_BUCKET = "(unseen)"
+MISSING_BUCKET = "(missing)"
+
+
+@dataclass(frozen=True)
+class ColumnPsi:
+    """One column's PSI with the buckets it was computed on."""
+
+    column: str
+    kind: FeatureKind
+    psi: float
+    buckets: list[str]
+    reference_share: list[float]
+    current_share: list[float]
+    edges: list[float] | None = None
+
+
+def population_stability_index(
+    reference_counts: npt.ArrayLike, current_counts: npt.ArrayLike, *, epsilon: float
+) -> float:
+    """PSI from bucket counts; shares below ``epsilon`` are raised to it."""
+    ref = np.asarray(reference_counts, dtype=np.float64)
+    cur = np.asarray(current_counts, dtype=np.float64)
+    if ref.shape != cur.shape:
+        raise ValueError(f"bucket counts differ in shape: {ref.shape} vs {cur.shape}")
+    if ref.sum() <= 0 or cur.sum() <= 0:
+        raise ValueError("PSI needs at least one reference and one current value")
+    if epsilon <= 0:
+        raise ValueError(f"epsilon must be positive, got {epsilon}")
+    ref_share = np.maximum(ref / ref.sum(), epsilon)
+    cur_share = np.maximum(cur / cur.sum(), epsilon)
+    return float(np.sum((cur_share - ref_share) * np.log(cur_share / ref_share)))
+
+
+def quantile_edges(reference: npt.ArrayLike, *, bins: int) -> np.ndarray:
+    """Interior bin edges at the reference's quantiles, duplicates merged."""
+    if bins < 2:
+        raise ValueError(f"bins must be at least 2, got {bins}")
+    values = _as_float(reference, "reference")
+    values = values[~np.isnan(values)]
+    if values.size == 0:
+        return np.empty(0)
+    return np.unique(np.quantile(values, np.linspace(0.0, 1.0, bins + 1)[1:-1]))
+
+
+def numeric_bucket_counts(
+    values: npt.ArrayLike, edges: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Counts per right-closed bin over ``edges`` (open-ended outer bins), and missing count."""
+    array = _as_float(values, "values")
+    missing = np.isnan(array)
+    # side="left": a value equal to an edge belongs to the bin that edge closes.
+    index = np.searchsorted(edges, array[~missing], side="left")
+    return np.bincount(index, minlength=len(edges) + 1), np.array([missing.sum()])
+
+
+def numeric_psi(
+    reference: npt.ArrayLike,
+    current: npt.ArrayLike,
+    *,
+    bins: int,
+    epsilon: float,
+    column: str = "value",
+    kind: FeatureKind = "numeric",
+) -> ColumnPsi:
+    """PSI of a numeric column over quantile bins fixed on the reference."""
+    ref_values, cur_values = _as_float(reference, column), _as_float(current, column)
+    edges = quantile_edges(ref_values, bins=bins)
+    ref_bins, ref_missing = numeric_bucket_counts(ref_values, edges)
+    cur_bins, cur_missing = numeric_bucket_counts(cur_values, edges)
+    ref_counts = np.concatenate([ref_bins, ref_missing])
+    cur_counts = np.concatenate([cur_bins, cur_missing])
+    labels = [*_interval_labels(edges), MISSING_BUCKET]
+    return ColumnPsi(
+        column=column,
+        kind=kind,
+        psi=population_stability_index(ref_counts, cur_counts, epsilon=epsilon),
+        buckets=labels,
+        reference_share=(ref_counts / ref_counts.sum()).tolist(),
+        current_share=(cur_counts / cur_counts.sum()).tolist(),
+        edges=edges.tolist(),
+    )
+
+
+def categorical_psi(
+    reference: npt.ArrayLike | pd.Series,
+    current: npt.ArrayLike | pd.Series,
+    *,
+    epsilon: float,
+    column: str = "value",
+) -> ColumnPsi:
+    """PSI of a categorical column: reference categories, then "unseen", then "missing"."""
+    ref_counts, ref_missing = _label_counts(reference)
+    cur_counts, cur_missing = _label_counts(current)
+    categories = sorted(ref_counts)
+    cur_seen = np.array([cur_counts.get(c, 0) for c in categories], dtype=np.int64)
+    unseen = sum(n for label, n in cur_counts.items() if label not in ref_counts)
+    ref_all = np.array([*(ref_counts[c] for c in categories), 0, ref_missing], dtype=np.int64)
+    cur_all = np.array([*cur_seen, unseen, cur_missing], dtype=np.int64)
+    return ColumnPsi(
+        column=column,
+        kind="categorical",
+        psi=population_stability_index(ref_all, cur_all, epsilon=epsilon),
+        buckets=[*categories, UNSEEN_BUCKET, MISSING_BUCKET],
+        reference_share=(ref_all / ref_all.sum()).tolist(),
+        current_share=(cur_all / cur_all.sum()).tolist(),
+    )
+
+
+def drift_level(psi: float, *, warn: float, error: float) -> DriftLevel:
+    """ "none" below ``warn``, "minor" from ``warn`` to below ``error``, "major" from ``error``."""
+    if np.isnan(psi):
+        raise ValueError("PSI is NaN: the drift level is undefined")
+    if psi >= error:
+        return "major"
+    if psi >= warn:
+        return "minor"
+    return "none"
+
+
+def psi_report(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    *,
+    numeric_features: Sequence[str],
+    categorical_features: Sequence[str],
+    score_column: str | None,
+    bins: int,
+    epsilon: float,
+    warn: float,
+    error: float,
+    current_scores: pd.Series | None = None,
+) -> pd.DataFrame:
+    """One row per feature and the score: PSI, drift level, row counts and buckets.
+
+    ``current_scores`` replaces ``current[score_column]`` when only some current rows were
+    scored by the model the reference belongs to.
+    """
+    columns = [*numeric_features, *categorical_features, *([score_column] if score_column else [])]
+    for name, frame in (("reference", reference), ("current", current)):
+        missing = [c for c in columns if c not in frame.columns]
+        if missing:
+            raise ValueError(f"{name} data lacks columns {missing}")
+        if len(frame) == 0:
+            raise ValueError(f"{name} data has no rows: PSI needs both samples")
+    rows: list[tuple[ColumnPsi, int, int]] = [
+        (
+            numeric_psi(reference[c], current[c], bins=bins, epsilon=epsilon, column=c),
+            len(reference),
+            len(current),
+        )
+        for c in numeric_features
+    ]
+    rows += [
+        (
+            categorical_psi(reference[c], current[c], epsilon=epsilon, column=c),
+            len(reference),
+            len(current),
+        )
+        for c in categorical_features
+    ]
+    if score_column:
+        scores = current[score_column] if current_scores is None else current_scores
+        if len(scores) == 0:
+            raise ValueError("no current scores: the score PSI needs at least one")
+        result = numeric_psi(
+            reference[score_column],
+            scores,
+            bins=bins,
+            epsilon=epsilon,
+            column=score_column,
+            kind="score",
+        )
+        rows.append((result, len(reference), len(scores)))
+    return pd.DataFrame(
+        {
+            "feature": [r.column for r, _, _ in rows],
+            "kind": [r.kind for r, _, _ in rows],
+            "psi": [r.psi for r, _, _ in rows],
+            "drift_level": [drift_level(r.psi, warn=warn, error=error) for r, _, _ in rows],
+            "buckets": [len(r.buckets) for r, _, _ in rows],
+            "reference_rows": [n for _, n, _ in rows],
+            "current_rows": [n for _, _, n in rows],
+            "bucket_detail": [
+                json.dumps(
+                    {
+                        "buckets": r.buckets,
+                        "reference_share": r.reference_share,
+                        "current_share": r.current_share,
+                        "edges": r.edges,
+                    }
+                )
+                for r, _, _ in rows
+            ],
+        }
+    )
+
+
+@dataclass(frozen=True)
+class ScoredWindow:
+    """The slice of ``inference_log`` that drift is measured on."""
+
+    window_id: str
+    started_at: pd.Timestamp
+    ended_at: pd.Timestamp
+    batch_rows: int
+    realtime_rows: int
+
+
+def latest_scored_window(inference_log: pd.DataFrame) -> tuple[pd.DataFrame, ScoredWindow]:
+    """Rows of the most recent scoring window, plus real-time rows scored since it started.
+
+    The latest window is the batch window with the latest ``scored_at`` (any source's window
+    when nothing was batch-scored), so a trickle of real-time rows cannot displace it.
+    """
+    required = ["window_id", "scored_at", "source"]
+    missing = [c for c in required if c not in inference_log.columns]
+    if missing:
+        raise ValueError(f"inference_log lacks columns {missing}")
+    if inference_log.empty:
+        raise LookupError("inference_log has no rows: no scoring window has been scored yet")
+    source = inference_log["source"].astype("string")
+    batch = inference_log.loc[source == "batch"]
+    candidates = batch if not batch.empty else inference_log
+    windows = candidates.dropna(subset=["window_id"]).groupby("window_id")["scored_at"]
+    if windows.ngroups == 0:
+        raise LookupError("inference_log has no row with a window_id: nothing to compare")
+    bounds = windows.agg(["min", "max"])
+    latest = bounds["max"].idxmax()
+    started = bounds.at[latest, "min"]
+    in_window = (inference_log["window_id"] == latest).fillna(False).to_numpy(dtype=bool)
+    realtime = ((source == "realtime") & (inference_log["scored_at"] >= started)).fillna(False)
+    realtime_only = realtime.to_numpy(dtype=bool) & ~in_window
+    current = inference_log.loc[in_window | realtime_only].reset_index(drop=True)
+    return current, ScoredWindow(
+        window_id=str(latest),
+        started_at=pd.Timestamp(str(started)),
+        ended_at=pd.Timestamp(current["scored_at"].max()),
+        batch_rows=int(in_window.sum()),
+        realtime_rows=int(realtime_only.sum()),
+    )
+
+
+def _interval_labels(edges: np.ndarray) -> list[str]:
+    bounds = [-np.inf, *edges.tolist(), np.inf]
+    return [f"({lo:.6g}, {hi:.6g}]" for lo, hi in itertools.pairwise(bounds)]
+
+
+def _label_counts(values: npt.ArrayLike | pd.Series) -> tuple[dict[str, int], int]:
+    """Count per category label, and the missing count, in one factorize pass."""
+    if not isinstance(values, pd.Series):
+        values = pd.Series(np.asarray(values, dtype=object))
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    counts = np.bincount(codes[codes >= 0], minlength=len(uniques))
+    labelled: dict[str, int] = {}
+    # Labels compare as strings, so a code read back as 93000 or 93000.0 still matches "93000".
+    for value, count in zip(uniques, counts, strict=True):
+        label = _label(value)
+        labelled[label] = labelled.get(label, 0) + int(count)
+    return labelled, int((codes < 0).sum())
+
+
+def _label(value: object) -> str:
+    if isinstance(value, float | np.floating) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _as_float(values: npt.ArrayLike | pd.Series, column: str) -> np.ndarray:
+    series = values if isinstance(values, pd.Series) else pd.Series(np.asarray(values))
+    try:
+        numbers = pd.to_numeric(series, errors="raise")
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"numeric column {column!r} holds non-numeric values: {exc}") from None
+    return np.asarray(pd.Series(numbers).to_numpy(dtype=np.float64, na_value=np.nan))

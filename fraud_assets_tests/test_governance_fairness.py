@@ -1,0 +1,362 @@
+"""Fairness metrics: equal to fairlearn, honest intervals, and gates that catch injected bias."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from fairlearn.metrics import (
+    MetricFrame,
+    count,
+    demographic_parity_ratio,
+    equal_opportunity_difference,
+    equalized_odds_difference,
+    false_positive_rate,
+    selection_rate,
+    true_positive_rate,
+)
+from sklearn.metrics import precision_score
+from sklearn.tree import DecisionTreeClassifier
+
+from fraud_assets.claims.synthetic import BIAS_ATTRIBUTE, BIAS_GROUP, generate_claims
+from fraud_assets.governance import (
+    STATUS_INSUFFICIENT,
+    STATUS_OK,
+    FairnessGates,
+    FairnessReport,
+    compute_fairness_report,
+    disparate_impact_ratio,
+    fairness_gates,
+    group_metrics,
+)
+from fraud_assets.governance import (
+    equal_opportunity_difference as our_equal_opportunity_difference,
+)
+from fraud_assets.governance import (
+    equalized_odds_difference as our_equalized_odds_difference,
+)
+
+ATTRIBUTES = ["gender", "age_group", "region"]
+MIN_GROUP = 30
+
+
+def _dataset(seed: int, n: int = 3_000) -> pd.DataFrame:
+    """Random claims with a tiny region (below the minimum size) and one with no frauds."""
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(
+        {
+            "gender": rng.choice(["F", "M"], n, p=[0.55, 0.45]),
+            "age_group": rng.choice(["18-34", "35-49", "50-64", "65+"], n),
+            "region": rng.choice(["north", "south", "east", "west"], n, p=[0.4, 0.3, 0.295, 0.005]),
+        }
+    )
+    rate = np.where(frame["gender"] == "F", 0.12, 0.06) + rng.uniform(0, 0.04)
+    frame["is_fraud"] = (rng.random(n) < rate).astype(int)
+    frame.loc[frame["age_group"] == "65+", "is_fraud"] = 0
+    caught = rng.random(n) < np.where(frame["region"] == "east", 0.6, 0.8)
+    false_alarm = rng.random(n) < 0.03
+    frame["decision"] = np.where(frame["is_fraud"] == 1, caught, false_alarm).astype(int)
+    return frame
+
+
+def _report(frame: pd.DataFrame, *, samples: int = 200, seed: int = 7) -> FairnessReport:
+    return compute_fairness_report(
+        frame,
+        protected_attributes=ATTRIBUTES,
+        min_group_size=MIN_GROUP,
+        bootstrap_samples=samples,
+        confidence_level=0.95,
+        seed=seed,
+    )
+
+
+def _fairlearn_frame(frame: pd.DataFrame, columns: list[str]) -> MetricFrame:
+    return MetricFrame(
+        metrics={
+            "selection_rate": selection_rate,
+            "true_positive_rate": true_positive_rate,
+            "false_positive_rate": false_positive_rate,
+            "precision": lambda y, p: precision_score(y, p, zero_division=np.nan),
+            "count": count,
+        },
+        y_true=frame["is_fraud"],
+        y_pred=frame["decision"],
+        sensitive_features=frame[columns] if len(columns) > 1 else frame[columns[0]],
+    )
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_group_rates_equal_fairlearn_group_by_group(seed: int) -> None:
+    frame = _dataset(seed)
+    report = _report(frame, samples=20)
+    for columns in (["gender"], ["region"], ["gender", "age_group"], ATTRIBUTES):
+        ours = report.groups.loc[report.groups["slice"] == " & ".join(columns)]
+        theirs = _fairlearn_frame(frame, columns).by_group
+        # fairlearn lists every combination of levels; we list the combinations that occur.
+        theirs = theirs.loc[theirs["count"].fillna(0) > 0]
+        theirs.index = [
+            " & ".join(map(str, k)) if isinstance(k, tuple) else k for k in theirs.index
+        ]
+        assert sorted(ours["group"]) == sorted(theirs.index)
+        ours = ours.set_index("group").loc[theirs.index]
+        # A rate with an empty denominator is undefined here and 0 in fairlearn (TPR with no
+        # frauds, FPR with no legitimate claims); precision uses zero_division=nan in both.
+        no_frauds = (ours["positives"] == 0).to_numpy()
+        no_legit = (ours["size"] == ours["positives"]).to_numpy()
+        for metric, undefined in (
+            ("selection_rate", np.zeros(len(ours), dtype=bool)),
+            ("true_positive_rate", no_frauds),
+            ("false_positive_rate", no_legit),
+            ("precision", (ours["flagged"] == 0).to_numpy()),
+        ):
+            assert ours.loc[undefined, metric].isna().all(), metric
+            if metric != "precision":
+                assert (theirs.loc[undefined, metric] == 0).all(), metric
+            np.testing.assert_allclose(
+                ours.loc[~undefined, metric], theirs.loc[~undefined, metric], rtol=0, atol=1e-12
+            )
+        np.testing.assert_array_equal(ours["size"], theirs["count"])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 3])
+def test_cross_group_figures_equal_fairlearn_on_sufficient_groups(seed: int) -> None:
+    frame = _dataset(seed)
+    report = _report(frame, samples=20)
+    for attribute in ATTRIBUTES:
+        sizes = frame[attribute].value_counts()
+        sufficient = frame.loc[frame[attribute].isin(sizes[sizes >= MIN_GROUP].index)]
+        # Our undefined TPR is left out; fairlearn would count it as 0, so drop those groups.
+        with_frauds = sufficient.groupby(attribute)["is_fraud"].transform("sum") > 0
+        y, d, s = sufficient["is_fraud"], sufficient["decision"], sufficient[attribute]
+        expected_di = demographic_parity_ratio(y, d, sensitive_features=s)
+        yw, dw, sw = y[with_frauds], d[with_frauds], s[with_frauds]
+        expected_eod = equal_opportunity_difference(yw, dw, sensitive_features=sw)
+        expected_eqodds = max(
+            expected_eod,
+            MetricFrame(
+                metrics=false_positive_rate, y_true=y, y_pred=d, sensitive_features=s
+            ).difference(),
+        )
+        assert report.figure(attribute, "disparate_impact_ratio") == pytest.approx(
+            expected_di, abs=1e-12
+        )
+        assert report.figure(attribute, "equal_opportunity_difference") == pytest.approx(
+            expected_eod, abs=1e-12
+        )
+        assert report.figure(attribute, "equalized_odds_difference") == pytest.approx(
+            expected_eqodds, abs=1e-12
+        )
+        if with_frauds.all():
+            assert report.figure(attribute, "equalized_odds_difference") == pytest.approx(
+                equalized_odds_difference(y, d, sensitive_features=s), abs=1e-12
+            )
+
+
+def test_standalone_metric_functions_equal_fairlearn() -> None:
+    frame = _dataset(9)
+    y, d, s = frame["is_fraud"], frame["decision"], frame["gender"]
+    assert disparate_impact_ratio(y, d, sensitive_features=s) == pytest.approx(
+        demographic_parity_ratio(y, d, sensitive_features=s), abs=1e-12
+    )
+    assert our_equal_opportunity_difference(y, d, sensitive_features=s) == pytest.approx(
+        equal_opportunity_difference(y, d, sensitive_features=s), abs=1e-12
+    )
+    assert our_equalized_odds_difference(y, d, sensitive_features=s) == pytest.approx(
+        equalized_odds_difference(y, d, sensitive_features=s), abs=1e-12
+    )
+    rates = group_metrics(y, d, sensitive_features=s)
+    np.testing.assert_allclose(
+        rates["selection_rate"],
+        MetricFrame(metrics=selection_rate, y_true=y, y_pred=d, sensitive_features=s).by_group,
+        atol=1e-12,
+    )
+
+
+def test_small_groups_are_reported_as_insufficient_and_left_out_of_figures() -> None:
+    frame = _dataset(0)
+    report = _report(frame, samples=20)
+    region = report.groups.loc[report.groups["slice"] == "region"].set_index("group")
+    assert region.at["west", "status"] == STATUS_INSUFFICIENT
+    assert region["size"]["west"] < MIN_GROUP
+    assert (region.drop(index="west")["status"] == STATUS_OK).all()
+    figures = report.figures.set_index("slice")
+    assert figures.at["region", "sufficient_groups"] == 3
+    assert figures.at["region", "insufficient_groups"] == ["west"]
+    # Moving the tiny group's selection rate to anything leaves the figure unchanged.
+    flipped = frame.copy()
+    flipped.loc[flipped["region"] == "west", "decision"] = 1
+    assert _report(flipped, samples=20).figure("region", "disparate_impact_ratio") == (
+        report.figure("region", "disparate_impact_ratio")
+    )
+
+
+def test_group_without_frauds_has_undefined_tpr_and_does_not_drive_equal_opportunity() -> None:
+    frame = _dataset(1)
+    report = _report(frame, samples=20)
+    age = report.groups.loc[report.groups["slice"] == "age_group"].set_index("group")
+    assert age.at["65+", "positives"] == 0
+    assert np.isnan(age["true_positive_rate"]["65+"])
+    defined = age.drop(index="65+")["true_positive_rate"]
+    assert report.figure("age_group", "equal_opportunity_difference") == pytest.approx(
+        defined.max() - defined.min()
+    )
+
+
+def test_intervals_contain_the_estimate_and_repeat_with_the_seed() -> None:
+    frame = _dataset(2)
+    first, again, other = _report(frame, seed=3), _report(frame, seed=3), _report(frame, seed=4)
+    pd.testing.assert_frame_equal(first.groups, again.groups)
+    pd.testing.assert_frame_equal(first.figures, again.figures)
+    assert not first.groups["selection_rate_ci_low"].equals(other.groups["selection_rate_ci_low"])
+    for table, names in (
+        (first.groups, ["selection_rate", "false_positive_rate", "precision"]),
+        (
+            first.figures,
+            ["disparate_impact_ratio", "equal_opportunity_difference", "equalized_odds_difference"],
+        ),
+    ):
+        for name in names:
+            rows = table.loc[table[name].notna()]
+            assert (rows[f"{name}_ci_low"] <= rows[name] + 1e-12).all(), name
+            assert (rows[name] <= rows[f"{name}_ci_high"] + 1e-12).all(), name
+            assert (rows[f"{name}_ci_low"] < rows[f"{name}_ci_high"]).any(), name
+
+
+def test_cell_bootstrap_matches_resampling_rows() -> None:
+    """Drawing cell counts from a multinomial is the row bootstrap: same spread of each rate."""
+    frame = _dataset(5, n=1_500)
+    samples = 2_000
+    ours = _report(frame, samples=samples, seed=11)
+    rng = np.random.default_rng(0)
+    female = (frame["gender"] == "F").to_numpy()
+    decision = frame["decision"].to_numpy()
+    draws = rng.integers(0, len(frame), size=(samples, len(frame)))
+    rates = (decision[draws] * female[draws]).sum(axis=1) / female[draws].sum(axis=1)
+    female_rows = ours.groups.loc[
+        (ours.groups["slice"] == "gender") & (ours.groups["group"] == "F")
+    ]
+    ci_low = float(female_rows["selection_rate_ci_low"].iloc[0])
+    ci_high = float(female_rows["selection_rate_ci_high"].iloc[0])
+    low, high = np.quantile(rates, [0.025, 0.975])
+    # Quantiles of 2,000 resamples agree to Monte Carlo error (~0.1 of the interval width).
+    width = high - low
+    assert ci_low == pytest.approx(low, abs=0.1 * width)
+    assert ci_high == pytest.approx(high, abs=0.1 * width)
+
+
+def test_bad_input_is_a_clear_error() -> None:
+    frame = _dataset(0)
+    with pytest.raises(ValueError, match="lacks columns \\['region'\\]"):
+        _report(frame.drop(columns=["region"]))
+    broken = frame.copy()
+    broken.loc[0, "decision"] = 2
+    with pytest.raises(ValueError, match="'decision' must hold only 0/1"):
+        _report(broken)
+    broken = frame.astype({"is_fraud": float})
+    broken.loc[3, "is_fraud"] = np.nan
+    with pytest.raises(ValueError, match="'is_fraud' has 1 null"):
+        _report(broken)
+
+
+def test_missing_attribute_is_its_own_reported_group() -> None:
+    frame = _dataset(0)
+    frame.loc[:99, "gender"] = None
+    groups = _report(frame, samples=20).groups
+    gender = groups.loc[groups["slice"] == "gender"].set_index("group")
+    assert gender.at["(missing)", "size"] == 100
+    assert gender["size"].sum() == len(frame)
+
+
+# --- the gates on synthetic claims -----------------------------------------------------------
+
+
+def _holdout_decisions(bias: float, seed: int) -> pd.DataFrame:
+    """About 4,000 holdout claims flagged by a model that never sees a protected attribute."""
+    claims = generate_claims(20_000, seed=seed, bias=bias)
+    norm = claims.groupby("procedure_code")["claim_amount"].transform("median")
+    features = pd.DataFrame(
+        {
+            "amount_vs_norm": claims["claim_amount"] / norm,
+            "num_procedures": claims["num_procedures"],
+            "length_of_stay": claims["length_of_stay"],
+            "patient_providers": claims.groupby("patient_id")["provider_id"].transform("nunique"),
+        }
+    )
+    train = np.arange(len(claims)) % 5 != 0
+    model = DecisionTreeClassifier(max_depth=6, min_samples_leaf=20, random_state=0)
+    model.fit(features[train], claims.loc[train, "is_fraud"])
+    holdout = claims.loc[~train].reset_index(drop=True)
+    holdout["decision"] = (model.predict_proba(features[~train])[:, 1] >= 0.5).astype(int)
+    return holdout
+
+
+def _gates(holdout: pd.DataFrame) -> tuple[FairnessReport, FairnessGates]:
+    report = compute_fairness_report(
+        holdout,
+        protected_attributes=["patient_gender", "patient_age_group", "geographic_region"],
+        min_group_size=MIN_GROUP,
+        bootstrap_samples=200,
+        confidence_level=0.95,
+        seed=42,
+    )
+    return report, fairness_gates(report, disparate_impact_min=0.8, equal_opportunity_max=0.1)
+
+
+@pytest.mark.parametrize("seed", [42, 7, 2024])
+def test_unbiased_synthetic_claims_pass_every_gate(seed: int) -> None:
+    holdout = _holdout_decisions(bias=0.0, seed=seed)
+    assert 3_500 <= len(holdout) <= 4_500
+    _, gates = _gates(holdout)
+    assert gates.disparate_impact.passed, gates.disparate_impact.description
+    assert gates.equal_opportunity.passed, gates.equal_opportunity.description
+    assert gates.min_group_size.passed, gates.min_group_size.description
+
+
+def test_injected_bias_fails_disparate_impact_on_the_biased_attribute() -> None:
+    holdout = _holdout_decisions(bias=1.0, seed=42)
+    report, gates = _gates(holdout)
+    assert not gates.disparate_impact.passed
+    assert gates.disparate_impact.metadata["failing_attributes"] == [BIAS_ATTRIBUTE]
+    figures = report.figures.set_index("slice")
+    assert figures["disparate_impact_ratio_ci_high"][BIAS_ATTRIBUTE] < 0.8
+    rates = report.groups.loc[report.groups["slice"] == BIAS_ATTRIBUTE].set_index("group")
+    assert rates["selection_rate"].idxmax() == BIAS_GROUP
+
+
+def test_point_estimate_alone_would_fail_fair_data_but_the_gate_does_not() -> None:
+    """Why the gate reads the interval: on fair data a min/max of noisy rates dips below 0.8."""
+    failures_by_point = 0
+    for seed in range(12):
+        rng = np.random.default_rng(seed)
+        n = 4_000
+        frame = pd.DataFrame(
+            {
+                "gender": rng.choice(["F", "M"], n),
+                "age_group": rng.choice(["a", "b", "c", "d"], n),
+                "region": rng.choice(["n", "s", "e", "w", "c"], n),
+            }
+        )
+        frame["is_fraud"] = (rng.random(n) < 0.075).astype(int)
+        frame["decision"] = np.where(
+            frame["is_fraud"] == 1, rng.random(n) < 0.75, rng.random(n) < 0.02
+        ).astype(int)
+        report = _report(frame, seed=seed)
+        single = report.figures.loc[~report.figures["intersection"]]
+        failures_by_point += int((single["disparate_impact_ratio"] < 0.8).any())
+        gates = fairness_gates(report, disparate_impact_min=0.8, equal_opportunity_max=0.1)
+        assert gates.disparate_impact.passed, gates.disparate_impact.description
+        assert gates.equal_opportunity.passed, gates.equal_opportunity.description
+    assert failures_by_point >= 6
+
+
+def test_too_few_sufficient_groups_fails_the_size_gate_and_leaves_figures_undefined() -> None:
+    frame = _dataset(0)
+    frame["gender"] = np.where(np.arange(len(frame)) < 10, "X", "F")
+    report = _report(frame, samples=20)
+    gates = fairness_gates(report, disparate_impact_min=0.8, equal_opportunity_max=0.1)
+    assert not gates.min_group_size.passed
+    assert gates.min_group_size.metadata["attributes_without_two_sufficient_groups"] == ["gender"]
+    assert "X (n=10)" in gates.min_group_size.metadata["gender.insufficient_groups"]
+    assert np.isnan(report.figure("gender", "disparate_impact_ratio"))
+    assert not gates.disparate_impact.passed
+    assert gates.disparate_impact.metadata["undefined_attributes"] == ["gender"]
