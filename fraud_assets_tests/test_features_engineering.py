@@ -128,11 +128,18 @@ def pandas_builder(table: pa.Table) -> pd.DataFrame:
     return to_arrow(features).to_pandas()
 
 
+@pytest.fixture(scope="module")
+def spark_table(spark: Any) -> pa.Table:
+    """The PySpark features of ROWS, computed once for the module."""
+    claims = spark.createDataFrame(silver(ROWS))
+    return build_claim_features(claims, holdout_fraction=0.2, seed=7).toArrow()
+
+
 @pytest.fixture(scope="module", params=["spark", "pandas"])
 def features(request: pytest.FixtureRequest) -> pd.DataFrame:
     """The features of ROWS, indexed by claim_id, from each implementation in turn."""
     if request.param == "spark":
-        built = spark_builder(request.getfixturevalue("spark"))(silver(ROWS))
+        built = request.getfixturevalue("spark_table").to_pandas()
     else:
         built = pandas_builder(silver(ROWS))
     return built.set_index("claim_id", drop=False)
@@ -215,10 +222,7 @@ def test_split_is_stable_per_claim_and_near_the_holdout_fraction(spark: Any) -> 
     assert 0.25 < (reseeded != whole).mean() < 0.4
 
 
-def test_output_matches_the_gold_schema(spark: Any) -> None:
-    spark_table = build_claim_features(
-        spark.createDataFrame(silver(ROWS)), holdout_fraction=0.2, seed=7
-    ).toArrow()
+def test_output_matches_the_gold_schema(spark_table: pa.Table) -> None:
     # Spark may mark a column nullable where the contract says it never is; types must match.
     assert _types(spark_table.schema) == _types(CLAIM_FEATURES_SCHEMA)
     pandas_table = to_arrow(

@@ -1,0 +1,132 @@
+"""The features step end to end: silver claims table in, gold table and its check out."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+from fraud_assets import keys
+from fraud_assets.claims.schema import CLAIM_SCHEMA
+from fraud_assets.claims.synthetic import generate_claims
+from fraud_assets.claims.synthetic import to_arrow as claims_to_arrow
+from fraud_assets.features import CLAIM_FEATURES_COLUMNS, MODEL_FEATURES
+from fraud_assets.lakehouse import LocalDeltaStore
+from fraud_assets.settings import get_settings
+from fraud_assets.tasks._runtime import TaskContext, TaskResult
+from fraud_assets.tasks.build_features import build_features
+
+
+def silver_table(n_rows: int) -> pa.Table:
+    """Synthetic claims with the lineage columns validation adds."""
+    table = claims_to_arrow(generate_claims(n_rows, seed=21))
+    return table.append_column("_source", pa.array(["synthetic"] * n_rows)).append_column(
+        "_loaded_at", pa.array([0] * n_rows, pa.int64())
+    )
+
+
+def run_features(home: Path) -> TaskResult:
+    ctx = TaskContext(
+        settings=get_settings(),
+        params={},
+        log=logging.getLogger("test_features_task"),
+        run_id="test-run",
+    )
+    assert ctx.settings.fraud_home == home.resolve()
+    return build_features(ctx)
+
+
+def test_task_writes_one_feature_row_per_silver_claim(fraud_home: Path, spark: Any) -> None:
+    store = LocalDeltaStore(fraud_home)
+    claims = silver_table(600)
+    store.write_arrow(claims, "claims")
+
+    result = run_features(fraud_home)
+
+    written = store.read_arrow("claim_features")
+    assert written.column_names == CLAIM_FEATURES_COLUMNS
+    assert sorted(written["claim_id"].to_pylist()) == sorted(claims["claim_id"].to_pylist())
+    assert all(written[name].null_count == 0 for name in MODEL_FEATURES)
+
+    [materialization] = result.materializations
+    meta = materialization.metadata
+    assert materialization.asset_key == "claim_features"
+    assert meta["row_count"] == 600
+    assert meta["delta_version"] == store.version("claim_features")
+    assert meta["table_location"] == str(fraud_home / "gold" / "claim_features")
+    holdout = written.filter(pc.equal(written["split"], "holdout"))
+    assert meta["holdout_count"] == holdout.num_rows
+    assert meta["train_count"] + meta["holdout_count"] == 600
+    assert meta["fraud_rate_holdout"] == pytest.approx(
+        pc.mean(holdout["is_fraud"]).as_py(), abs=1e-6
+    )
+
+    [check] = result.checks
+    assert (check.asset_key, check.check_name) == ("claim_features", keys.CHECK_FEATURES_COMPLETE)
+    assert check.passed, check.metadata
+    assert check.metadata["silver_claims_missing"] == 0
+
+
+def test_rebuild_overwrites_and_the_check_names_what_is_wrong(fraud_home: Path, spark: Any) -> None:
+    store = LocalDeltaStore(fraud_home)
+    store.write_arrow(silver_table(200), "claims")
+    assert run_features(fraud_home).checks[0].passed
+    first_version = store.version("claim_features")
+
+    # Silver gone bad: one claim_id twice and one claim without an amount.
+    claims = silver_table(200)
+    claims = pa.concat_tables([claims, claims.slice(0, 1)])
+    amounts = claims["claim_amount"].to_pylist()
+    amounts[7] = None
+    nullable = pa.schema([f.with_nullable(True) for f in claims.schema])
+    claims = claims.cast(nullable).set_column(
+        CLAIM_SCHEMA.get_field_index("claim_amount"),
+        "claim_amount",
+        pa.array(amounts, pa.float64()),
+    )
+    store.write_arrow(claims, "claims")
+
+    [check] = run_features(fraud_home).checks
+
+    # Overwritten, not appended: the gold table mirrors the new silver table row for row.
+    assert store.version("claim_features") == first_version + 1
+    assert store.read_arrow("claim_features").num_rows == 201
+    assert not check.passed
+    assert check.metadata["claims_with_repeated_rows"] == 1
+    assert check.metadata["silver_claims_missing"] == 0
+    assert "claim_amount=1" in check.metadata["columns_with_nulls"]
+    assert "amount_per_procedure=1" in check.metadata["columns_with_nulls"]
+
+
+@pytest.mark.slow
+def test_asset_materializes_through_pipes_and_reports_its_blocking_check(
+    fraud_home: Path, dagster_instance: Any
+) -> None:
+    from dagster import AssetKey, materialize
+
+    from fraud_assets.assets.features import claim_features
+    from fraud_assets.resources.compute import LocalPipesCompute
+
+    LocalDeltaStore(fraud_home).write_arrow(silver_table(300), "claims")
+
+    result = materialize(
+        [claim_features], resources={"compute": LocalPipesCompute()}, instance=dagster_instance
+    )
+
+    assert result.success
+    [mat] = result.asset_materializations_for_node("claim_features")
+    assert mat.asset_key == AssetKey("claim_features")
+    assert mat.metadata["row_count"].value == 300
+    [evaluation] = result.get_asset_check_evaluations()
+    assert evaluation.check_name == keys.CHECK_FEATURES_COMPLETE
+    assert evaluation.passed
+    [spec] = claim_features.check_specs
+    assert spec.blocking
+    history = LocalDeltaStore(fraud_home).read_pandas("check_history")
+    assert history[["check_name", "passed"]].values.tolist() == [
+        [keys.CHECK_FEATURES_COMPLETE, True]
+    ]
