@@ -9,10 +9,20 @@ from typing import Any, Literal
 
 AlertKind = Literal["check_failed", "run_failed"]
 
-# Metadata keys a check uses for the number it measured, most specific first. A check may
-# also name the value after itself (``disparate_impact_ratio: 0.62``).
-VALUE_KEYS = ("value", "observed_value", "observed", "max_psi", "actual")
-THRESHOLD_KEYS = ("threshold", "limit", "min_allowed", "max_allowed", "floor", "ceiling")
+# Where the offending number sits in check metadata, tried in order after the generic keys
+# (``value``, ``observed_value``, ``observed``, a key named like the check, and the value of
+# the first attribute in ``failing_attributes``): (value key, key naming what was measured).
+VALUE_KEYS = ("value", "observed_value", "observed")
+FALLBACK_VALUE_KEYS: tuple[tuple[str, str | None], ...] = (
+    ("max_feature_psi", "worst_feature"),
+    ("score_psi", None),
+    ("max_psi", None),
+    ("roc_auc_change", None),
+    ("roc_auc", None),
+    ("pr_auc", None),
+)
+# The limit the value broke; ``<value key>_min`` / ``_max`` are tried after ``threshold``.
+THRESHOLD_KEYS = ("threshold", "psi_error", "regression_tolerance")
 
 
 @dataclass(frozen=True)
@@ -28,6 +38,7 @@ class Alert:
     asset_key: str | None = None
     check_name: str | None = None
     value: Any = None
+    subject: str | None = None
     threshold: Any = None
     description: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
@@ -37,6 +48,8 @@ class Alert:
         parts = [f"[{self.severity}] {self.title}"]
         if self.value is not None:
             measured = f"value {_fmt(self.value)}"
+            if self.subject:
+                measured += f" for {self.subject}"
             if self.threshold is not None:
                 measured += f" (threshold {_fmt(self.threshold)})"
             parts.append(measured)
@@ -64,12 +77,13 @@ class Alert:
             "asset": self.asset_key,
             "check": self.check_name,
             "value": _json_safe(self.value),
+            "subject": self.subject,
             "threshold": _json_safe(self.threshold),
             "description": self.description,
             "job": self.job_name,
             "run_id": self.run_id,
             "run_url": self.run_url,
-            "details": {k: _json_safe(v) for k, v in self.details.items()},
+            "details": {k: _json_safe_deep(v) for k, v in self.details.items()},
             "text": self.text(),
         }
 
@@ -91,7 +105,8 @@ def check_failure_alert(
     description: str | None = None,
 ) -> Alert:
     """The alert for one failed asset check evaluation, naming the offending value."""
-    details = {k: v for k, v in metadata.items() if _is_scalar(v)}
+    details = {k: v for k, v in metadata.items() if _is_plain(v)}
+    value_key, value, subject = offending_value(check_name, details)
     return Alert(
         kind="check_failed",
         severity=severity,
@@ -101,8 +116,9 @@ def check_failure_alert(
         job_name=job_name,
         asset_key=asset_key,
         check_name=check_name,
-        value=offending_value(check_name, details),
-        threshold=_first(details, THRESHOLD_KEYS),
+        value=value,
+        subject=subject,
+        threshold=_first(details, _threshold_keys(value_key)),
         description=description,
         details=details,
     )
@@ -132,12 +148,30 @@ def run_failure_alert(
     )
 
 
-def offending_value(check_name: str, metadata: Mapping[str, Any]) -> Any:
-    """The number a failed check measured: a conventional key, or the key named like the check."""
-    for key in (*VALUE_KEYS[:3], check_name, *VALUE_KEYS[3:]):
-        if key in metadata and metadata[key] is not None:
-            return metadata[key]
-    return None
+def offending_value(
+    check_name: str, metadata: Mapping[str, Any]
+) -> tuple[str | None, Any, str | None]:
+    """The number a failed check measured: ``(metadata key, value, what it measured)``."""
+    for key in (*VALUE_KEYS, check_name):
+        if _is_number_or_text(metadata.get(key)):
+            return key, metadata[key], None
+    failing = metadata.get("failing_attributes")
+    if isinstance(failing, list):
+        for attribute in failing:
+            key = f"{attribute}.{check_name}"
+            if _is_number_or_text(metadata.get(key)):
+                return key, metadata[key], str(attribute)
+    for key, subject_key in FALLBACK_VALUE_KEYS:
+        if _is_number_or_text(metadata.get(key)):
+            subject = metadata.get(subject_key) if subject_key else None
+            return key, metadata[key], str(subject) if subject is not None else None
+    return None, None, None
+
+
+def _threshold_keys(value_key: str | None) -> tuple[str, ...]:
+    if value_key is None:
+        return THRESHOLD_KEYS
+    return (THRESHOLD_KEYS[0], f"{value_key}_min", f"{value_key}_max", *THRESHOLD_KEYS[1:])
 
 
 def _first(metadata: Mapping[str, Any], keys: tuple[str, ...]) -> Any:
@@ -148,11 +182,28 @@ def _is_scalar(value: Any) -> bool:
     return value is None or isinstance(value, bool | int | float | str)
 
 
+def _is_plain(value: Any) -> bool:
+    """Scalars and lists of scalars: what a webhook body and a chat message can show."""
+    if isinstance(value, list):
+        return all(_is_scalar(v) for v in value)
+    return _is_scalar(value)
+
+
+def _is_number_or_text(value: Any) -> bool:
+    return value is not None and not isinstance(value, bool) and _is_scalar(value)
+
+
 def _json_safe(value: Any) -> Any:
     # JSON has no NaN or infinity; a receiver would reject the whole alert.
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
     return value
+
+
+def _json_safe_deep(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return _json_safe(value)
 
 
 def _fmt(value: Any) -> str:
