@@ -1,0 +1,349 @@
+"""PSI: equal to a plain-Python reference, finite on tiny samples, labelled at the thresholds."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fraud_assets.features import CATEGORICAL_FEATURES, MODEL_FEATURES, NUMERIC_FEATURES
+from fraud_assets.governance import (
+    MISSING_BUCKET,
+    UNSEEN_BUCKET,
+    categorical_psi,
+    drift_gates,
+    drift_level,
+    latest_scored_window,
+    numeric_psi,
+    psi_report,
+    quantile_edges,
+)
+
+EPS = 1e-4
+
+
+# --- an independent reference: Python loops, pandas quantiles, no numpy binning ----------
+
+
+def _reference_numeric_psi(
+    reference: Sequence[float], current: Sequence[float], *, bins: int, epsilon: float
+) -> float:
+    present = [x for x in reference if not math.isnan(x)]
+    cuts = pd.Series(present).quantile([k / bins for k in range(1, bins)]).tolist()
+    edges = sorted(set(cuts))
+
+    def bucket(x: float) -> str:
+        if math.isnan(x):
+            return "missing"
+        for i, edge in enumerate(edges):
+            if x <= edge:
+                return str(i)
+        return str(len(edges))
+
+    names = [str(i) for i in range(len(edges) + 1)] + ["missing"]
+    return _reference_psi(
+        Counter(bucket(x) for x in reference), Counter(bucket(x) for x in current), names, epsilon
+    )
+
+
+def _reference_categorical_psi(
+    reference: Sequence[str | None], current: Sequence[str | None], *, epsilon: float
+) -> float:
+    known = {x for x in reference if x is not None}
+
+    def bucket(x: str | None) -> str:
+        if x is None:
+            return "missing"
+        return x if x in known else "unseen"
+
+    names = [*sorted(known), "unseen", "missing"]
+    return _reference_psi(
+        Counter(bucket(x) for x in reference), Counter(bucket(x) for x in current), names, epsilon
+    )
+
+
+def _reference_psi(ref: Counter[str], cur: Counter[str], names: list[str], epsilon: float) -> float:
+    n_ref, n_cur = sum(ref.values()), sum(cur.values())
+    total = 0.0
+    for name in names:
+        r = max(ref[name] / n_ref, epsilon)
+        c = max(cur[name] / n_cur, epsilon)
+        total += (c - r) * math.log(c / r)
+    return total
+
+
+# --- numeric ---------------------------------------------------------------------------------
+
+
+def _numeric_cases() -> list[tuple[str, np.ndarray, np.ndarray]]:
+    rng = np.random.default_rng(3)
+    with_gaps = rng.normal(size=3_000)
+    with_gaps[rng.random(3_000) < 0.05] = np.nan
+    shifted = rng.normal(0.4, 1.2, size=2_000)
+    shifted[:300] = np.nan
+    return [
+        ("same distribution", rng.normal(size=5_000), rng.normal(size=4_000)),
+        ("shifted lognormal", rng.lognormal(5, 1, 5_000), rng.lognormal(5.3, 1.1, 3_000)),
+        (
+            "heavy ties",
+            rng.poisson(0.6, 5_000).astype(float),
+            rng.poisson(1.8, 3_000).astype(float),
+        ),
+        ("missing values", with_gaps, shifted),
+        ("constant reference", np.full(1_000, 2.0), rng.choice([1.0, 2.0, 3.0], 500)),
+    ]
+
+
+@pytest.mark.parametrize("case", _numeric_cases(), ids=lambda c: c[0])
+def test_numeric_psi_equals_the_reference_computation(
+    case: tuple[str, np.ndarray, np.ndarray],
+) -> None:
+    _, reference, current = case
+    ours = numeric_psi(reference, current, bins=10, epsilon=EPS)
+    expected = _reference_numeric_psi(list(reference), list(current), bins=10, epsilon=EPS)
+    assert ours.psi == pytest.approx(expected, rel=1e-12, abs=1e-12)
+    assert sum(ours.reference_share) == pytest.approx(1.0)
+    assert sum(ours.current_share) == pytest.approx(1.0)
+
+
+def test_ties_merge_edges_and_an_edge_value_falls_in_the_bin_it_closes() -> None:
+    # Deciles of 75 ones, 20 twos and 5 fives: seven at 1, two at 2; merged to two edges.
+    reference = np.array([1.0] * 75 + [2.0] * 20 + [5.0] * 5)
+    edges = quantile_edges(reference, bins=10)
+    assert edges.tolist() == [1.0, 2.0]
+    result = numeric_psi(reference, np.array([1.0, 2.0, 2.0, 3.0]), bins=10, epsilon=EPS)
+    assert result.buckets == ["(-inf, 1]", "(1, 2]", "(2, inf]", MISSING_BUCKET]
+    assert result.current_share == [0.25, 0.5, 0.25, 0.0]
+    assert result.reference_share == [0.75, 0.2, 0.05, 0.0]
+
+
+def test_identical_samples_have_zero_psi_and_a_shift_has_more() -> None:
+    rng = np.random.default_rng(0)
+    sample = rng.normal(size=2_000)
+    assert numeric_psi(sample, sample, bins=10, epsilon=EPS).psi == pytest.approx(0.0, abs=1e-15)
+    small = numeric_psi(sample, sample + 0.1, bins=10, epsilon=EPS).psi
+    large = numeric_psi(sample, sample + 1.0, bins=10, epsilon=EPS).psi
+    assert 0 < small < large
+
+
+def test_tiny_or_disjoint_samples_give_a_large_finite_psi() -> None:
+    rng = np.random.default_rng(1)
+    reference = rng.normal(size=1_000)
+    for current in (np.array([0.3]), np.array([50.0, 60.0]), np.array([np.nan, np.nan])):
+        result = numeric_psi(reference, current, bins=10, epsilon=EPS)
+        assert math.isfinite(result.psi)
+        assert result.psi == pytest.approx(
+            _reference_numeric_psi(list(reference), list(current), bins=10, epsilon=EPS)
+        )
+    # Every empty bucket is floored at epsilon: a one-bucket current sample has PSI of about
+    # sum over the other 9 buckets of 0.1 * ln(0.1 / 1e-4) plus the hit bucket's term.
+    one_bucket = numeric_psi(reference, np.array([50.0]), bins=10, epsilon=EPS).psi
+    assert 7.0 < one_bucket < 12.0
+
+
+def test_numeric_column_with_text_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="'claim_amount' holds non-numeric values"):
+        numeric_psi(
+            pd.Series([1.0, 2.0]),
+            pd.Series(["1", "abc"]),
+            bins=4,
+            epsilon=EPS,
+            column="claim_amount",
+        )
+
+
+# --- categorical -----------------------------------------------------------------------------
+
+
+def test_categorical_psi_equals_the_reference_with_unseen_and_missing_values() -> None:
+    rng = np.random.default_rng(2)
+    reference = list(
+        rng.choice(["99213", "99214", "93000", "71046"], 3_000, p=[0.4, 0.3, 0.2, 0.1])
+    )
+    current: list[str | None] = list(
+        rng.choice(["99213", "99214", "93000", "NEW1", "NEW2"], 2_000, p=[0.3, 0.3, 0.2, 0.1, 0.1])
+    )
+    current[:50] = [None] * 50
+    ours = categorical_psi(pd.Series(reference), pd.Series(current), epsilon=EPS)
+    expected = _reference_categorical_psi(reference, current, epsilon=EPS)
+    assert ours.psi == pytest.approx(expected, rel=1e-12)
+    assert ours.buckets == ["71046", "93000", "99213", "99214", UNSEEN_BUCKET, MISSING_BUCKET]
+    # Both new codes land in the one unseen bucket; "71046" vanished and is floored.
+    unseen_share = ours.current_share[ours.buckets.index(UNSEEN_BUCKET)]
+    assert unseen_share == pytest.approx(sum(c in ("NEW1", "NEW2") for c in current) / 2_000)
+    assert ours.current_share[0] == 0.0
+    assert math.isfinite(ours.psi)
+
+
+def test_only_unseen_categories_is_finite_and_major() -> None:
+    result = categorical_psi(["a", "b", "a"], ["c", "d"], epsilon=EPS)
+    assert math.isfinite(result.psi)
+    assert drift_level(result.psi, warn=0.1, error=0.2) == "major"
+
+
+def test_codes_compare_as_text_whatever_type_they_were_read_as() -> None:
+    as_text = categorical_psi(["93000", "99213"], ["93000", "99213"], epsilon=EPS)
+    as_numbers = categorical_psi(
+        pd.Series([93000, 99213]), pd.Series([93000.0, 99213.0]), epsilon=EPS
+    )
+    assert as_text.psi == 0.0
+    assert as_numbers.psi == 0.0
+    assert as_numbers.buckets == as_text.buckets
+
+
+# --- labels and verdicts ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("psi", "level"),
+    [
+        (0.0, "none"),
+        (0.0999, "none"),
+        (0.1, "minor"),
+        (0.1999, "minor"),
+        (0.2, "major"),
+        (3.0, "major"),
+    ],
+)
+def test_drift_levels_at_the_thresholds(psi: float, level: str) -> None:
+    assert drift_level(psi, warn=0.1, error=0.2) == level
+
+
+def _report_with(feature_psi: float, score_psi: float) -> pd.DataFrame:
+    rows = [("claim_amount", "numeric", 0.01), ("num_procedures", "numeric", feature_psi)]
+    rows.append(("fraud_score", "score", score_psi))
+    frame = pd.DataFrame(rows, columns=["feature", "kind", "psi"])
+    frame["drift_level"] = [drift_level(p, warn=0.1, error=0.2) for p in frame["psi"]]
+    return frame
+
+
+@pytest.mark.parametrize(
+    ("psi", "passed", "severity"),
+    [(0.05, True, "WARN"), (0.1, False, "WARN"), (0.15, False, "WARN"), (0.2, False, "ERROR")],
+)
+def test_drift_verdicts_warn_then_error(psi: float, passed: bool, severity: str) -> None:
+    gates = drift_gates(_report_with(psi, psi), warn=0.1, error=0.2)
+    for verdict in (gates.feature_drift, gates.score_drift):
+        assert verdict.passed is passed
+        assert verdict.severity == severity
+    assert gates.max_psi == psi
+
+
+def test_drift_summary_names_the_drifted_features_and_the_overall_level() -> None:
+    gates = drift_gates(_report_with(0.3, 0.12), warn=0.1, error=0.2)
+    assert gates.drifted_features == ["num_procedures"]
+    assert gates.drift_level == "major"
+    assert gates.max_psi == 0.3
+    assert gates.feature_drift.metadata["worst_feature"] == "num_procedures"
+    assert not gates.score_drift.passed and gates.score_drift.severity == "WARN"
+
+
+# --- the full report and its input window ----------------------------------------------------
+
+
+def _feature_frame(rng: np.random.Generator, n: int, shift: float = 0.0) -> pd.DataFrame:
+    frame = pd.DataFrame({name: rng.normal(shift, 1.0, n) for name in NUMERIC_FEATURES})
+    for name in CATEGORICAL_FEATURES:
+        frame[name] = rng.choice(["A", "B", "C"], n)
+    frame["fraud_score"] = rng.beta(1, 12 - 4 * shift, n)
+    return frame
+
+
+def test_report_has_one_row_per_model_feature_and_the_score() -> None:
+    rng = np.random.default_rng(4)
+    reference, current = _feature_frame(rng, 2_000), _feature_frame(rng, 1_000, shift=1.0)
+    report = psi_report(
+        reference,
+        current,
+        numeric_features=NUMERIC_FEATURES,
+        categorical_features=CATEGORICAL_FEATURES,
+        score_column="fraud_score",
+        current_scores=current["fraud_score"].iloc[:400],
+        bins=10,
+        epsilon=EPS,
+        warn=0.1,
+        error=0.2,
+    )
+    assert list(report["feature"]) == [*MODEL_FEATURES, "fraud_score"]
+    assert list(report["kind"].unique()) == ["numeric", "categorical", "score"]
+    numeric = report.loc[report["kind"] == "numeric"]
+    assert (numeric["drift_level"] == "major").all()  # a one-sigma shift is PSI near 1
+    assert (report.loc[report["kind"] == "categorical", "drift_level"] == "none").all()
+    assert report.loc[report["kind"] == "score", "current_rows"].item() == 400
+    assert (report.loc[report["kind"] != "score", "current_rows"] == 1_000).all()
+    assert (report["reference_rows"] == 2_000).all()
+
+
+def test_report_names_missing_columns() -> None:
+    rng = np.random.default_rng(5)
+    reference = _feature_frame(rng, 100)
+    with pytest.raises(ValueError, match=r"current data lacks columns \['procedure_code'\]"):
+        psi_report(
+            reference,
+            reference.drop(columns=["procedure_code"]),
+            numeric_features=NUMERIC_FEATURES,
+            categorical_features=CATEGORICAL_FEATURES,
+            score_column="fraud_score",
+            bins=10,
+            epsilon=EPS,
+            warn=0.1,
+            error=0.2,
+        )
+
+
+def _log_rows(window: str, source: str, at: datetime, n: int, version: str = "3") -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "claim_id": [f"{window}-{source}-{i}" for i in range(n)],
+            "fraud_score": np.linspace(0, 1, n),
+            "model_version": version,
+            "source": source,
+            "window_id": window,
+            "scored_at": pd.Timestamp(at),
+        }
+    )
+
+
+def test_latest_window_is_the_newest_batch_plus_realtime_rows_since_it_started() -> None:
+    t0 = datetime(2025, 3, 1, tzinfo=UTC)
+    log = pd.concat(
+        [
+            _log_rows("2025-03-01T00:00Z", "batch", t0, 5),
+            _log_rows("2025-03-01T06:00Z", "realtime", t0 + timedelta(hours=6), 2),
+            _log_rows("2025-03-01T12:00Z", "batch", t0 + timedelta(hours=12), 7),
+            _log_rows("2025-03-01T12:00Z", "batch", t0 + timedelta(hours=12, minutes=5), 3),
+            _log_rows("2025-03-01T13:00Z", "realtime", t0 + timedelta(hours=13), 4),
+        ],
+        ignore_index=True,
+    )
+    current, window = latest_scored_window(log.sample(frac=1.0, random_state=0))
+    assert window.window_id == "2025-03-01T12:00Z"
+    assert (window.batch_rows, window.realtime_rows) == (10, 4)
+    assert len(current) == 14
+    assert window.started_at == pd.Timestamp(t0 + timedelta(hours=12))
+    assert not current["window_id"].isin(["2025-03-01T00:00Z", "2025-03-01T06:00Z"]).any()
+
+
+def test_realtime_only_log_uses_its_latest_window() -> None:
+    t0 = datetime(2025, 3, 1, tzinfo=UTC)
+    log = pd.concat(
+        [
+            _log_rows("a", "realtime", t0, 3),
+            _log_rows("b", "realtime", t0 + timedelta(hours=1), 2),
+        ],
+        ignore_index=True,
+    )
+    current, window = latest_scored_window(log)
+    assert window.window_id == "b"
+    assert len(current) == 2
+
+
+def test_empty_log_says_nothing_was_scored() -> None:
+    empty = _log_rows("a", "batch", datetime(2025, 1, 1, tzinfo=UTC), 0)
+    with pytest.raises(LookupError, match="no scoring window has been scored yet"):
+        latest_scored_window(empty)
