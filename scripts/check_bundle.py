@@ -35,6 +35,10 @@ import yaml
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SCHEMA = REPO_ROOT.parent / "shared" / "databricks" / "bundle_config_schema.json"
 SERVING_BUNDLE = Path("deploy") / "serving"
+STEP_JOB_PREFIX = "step_"
+# Dagster's run-now finds a step's job by name: FRAUD_DATABRICKS__JOB_NAME_TEMPLATE.
+STEP_JOB_NAME = "fraud_assets_${{bundle.target}}_{task}"
+DAGSTER_JOB_NAME_TEMPLATE = "fraud_assets_{target}_{task}"
 TARGETS = ("dev", "staging", "prod")
 
 # Parameters every step needs to rebuild its settings, plus the run id its verdicts use.
@@ -326,21 +330,40 @@ def _runnable_errors(
             f"{where}: entry_point {wheel.get('entry_point')!r} is not in [project.scripts] "
             f"({sorted(project.scripts)})"
         )
-    parameters = wheel.get("named_parameters") or {}
-    for name, value in parameters.items():
-        if not isinstance(value, str):
-            # An unquoted {{job.run_id}} parses as a YAML mapping, not a string.
-            errors.append(f"{where}: named parameter {name!r} must be a string, got {value!r}")
+    parameters, problems = _wheel_parameters(wheel)
+    errors += [f"{where}: {problem}" for problem in problems]
     missing = [name for name in REQUIRED_TASK_PARAMETERS if name not in parameters]
     if missing:
-        errors.append(f"{where}: named_parameters lack {missing}")
+        errors.append(f"{where}: parameters lack {missing}")
     if parameters.get(RUN_ID_PARAMETER[0]) != RUN_ID_PARAMETER[1]:
-        errors.append(f"{where}: named parameter run_id must be {RUN_ID_PARAMETER[1]!r}")
+        errors.append(f"{where}: parameter run_id must be {RUN_ID_PARAMETER[1]!r}")
     wheels = [lib.get("whl") for lib in task.get("libraries") or [] if lib.get("whl")]
     built = os.path.normpath(root / "dist" / "*.whl")
     if not any(os.path.normpath(path.parent / whl) == built for whl in wheels):
         errors.append(f"{where}: libraries must install the built wheel (dist/*.whl), got {wheels}")
     return errors
+
+
+def _wheel_parameters(wheel: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The ``--name value`` pairs a wheel task receives, read as the task runtime reads them."""
+    problems = []
+    if "named_parameters" in wheel and "parameters" in wheel:
+        problems.append("set named_parameters or parameters, not both")
+    named = wheel.get("named_parameters") or {}
+    for name, value in named.items():
+        if not isinstance(value, str):
+            # An unquoted {{job.run_id}} parses as a YAML mapping, not a string.
+            problems.append(f"parameter {name!r} must be a string, got {value!r}")
+    listed = wheel.get("parameters") or []
+    pairs: dict[str, Any] = {}
+    for flag, value in zip(listed[::2], listed[1::2], strict=False):
+        if not (isinstance(flag, str) and flag.startswith("--")) or not isinstance(value, str):
+            problems.append(f"parameters must be '--name', 'value' string pairs, got {listed!r}")
+            break
+        pairs[flag[2:]] = value
+    if len(listed) % 2:
+        problems.append(f"parameters must be '--name', 'value' pairs, got {listed!r}")
+    return {**pairs, **named}, problems
 
 
 def _cluster_errors(where: str, cluster: dict[str, Any]) -> list[str]:
@@ -388,10 +411,27 @@ def _cycle_errors(where: str, job: dict[str, Any]) -> list[str]:
 
 
 def _step_coverage_errors(bundle: BundleConfig, project: Project) -> list[str]:
-    """task_key == step name, running that step's script; and every step has a task."""
+    """task_key == step name running that step's script; every step in a workflow job and
+    in exactly one single-task step job (what Dagster's run-now mode launches)."""
     errors = []
     covered: set[str] = set()
-    for key, (path, job) in bundle.resources("jobs").items():
+    jobs = bundle.resources("jobs")
+    for step in sorted(project.steps):
+        key = f"{STEP_JOB_PREFIX}{step}"
+        if key not in jobs:
+            errors.append(f"step {step!r} has no step job resources.jobs.{key} for run-now")
+            continue
+        path, job = jobs[key]
+        if [t.get("task_key") for t in job.get("tasks") or []] != [step]:
+            errors.append(f"{path}: job {key} must have exactly one task, keyed {step!r}")
+        if job.get("name") != STEP_JOB_NAME.format(task=step):
+            errors.append(
+                f"{path}: job {key} is named {job.get('name')!r}, but Dagster's run-now looks "
+                f"for {STEP_JOB_NAME.format(task=step)!r}"
+            )
+        if job.get("schedule") or job.get("trigger"):
+            errors.append(f"{path}: step job {key} must not be scheduled: Dagster launches it")
+    for key, (path, job) in jobs.items():
         for task, inner in _tasks(job):
             task_key = str(task.get("task_key"))
             runnable = inner or task
@@ -402,14 +442,15 @@ def _step_coverage_errors(bundle: BundleConfig, project: Project) -> list[str]:
                     f"(fraud_assets.tasks.TASKS: {sorted(project.steps)})"
                 )
                 continue
-            covered.add(task_key)
+            if not key.startswith(STEP_JOB_PREFIX):
+                covered.add(task_key)
             if entry_point != project.steps[task_key]:
                 errors.append(
                     f"{path}: job {key} task {task_key!r} runs {entry_point!r}, but step "
                     f"{task_key!r} is {project.steps[task_key]!r}"
                 )
     for step in sorted(set(project.steps) - covered):
-        errors.append(f"step {step!r} ({project.steps[step]}) has no bundle task in any job")
+        errors.append(f"step {step!r} ({project.steps[step]}) has no task in any workflow job")
     return errors
 
 
