@@ -1,0 +1,165 @@
+"""The scoring API's request and response shapes, derived from the gold feature contract.
+
+Requests use MLflow serving's pandas formats (``dataframe_records``, or ``dataframe_split``)
+so one client can call this service or the Databricks Model Serving endpoint. Each record
+carries ``claim_id`` and every model feature with the gold table's type: a number where the
+model expects a number, text where it expects a code. Extra fields are ignored.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, cast
+
+import pyarrow as pa
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    create_model,
+    model_validator,
+)
+
+from fraud_assets.features import CLAIM_FEATURES_SCHEMA, ID_COLUMN, MODEL_FEATURES
+from fraud_assets.serving.router import Alias
+
+# The frame handed to the models: claim_id plus the features, typed exactly as in gold, so a
+# claim scored here and the same claim scored in batch reach the model identically.
+REQUEST_SCHEMA = pa.schema(
+    [
+        pa.field(ID_COLUMN, pa.string()),
+        *(pa.field(name, CLAIM_FEATURES_SCHEMA.field(name).type) for name in MODEL_FEATURES),
+    ]
+)
+
+
+def _number_only(value: Any) -> Any:
+    # Lax int parsing would accept "3" and true; a feature must arrive as a JSON number.
+    if isinstance(value, str | bool):
+        raise ValueError(f"expected a number, got {type(value).__name__}")
+    return value
+
+
+def _field_type(data_type: pa.DataType) -> Any:
+    if pa.types.is_integer(data_type):
+        info = {8: 2**7, 16: 2**15, 32: 2**31, 64: 2**63}[data_type.bit_width]
+        return Annotated[int, BeforeValidator(_number_only), Field(ge=-info, le=info - 1)]
+    if pa.types.is_floating(data_type):
+        return Annotated[float, Field(strict=True, allow_inf_nan=False)]
+    if pa.types.is_string(data_type) or pa.types.is_large_string(data_type):
+        return Annotated[str, Field(strict=True)]
+    raise TypeError(f"no request type for gold column type {data_type}")
+
+
+_RECORD_FIELDS: dict[str, Any] = {
+    ID_COLUMN: (Annotated[str, Field(strict=True, min_length=1, max_length=256)], ...),
+    **{name: (_field_type(CLAIM_FEATURES_SCHEMA.field(name).type), ...) for name in MODEL_FEATURES},
+}
+ClaimRecord: type[BaseModel] = create_model(
+    "ClaimRecord",
+    __config__=ConfigDict(extra="ignore"),
+    __doc__="One claim to score: its id and every model feature, typed as in claim_features.",
+    **_RECORD_FIELDS,
+)
+
+
+class InvocationRequest(BaseModel):
+    """MLflow serving's pandas input: ``dataframe_records``, or ``dataframe_split``."""
+
+    dataframe_records: list[ClaimRecord] = Field(min_length=1)  # type: ignore[valid-type]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split_to_records(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        has_records, has_split = "dataframe_records" in data, "dataframe_split" in data
+        if has_records and has_split:
+            raise ValueError("send either dataframe_records or dataframe_split, not both")
+        if not has_split:
+            return data
+        split = data["dataframe_split"]
+        if not isinstance(split, dict) or not isinstance(split.get("columns"), list):
+            raise ValueError("dataframe_split needs a 'columns' list and a 'data' list of rows")
+        columns, rows = split["columns"], split.get("data")
+        if not isinstance(rows, list) or any(
+            not isinstance(row, list) or len(row) != len(columns) for row in rows
+        ):
+            raise ValueError(
+                f"dataframe_split.data must be a list of rows of {len(columns)} values each"
+            )
+        return {"dataframe_records": [dict(zip(columns, row, strict=True)) for row in rows]}
+
+    def to_arrow(self) -> pa.Table:
+        """The records as a table with ``REQUEST_SCHEMA`` (types already checked)."""
+        records = cast(list[BaseModel], self.dataframe_records)
+        rows = [record.model_dump() for record in records]
+        return pa.Table.from_pylist(rows, schema=REQUEST_SCHEMA)
+
+
+class ClaimScore(BaseModel):
+    """One claim's answer: the score, the decision at the operating threshold, and its model."""
+
+    claim_id: str
+    fraud_score: float = Field(description="Probability that the claim is fraudulent")
+    decision: int = Field(description="1 = refer for review (score >= operating threshold)")
+    model_alias: Alias
+    model_version: str
+
+
+class InvocationResponse(BaseModel):
+    """``predictions`` is what MLflow serving returns for this model; ``scores`` adds routing."""
+
+    predictions: list[float]
+    scores: list[ClaimScore]
+    request_id: str
+
+
+class ServedModelInfo(BaseModel):
+    """A model version behind an alias, as the service loaded it."""
+
+    alias: Alias
+    version: str
+    run_id: str | None
+    source: str | None
+    loaded_at: str
+
+
+class TrafficInfo(BaseModel):
+    """The routing rule in force."""
+
+    challenger_traffic: float = Field(description="Configured share for the challenger")
+    effective_challenger_share: float = Field(
+        description="Share the challenger really answers (0 without a distinct challenger)"
+    )
+    shadow: bool
+    routing: str
+
+
+class InferenceLogInfo(BaseModel):
+    """The buffered inference-log writer's counters."""
+
+    table: str
+    buffered_rows: int
+    written_rows: int
+    failed_writes: int
+    last_error: str | None
+
+
+class ModelsResponse(BaseModel):
+    """What ``GET /models`` and ``POST /reload`` report."""
+
+    model_name: str
+    champion: ServedModelInfo | None
+    challenger: ServedModelInfo | None
+    traffic: TrafficInfo
+    inference_log: InferenceLogInfo
+    resolved_at: str | None
+    changed: bool | None = None
+
+
+class ErrorResponse(BaseModel):
+    """MLflow serving's error shape."""
+
+    error_code: str
+    message: str

@@ -1,0 +1,167 @@
+"""Real-time scoring without the web layer: route claims, score them per alias, log them.
+
+``ScoringService`` owns the loaded models, the routing rule and the inference-log writer.
+The HTTP app only translates requests and errors; anything else (a CLI, a stream consumer)
+can drive the same object.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import numpy as np
+import pyarrow as pa
+
+from fraud_assets.features import ID_COLUMN, MODEL_FEATURES
+from fraud_assets.serving.inference_log import (
+    INFERENCE_LOG,
+    REALTIME,
+    SHADOW,
+    BufferedInferenceLog,
+    inference_log_rows,
+)
+from fraud_assets.serving.models import NoChampionError, ServedModels, ServingState, empty_state
+from fraud_assets.serving.router import CHALLENGER, CHAMPION, Alias
+from fraud_assets.settings import FraudSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ScoredClaims:
+    """The answer for one request, in request order."""
+
+    request_id: str
+    claim_ids: list[str]
+    fraud_score: np.ndarray
+    decision: np.ndarray
+    model_alias: list[Alias]
+    model_version: list[str]
+
+
+class ScoringService:
+    """Champion/challenger scoring with every answer written to ``inference_log``."""
+
+    def __init__(
+        self,
+        settings: FraudSettings,
+        *,
+        models: ServedModels,
+        inference_log: BufferedInferenceLog,
+    ) -> None:
+        self.settings = settings
+        self.models = models
+        self.inference_log = inference_log
+        self._state = empty_state(settings.registered_model_name)
+        self._reload_lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: FraudSettings) -> ScoringService:
+        """Wire the service to this mode's MLflow registry and inference-log table."""
+        from fraud_assets.lakehouse import table_store
+        from fraud_assets.ml.tracking import configure_mlflow, mlflow_client
+
+        configure_mlflow(settings)
+        serving = settings.serving
+        return cls(
+            settings,
+            models=ServedModels(
+                mlflow_client(), model_name=settings.registered_model_name, serving=serving
+            ),
+            inference_log=BufferedInferenceLog(
+                table_store(settings),
+                flush_rows=serving.log_flush_rows,
+                flush_seconds=serving.log_flush_seconds,
+                max_buffer_rows=serving.log_max_buffer_rows,
+                table=INFERENCE_LOG,
+            ),
+        )
+
+    @property
+    def state(self) -> ServingState:
+        return self._state
+
+    def start(self) -> None:
+        """Load the aliased models and start the log writer. No champion yet is allowed."""
+        self.reload()
+        if self._state.champion is None:
+            log.warning("serving without a model: %s", self._state.no_champion_message())
+        self.inference_log.start()
+
+    def stop(self) -> None:
+        """Write every buffered inference-log row."""
+        self.inference_log.close()
+
+    def reload(self) -> bool:
+        """Re-resolve the aliases (after a promotion); returns whether any version changed."""
+        with self._reload_lock:
+            before = self._state.versions()
+            # Swapped in one assignment: a request sees the old or the new state, never a mix.
+            self._state = self.models.refresh()
+            after = self._state.versions()
+        if before != after:
+            log.info("serving %s: %s (was %s)", self._state.model_name, after, before)
+        return before != after
+
+    def score(self, claims: pa.Table, *, request_id: str) -> ScoredClaims:
+        """Score claims (``claim_id`` + model features) with the alias each one is routed to."""
+        state = self._state
+        if state.champion is None or state.split is None:
+            raise NoChampionError(state.model_name)
+        scored_at = datetime.now(UTC)
+        claim_ids = [str(c) for c in claims.column(ID_COLUMN).to_pylist()]
+        features = claims.select(MODEL_FEATURES).to_pandas()
+        assignment = state.split.assign(claim_ids)
+
+        fraud_score = np.empty(len(claim_ids), dtype="float64")
+        model_alias: list[Alias] = [CHAMPION] * len(claim_ids)
+        model_version = [""] * len(claim_ids)
+        for alias, positions in assignment.answered_by.items():
+            served = state.model(alias)
+            fraud_score[positions] = served.predict(features.iloc[positions])
+            for position in positions:
+                model_alias[position] = alias
+                model_version[position] = served.version
+
+        window = self.settings.serving.log_window_minutes
+        rows = [
+            inference_log_rows(
+                claims,
+                fraud_score=fraud_score,
+                model_version=model_version,
+                model_alias=model_alias,
+                source=REALTIME,
+                scored_at=scored_at,
+                window_minutes=window,
+                request_id=request_id,
+            )
+        ]
+        if assignment.shadowed:
+            challenger = state.model(CHALLENGER)
+            positions = assignment.shadowed
+            rows.append(
+                inference_log_rows(
+                    claims.take(positions),
+                    fraud_score=challenger.predict(features.iloc[positions]),
+                    model_version=[challenger.version] * len(positions),
+                    model_alias=[CHALLENGER] * len(positions),
+                    source=SHADOW,
+                    scored_at=scored_at,
+                    window_minutes=window,
+                    request_id=request_id,
+                )
+            )
+        self.inference_log.append(pa.concat_tables(rows))
+
+        threshold = self.settings.thresholds.operating_threshold
+        return ScoredClaims(
+            request_id=request_id,
+            claim_ids=claim_ids,
+            fraud_score=fraud_score,
+            decision=(fraud_score >= threshold).astype("int64"),
+            model_alias=model_alias,
+            model_version=model_version,
+        )

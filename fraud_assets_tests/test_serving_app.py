@@ -1,0 +1,375 @@
+"""The scoring service end to end against a real MLflow registry on SQLite.
+
+One module-scoped registry holds two XGBoost versions (champion = 1, challenger = 2); tests
+that move aliases build their own registry in ``fraud_home``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+from mlflow import MlflowClient
+
+from fraud_assets.features import MODEL_FEATURES
+from fraud_assets.lakehouse import table_store
+from fraud_assets.ml.tracking import configure_mlflow, local_tracking_uri
+from fraud_assets.serving.app import create_app
+from fraud_assets.serving.inference_log import INFERENCE_LOG, window_id
+from fraud_assets.serving.router import TrafficSplit
+from fraud_assets.settings import FraudSettings, ServingSettings
+from fraud_assets_tests.test_serving_support import gold_frame, register_version, set_alias
+
+
+@pytest.fixture(scope="session")
+def empty_mlflow_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An MLflow SQLite store with its schema migrated: copying it saves ~10 s per registry."""
+    home = tmp_path_factory.mktemp("mlflow_template")
+    MlflowClient(tracking_uri=local_tracking_uri(settings_at(home))).search_experiments()
+    return home / "mlflow.db"
+
+
+def with_empty_registry(home: Path, template: Path) -> Path:
+    shutil.copyfile(template, home / "mlflow.db")
+    return home
+
+
+@pytest.fixture(scope="module")
+def registry_home(
+    tmp_path_factory: pytest.TempPathFactory, empty_mlflow_db: Path
+) -> Iterator[Path]:
+    """A FRAUD_HOME whose registry has version 1 as champion and 2 as challenger."""
+    home = with_empty_registry(tmp_path_factory.mktemp("serving_registry"), empty_mlflow_db)
+    with pytest.MonkeyPatch.context() as patch:
+        for name in [n for n in os.environ if n.startswith("FRAUD_")]:
+            patch.delenv(name)
+        settings = settings_at(home)
+        assert register_version(settings, seed=1) == "1"
+        assert register_version(settings, seed=2) == "2"
+        set_alias(settings, "champion", "1")
+        set_alias(settings, "challenger", "2")
+        yield home
+
+
+def settings_at(home: Path, **values: Any) -> FraudSettings:
+    return FraudSettings(**{"home": home, **values})
+
+
+def serving_settings(home: Path, **serving: Any) -> FraudSettings:
+    # Long flush interval: rows reach the table at shutdown, which these tests rely on.
+    options = {"log_flush_seconds": 300.0, "log_flush_rows": 100_000} | serving
+    return settings_at(home, serving=ServingSettings(**options))
+
+
+def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    rows = frame[["claim_id", *MODEL_FEATURES]].to_dict(orient="records")
+    return [{str(column): value for column, value in row.items()} for row in rows]
+
+
+def pyfunc_scores(settings: FraudSettings, alias: str, frame: pd.DataFrame) -> np.ndarray:
+    """The registered pyfunc's own scores, loaded independently of the service."""
+    configure_mlflow(settings)
+    model = mlflow.pyfunc.load_model(f"models:/{settings.registered_model_name}@{alias}")
+    return np.asarray(model.predict(frame[MODEL_FEATURES].reset_index(drop=True)))
+
+
+def inference_log(settings: FraudSettings, *answers: httpx.Response) -> pd.DataFrame:
+    """The logged rows of these answers' requests (the module's tests share one table)."""
+    logged = table_store(settings).read_pandas(INFERENCE_LOG)
+    request_ids = {answer.json()["request_id"] for answer in answers}
+    return logged[logged["request_id"].isin(request_ids)].reset_index(drop=True)
+
+
+def test_traffic_split_scores_and_inference_log(registry_home: Path) -> None:
+    settings = serving_settings(registry_home, challenger_traffic=0.3, max_records=1000)
+    claims = gold_frame(seed=11, n_rows=2000)
+    with TestClient(create_app(settings)) as client:
+        answers = [
+            client.post("/invocations", json={"dataframe_records": records(part)})
+            for part in (claims.iloc[:1000], claims.iloc[1000:])
+        ]
+        assert [a.status_code for a in answers] == [200, 200]
+        scores = pd.DataFrame([s for a in answers for s in a.json()["scores"]])
+        predictions = [p for a in answers for p in a.json()["predictions"]]
+        again = client.post("/invocations", json={"dataframe_records": records(claims.iloc[:50])})
+    assert scores["claim_id"].tolist() == claims["claim_id"].tolist()
+    assert predictions == scores["fraud_score"].tolist()
+
+    # Both aliases answer, in the configured proportion, by the sticky hash rule.
+    share = (scores["model_alias"] == "challenger").mean()
+    assert share == pytest.approx(0.3, abs=0.035)
+    rule = TrafficSplit.from_settings(
+        settings.serving, champion_version="1", challenger_version="2"
+    )
+    assert scores["model_alias"].tolist() == [rule.alias_for(c) for c in claims["claim_id"]]
+    assert (
+        scores["model_version"] == scores["model_alias"].map({"champion": "1", "challenger": "2"})
+    ).all()
+    resent = pd.DataFrame(again.json()["scores"])
+    pd.testing.assert_frame_equal(resent, scores.iloc[:50])
+
+    # Each claim's score is exactly its alias's pyfunc score on the same row.
+    for alias in ("champion", "challenger"):
+        routed = scores["model_alias"] == alias
+        expected = pyfunc_scores(settings, alias, claims[routed.to_numpy()])
+        np.testing.assert_allclose(scores.loc[routed, "fraud_score"], expected, rtol=0, atol=1e-12)
+    other = pyfunc_scores(settings, "challenger", claims.iloc[:200])
+    assert not np.allclose(other, pyfunc_scores(settings, "champion", claims.iloc[:200])), (
+        "the two versions must differ, or routing mistakes would go unnoticed"
+    )
+    expected_decision = (scores["fraud_score"] >= settings.thresholds.operating_threshold).astype(
+        int
+    )
+    assert scores["decision"].tolist() == expected_decision.tolist()
+    assert 0 < scores["decision"].sum() < len(scores)
+
+    # Shutdown wrote every scored claim to the inference log, as "realtime" rows.
+    logged = inference_log(settings, *answers, again)
+    assert len(logged) == 2050
+    assert set(logged["source"]) == {"realtime"}
+    first = logged.drop_duplicates("claim_id").set_index("claim_id").loc[claims["claim_id"]]
+    np.testing.assert_array_equal(first["fraud_score"], scores["fraud_score"])
+    assert first["model_version"].tolist() == scores["model_version"].tolist()
+    assert first["model_alias"].tolist() == scores["model_alias"].tolist()
+    for name in MODEL_FEATURES:
+        assert first[name].tolist() == claims[name].tolist(), name
+    assert (logged["window_id"] == [window_id(t, minutes=60) for t in logged["scored_at"]]).all()
+    assert logged["request_id"].nunique() == 3
+
+
+def test_dataframe_split_requests_score_like_records(registry_home: Path) -> None:
+    settings = serving_settings(registry_home)
+    claims = gold_frame(seed=12, n_rows=20)[["claim_id", *MODEL_FEATURES]]
+    split = {"columns": list(claims.columns), "data": claims.to_numpy().tolist()}
+    with TestClient(create_app(settings)) as client:
+        by_records = client.post("/invocations", json={"dataframe_records": records(claims)})
+        by_split = client.post("/invocations", json={"dataframe_split": split})
+    assert by_split.status_code == 200, by_split.text
+    assert by_split.json()["scores"] == by_records.json()["scores"]
+
+
+def bad_record(**changes: Any) -> dict[str, Any]:
+    record = records(gold_frame(seed=13, n_rows=1))[0]
+    for column, value in changes.items():
+        if value is ...:
+            del record[column]
+        else:
+            record[column] = value
+    return record
+
+
+@pytest.mark.parametrize(
+    ("body", "missing", "invalid"),
+    [
+        (
+            {"dataframe_records": [bad_record(claim_amount=..., patient_age=...)]},
+            ["claim_amount", "patient_age"],
+            [],
+        ),
+        ({"dataframe_records": [bad_record(claim_amount="12.5")]}, [], ["claim_amount"]),
+        (
+            {"dataframe_records": [bad_record(num_procedures=2.5, procedure_code=17)]},
+            [],
+            ["num_procedures", "procedure_code"],
+        ),
+        ({"dataframe_records": [bad_record(is_duplicate_claim=True)]}, [], ["is_duplicate_claim"]),
+        ({"dataframe_records": [bad_record(claim_id=...)]}, ["claim_id"], []),
+        ({"dataframe_records": []}, [], []),
+        ({"instances": [[1, 2]]}, [], []),
+    ],
+    ids=[
+        "missing",
+        "text-for-number",
+        "fraction-and-number-for-code",
+        "bool",
+        "no-claim-id",
+        "empty",
+        "no-records",
+    ],
+)
+def test_bad_input_is_422_naming_the_columns(
+    registry_home: Path, body: dict[str, Any], missing: list[str], invalid: list[str]
+) -> None:
+    settings = serving_settings(registry_home, log_flush_rows=1)
+    with TestClient(create_app(settings)) as client:
+        before = client.get("/models").json()["inference_log"]
+        answer = client.post("/invocations", json=body)
+        after = client.get("/models").json()["inference_log"]
+    assert answer.status_code == 422
+    error = answer.json()
+    assert error["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert (error["missing_columns"], error["invalid_columns"]) == (missing, invalid)
+    for column in missing + invalid:
+        assert column in error["message"]
+    assert "12.5" not in error["message"], "request values are never echoed"
+    assert (
+        after["buffered_rows"] + after["written_rows"]
+        == before["buffered_rows"] + before["written_rows"]
+    )
+
+
+def test_requests_over_the_record_limit_are_refused(registry_home: Path) -> None:
+    settings = serving_settings(registry_home, max_records=3)
+    with TestClient(create_app(settings)) as client:
+        answer = client.post(
+            "/invocations", json={"dataframe_records": records(gold_frame(seed=14, n_rows=4))}
+        )
+    assert answer.status_code == 422
+    assert "limit is 3" in answer.json()["message"]
+
+
+def test_shadow_mode_answers_with_champion_and_logs_the_challenger(registry_home: Path) -> None:
+    settings = serving_settings(registry_home, challenger_traffic=0.5, shadow=True)
+    claims = gold_frame(seed=15, n_rows=200)
+    with TestClient(create_app(settings)) as client:
+        answer = client.post("/invocations", json={"dataframe_records": records(claims)})
+        traffic = client.get("/models").json()["traffic"]
+    scores = pd.DataFrame(answer.json()["scores"])
+    assert set(scores["model_alias"]) == {"champion"}
+    assert traffic["effective_challenger_share"] == 0.0 and traffic["shadow"] is True
+    logged = inference_log(settings, answer)
+    shadow = logged[logged["source"] == "shadow"]
+    rule = TrafficSplit.from_settings(
+        settings.serving, champion_version="1", challenger_version="2"
+    )
+    in_group = [c for c in claims["claim_id"] if rule.in_challenger_group(c)]
+    assert sorted(shadow["claim_id"]) == sorted(in_group)
+    assert set(shadow["model_version"]) == {"2"}
+    expected = pyfunc_scores(
+        settings, "challenger", claims.set_index("claim_id").loc[shadow["claim_id"]].reset_index()
+    )
+    np.testing.assert_allclose(shadow["fraud_score"], expected, rtol=0, atol=1e-12)
+    assert (logged["source"] == "realtime").sum() == 200
+
+
+def test_no_champion_is_503_until_a_promotion_and_reload(
+    fraud_home: Path, empty_mlflow_db: Path
+) -> None:
+    settings = serving_settings(with_empty_registry(fraud_home, empty_mlflow_db))
+    claims = gold_frame(seed=16, n_rows=30)
+    with TestClient(create_app(settings)) as client:
+        health = client.get("/health")
+        assert health.status_code == 503 and health.json()["status"] == "no_champion"
+        refused = client.post("/invocations", json={"dataframe_records": records(claims)})
+        assert refused.status_code == 503
+        assert refused.json()["error_code"] == "NO_CHAMPION"
+        assert (
+            "'fraud_detector'" in refused.json()["message"]
+            and "champion" in refused.json()["message"]
+        )
+        assert "Traceback" not in refused.text
+
+        set_alias(settings, "champion", register_version(settings, seed=1))
+        reloaded = client.post("/reload")
+        assert reloaded.status_code == 200 and reloaded.json()["changed"] is True
+        first = client.post("/invocations", json={"dataframe_records": records(claims)}).json()
+        assert {s["model_version"] for s in first["scores"]} == {"1"}
+        np.testing.assert_allclose(
+            first["predictions"], pyfunc_scores(settings, "champion", claims), atol=1e-12
+        )
+
+        # A promotion: version 2 becomes champion; the running service follows on /reload.
+        set_alias(settings, "champion", register_version(settings, seed=2))
+        stale = client.post("/invocations", json={"dataframe_records": records(claims)}).json()
+        assert stale["scores"] == first["scores"], "aliases are re-resolved on /reload only"
+        promoted = client.post("/reload").json()
+        assert promoted["changed"] is True and promoted["champion"]["version"] == "2"
+        assert client.post("/reload").json()["changed"] is False
+        second = client.post("/invocations", json={"dataframe_records": records(claims)}).json()
+        assert {s["model_version"] for s in second["scores"]} == {"2"}
+        np.testing.assert_allclose(
+            second["predictions"], pyfunc_scores(settings, "champion", claims), atol=1e-12
+        )
+        assert client.get("/health").json()["champion_version"] == "2"
+    logged = table_store(settings).read_pandas(INFERENCE_LOG)
+    assert sorted(logged["model_version"].unique()) == ["1", "2"]
+    assert len(logged) == 3 * len(claims)  # first, stale and second answers
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_the_run_command_serves_and_flushes_the_log_on_sigterm(registry_home: Path) -> None:
+    """``python -m fraud_assets.serving`` with host/port from settings; SIGTERM loses no row."""
+    port = free_port()
+    env = {name: value for name, value in os.environ.items() if not name.startswith("FRAUD_")}
+    env |= {
+        "FRAUD_HOME": str(registry_home),
+        "FRAUD_SERVING__PORT": str(port),
+        "FRAUD_SERVING__LOG_FLUSH_SECONDS": "3600",
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-m", "fraud_assets.serving"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            assert server.poll() is None, server.communicate()[0]
+            try:
+                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the service did not become ready in 60 s"
+            time.sleep(0.2)
+        claims = gold_frame(seed=17, n_rows=5)
+        answer = httpx.post(f"{base}/invocations", json={"dataframe_records": records(claims)})
+        assert answer.status_code == 200
+        assert answer.headers["x-request-id"] == answer.json()["request_id"]
+    finally:
+        server.send_signal(signal.SIGTERM)
+        output = server.communicate(timeout=60)[0]
+    # uvicorn re-raises the signal after its graceful shutdown, as a supervisor expects.
+    assert server.returncode == -signal.SIGTERM, output
+    assert "Application shutdown complete" in output
+    logged = inference_log(settings_at(registry_home), answer)
+    assert sorted(logged["claim_id"]) == sorted(claims["claim_id"])
+    assert set(logged["source"]) == {"realtime"}
+
+
+def test_a_failed_reload_keeps_serving_the_loaded_models(
+    registry_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlflow.exceptions import MlflowException
+
+    from fraud_assets.serving.service import ScoringService
+
+    settings = serving_settings(registry_home, challenger_traffic=0.0)
+    service = ScoringService.from_settings(settings)
+    claims = gold_frame(seed=18, n_rows=10)
+    with TestClient(create_app(settings, service=service)) as client:
+
+        def registry_down(name: str) -> None:
+            raise MlflowException("(sqlite3.OperationalError) database is locked")
+
+        monkeypatch.setattr(service.models._client, "get_registered_model", registry_down)
+        failed = client.post("/reload")
+        assert failed.status_code == 503
+        assert failed.json()["error_code"] == "MODEL_REGISTRY_UNAVAILABLE"
+        assert "database is locked" in failed.json()["message"]
+        still = client.post("/invocations", json={"dataframe_records": records(claims)})
+        assert still.status_code == 200
+        assert {s["model_version"] for s in still.json()["scores"]} == {"1"}
+        assert client.get("/health").status_code == 200

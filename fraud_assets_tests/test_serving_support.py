@@ -1,0 +1,59 @@
+"""A real MLflow registry for the serving tests: XGBoost probability pyfuncs, two versions.
+
+Models are trained on the small synthetic gold frames of ``test_ml_support`` and logged
+exactly as the training step logs them (``fraud_assets.ml.runs.log_training_run``), so the
+service is tested against the artifact it serves in production.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from fraud_assets.ml import registry
+from fraud_assets.ml.runs import TrainingData, log_training_run
+from fraud_assets.ml.tracking import configure_mlflow, mlflow_client
+from fraud_assets.ml.training import TrainingParams, reference_sample, split_gold, train_model
+from fraud_assets.settings import FraudSettings
+from fraud_assets_tests.test_ml_support import make_gold_frame
+
+FAST = TrainingParams(boosting_rounds=15, max_depth=3, seed=7)
+
+
+def gold_frame(seed: int, n_rows: int = 600) -> pd.DataFrame:
+    return make_gold_frame(n_rows, seed=seed, fraud_rate=0.15, holdout_fraction=0.3)
+
+
+def register_version(settings: FraudSettings, *, seed: int) -> str:
+    """Train, log and register one model version; returns its version number."""
+    configure_mlflow(settings)
+    train, _ = split_gold(gold_frame(seed))
+    trained = train_model(train, model_type="xgboost", params=FAST)
+    run = log_training_run(
+        trained,
+        data=TrainingData(location=str(settings.fraud_home / "gold"), delta_version=0, frame=train),
+        reference=reference_sample(train, trained, seed=seed, max_rows=50),
+        pipeline_run_id=f"serving-test-{seed}",
+        git_commit="test",
+        params={},
+        metrics={},
+    )
+    version = registry.register_version(
+        mlflow_client(),
+        name=settings.registered_model_name,
+        model_uri=run.model_uri,
+        run_id=run.run_id,
+        description=f"serving test model, seed {seed}",
+    )
+    return str(version.version)
+
+
+def set_alias(settings: FraudSettings, alias: str, version: str) -> None:
+    """Move an alias the way the pipeline does (the champion move records its predecessor)."""
+    configure_mlflow(settings)
+    name = settings.registered_model_name
+    if alias == registry.CHAMPION:
+        registry.move_champion(mlflow_client(), name=name, version=version, actor="serving-tests")
+    elif alias == registry.CHALLENGER:
+        registry.set_challenger(mlflow_client(), name=name, version=version)
+    else:
+        raise ValueError(f"unknown alias {alias!r}")
