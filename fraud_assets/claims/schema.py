@@ -38,6 +38,29 @@ SOURCE_COLUMN = "_source"
 LOADED_AT_COLUMN = "_loaded_at"
 ROW_NUMBER_COLUMN = "_row_number"
 REASON_COLUMN = "_reason"
+BATCH_ID_COLUMN = "_batch_id"
+PARSE_ERROR_COLUMN = "_parse_error"
+
+BRONZE_LINEAGE = pa.schema(
+    [
+        pa.field(SOURCE_COLUMN, pa.string(), nullable=False),
+        pa.field(LOADED_AT_COLUMN, pa.timestamp("us", tz="UTC"), nullable=False),
+        pa.field(ROW_NUMBER_COLUMN, pa.int64(), nullable=False),
+        pa.field(BATCH_ID_COLUMN, pa.string(), nullable=False),
+        pa.field(PARSE_ERROR_COLUMN, pa.string(), nullable=True),
+    ]
+)
+# Bronze keeps every canonical column as the text that landed, plus where and when.
+BRONZE_SCHEMA = pa.schema(
+    [*(pa.field(name, pa.string(), nullable=True) for name in CLAIM_COLUMNS), *BRONZE_LINEAGE]
+)
+# Silver is the typed contract plus the lineage that ties each row to its bronze row.
+SILVER_LINEAGE = [SOURCE_COLUMN, LOADED_AT_COLUMN, ROW_NUMBER_COLUMN, BATCH_ID_COLUMN]
+SILVER_SCHEMA = pa.schema([*CLAIM_SCHEMA, *(BRONZE_LINEAGE.field(name) for name in SILVER_LINEAGE)])
+# Quarantine keeps the rejected bronze row as it landed and every reason it was rejected.
+QUARANTINE_SCHEMA = pa.schema(
+    [*BRONZE_SCHEMA, pa.field(REASON_COLUMN, pa.string(), nullable=False)]
+)
 
 AGE_GROUPS: list[tuple[str, int, int]] = [
     ("18-34", 0, 34),
