@@ -1,0 +1,442 @@
+"""The Databricks Asset Bundles: valid against the CLI's schema, coherent across files.
+
+Every rule is also shown to fail: a broken copy of the bundle must be reported.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = REPO_ROOT.parent / "shared" / "databricks" / "bundle_config_schema.json"
+RESOURCES = REPO_ROOT / "resources"
+
+
+def _load_script(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "scripts" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+check_bundle = _load_script("check_bundle")
+
+needs_schema = pytest.mark.skipif(
+    not SCHEMA.is_file(), reason=f"bundle JSON schema not found at {SCHEMA}"
+)
+
+
+def _read(path: Path) -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load(path.read_text())
+    return loaded
+
+
+def _job(file: str, key: str) -> dict[str, Any]:
+    job: dict[str, Any] = _read(RESOURCES / file)["resources"]["jobs"][key]
+    return job
+
+
+def _edges(job: dict[str, Any]) -> dict[str, set[str]]:
+    return {t["task_key"]: {d["task_key"] for d in t.get("depends_on", [])} for t in job["tasks"]}
+
+
+# --- schema ---------------------------------------------------------------------------
+
+
+@needs_schema
+def test_every_bundle_file_validates_against_the_cli_schema() -> None:
+    files = check_bundle.bundle_files(REPO_ROOT)
+    assert REPO_ROOT / "databricks.yml" in files
+    assert REPO_ROOT / "deploy" / "serving" / "databricks.yml" in files
+    assert len([f for f in files if f.parent == RESOURCES]) == len(list(RESOURCES.glob("*.yml")))
+    assert check_bundle.schema_errors(files, SCHEMA) == []
+
+
+@needs_schema
+def test_schema_check_reports_a_misspelled_field_and_a_wrong_type(tmp_path: Path) -> None:
+    misspelled = tmp_path / "misspelled.yml"
+    misspelled.write_text(
+        (RESOURCES / "ingestion-workflow-resource.yml")
+        .read_text()
+        .replace("python_wheel_task:", "python_wheel_tsk:", 1)
+    )
+    wrong_type = tmp_path / "wrong_type.yml"
+    data = _read(RESOURCES / "batch-inference-workflow-resource.yml")
+    data["resources"]["jobs"]["batch_scoring_job"]["max_concurrent_runs"] = "one"
+    wrong_type.write_text(yaml.safe_dump(data))
+
+    errors = "\n".join(check_bundle.schema_errors([misspelled, wrong_type], SCHEMA))
+
+    assert "misspelled.yml" in errors
+    assert "wrong_type.yml" in errors
+
+
+# --- cross-file rules on the real bundle ------------------------------------------------
+
+
+def test_cross_file_rules_hold() -> None:
+    assert check_bundle.cross_file_errors(REPO_ROOT) == []
+
+
+def test_training_runs_both_models_in_parallel_then_gates_then_registers() -> None:
+    job = _job("training-workflow-resource.yml", "retraining_job")
+    assert _edges(job) == {
+        "features": set(),
+        "train": {"features"},
+        "evaluate": {"train"},
+        "fairness": {"evaluate"},
+        "register": {"evaluate", "fairness"},
+    }
+    train = next(t for t in job["tasks"] if t["task_key"] == "train")["for_each_task"]
+    models = next(p["default"] for p in job["parameters"] if p["name"] == "models")
+    assert train["inputs"] == "{{job.parameters.models}}"
+    assert json.loads(models) == ["catboost", "xgboost"]
+    assert train["concurrency"] == 2
+    assert train["task"]["python_wheel_task"]["named_parameters"]["model"] == "{{input}}"
+
+
+def test_monitoring_scores_before_measuring_drift_and_other_jobs_chain_as_dagster() -> None:
+    assert _edges(_job("monitoring-workflow-resource.yml", "drift_monitoring_job")) == {
+        "score": set(),
+        "psi": {"score"},
+    }
+    assert _edges(_job("ingestion-workflow-resource.yml", "ingestion_job")) == {
+        "ingest": set(),
+        "validate": {"ingest"},
+    }
+    audit = _job("fairness-audit-workflow-resource.yml", "fairness_audit_job")["tasks"][0]
+    assert audit["python_wheel_task"]["named_parameters"]["write_audit_report"] == "true"
+    promote = _job("promotion-workflow-resource.yml", "promotion_job")["tasks"][0]
+    assert promote["python_wheel_task"]["named_parameters"]["action"] == (
+        "{{job.parameters.action}}"
+    )
+
+
+def test_bundle_jobs_carry_the_dagster_job_names() -> None:
+    """Scripts trigger or watch a job by one name, whichever orchestrator owns the target."""
+    from fraud_assets import keys
+    from fraud_assets.tasks import TASKS
+
+    bundle = check_bundle.load_bundle(REPO_ROOT)
+    jobs = set(bundle.resources("jobs"))
+    shared = {
+        keys.INGESTION_JOB,
+        keys.RETRAINING_JOB,
+        keys.DRIFT_MONITORING_JOB,
+        keys.FAIRNESS_AUDIT_JOB,
+    }
+    assert shared <= jobs
+    step_jobs = {f"step_{step}" for step in TASKS}
+    assert jobs - shared == {"batch_scoring_job", "promotion_job", *step_jobs}
+
+
+def _quartz(unix_cron: str) -> str:
+    """A 5-field cron as the Quartz expression Databricks schedules use."""
+    minute, hour, day, month, weekday = unix_cron.split()
+    names = dict(enumerate(["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"]))
+    hour = hour.replace("*/", "0/")
+    if weekday == "*":
+        return f"0 {minute} {hour} {day} {month} ?"
+    return f"0 {minute} {hour} ? {month} {names[int(weekday)]}"
+
+
+def test_bundle_schedules_fire_on_the_same_ticks_as_dagsters() -> None:
+    from fraud_assets.settings import Schedules
+
+    schedules = Schedules()
+    expected = {
+        "ingestion_job": schedules.ingestion_cron,
+        "drift_monitoring_job": schedules.drift_monitoring_cron,
+        "fairness_audit_job": schedules.fairness_audit_cron,
+    }
+    jobs = check_bundle.load_bundle(REPO_ROOT).resources("jobs")
+    for key, unix_cron in expected.items():
+        schedule = jobs[key][1]["schedule"]
+        assert schedule["quartz_cron_expression"] == _quartz(unix_cron), key
+        assert schedule["timezone_id"] == schedules.timezone
+
+
+def test_settings_read_per_target_names_from_the_bundle() -> None:
+    from fraud_assets.settings import bundle_variables
+
+    catalogs = {t: bundle_variables(t)["catalog"] for t in ("dev", "staging", "prod")}
+    assert catalogs == {"dev": "fraud_dev", "staging": "fraud_staging", "prod": "fraud_prod"}
+    for target in ("dev", "staging", "prod"):
+        values = bundle_variables(target)
+        assert values["schema"] and values["model_name"] and values["experiment_name"]
+
+
+def test_docs_orchestrator_table_matches_the_bundle() -> None:
+    """docs/deployment.md says who schedules each target; it must say what the bundle does."""
+    bundle = check_bundle.load_bundle(REPO_ROOT)
+    rows = {}
+    for line in (REPO_ROOT / "docs" / "deployment.md").read_text().splitlines():
+        cells = [c.strip(" `") for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 3 and cells[0] in ("dev", "staging", "prod"):
+            rows[cells[0]] = (cells[1], cells[2])
+    assert set(rows) == {"dev", "staging", "prod"}
+    for target, (orchestrator, pause) in rows.items():
+        values = bundle.resolved_variables(target)
+        assert (orchestrator, pause) == (
+            values["orchestrator"],
+            values["schedule_pause_status"],
+        ), target
+
+
+# --- every cross-file rule can fail ------------------------------------------------------
+
+
+@pytest.fixture
+def broken_copy(tmp_path: Path) -> Path:
+    """A private copy of both bundles to break."""
+    for name in ("databricks.yml", "pyproject.toml"):
+        shutil.copy(REPO_ROOT / name, tmp_path / name)
+    shutil.copytree(RESOURCES, tmp_path / "resources")
+    shutil.copytree(REPO_ROOT / "deploy" / "serving", tmp_path / "deploy" / "serving")
+    return tmp_path
+
+
+def _edit(path: Path, change: Callable[[dict[str, Any]], None]) -> None:
+    data = _read(path)
+    change(data)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def _task(data: dict[str, Any], job: str, key: str) -> dict[str, Any]:
+    task: dict[str, Any] = next(
+        t for t in data["resources"]["jobs"][job]["tasks"] if t["task_key"] == key
+    )
+    return task
+
+
+def _set_target_variable(target: str, name: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    def change(data: dict[str, Any]) -> None:
+        data["targets"][target].setdefault("variables", {})[name] = value
+
+    return change
+
+
+INGESTION = "resources/ingestion-workflow-resource.yml"
+TRAINING = "resources/training-workflow-resource.yml"
+STEPS = "resources/step-jobs-resource.yml"
+
+
+def _cluster(data: dict[str, Any]) -> dict[str, Any]:
+    spec: dict[str, Any] = data["resources"]["jobs"]["ingestion_job"]["job_clusters"][0][
+        "new_cluster"
+    ]
+    return spec
+
+
+BREAKAGES: dict[str, tuple[str, Callable[[dict[str, Any]], None], str]] = {
+    "undeclared variable": (
+        INGESTION,
+        lambda d: _cluster(d).update(spark_version="${var.spark_versoin}"),
+        "undeclared variable ${var.spark_versoin}",
+    ),
+    "target sets an undeclared variable": (
+        "databricks.yml",
+        _set_target_variable("prod", "max_wokers", 8),
+        "sets undeclared var 'max_wokers'",
+    ),
+    "missing resource reference": (
+        INGESTION,
+        lambda d: _task(d, "ingestion_job", "ingest")["python_wheel_task"][
+            "named_parameters"
+        ].update(model_name="${resources.registered_models.fraud_model.name}"),
+        "references missing resource ${resources.registered_models.fraud_model.name}",
+    ),
+    "depends_on an unknown task": (
+        INGESTION,
+        lambda d: _task(d, "ingestion_job", "validate").update(depends_on=[{"task_key": "load"}]),
+        "depends_on unknown task 'load'",
+    ),
+    "dependency cycle": (
+        INGESTION,
+        lambda d: _task(d, "ingestion_job", "ingest").update(depends_on=[{"task_key": "validate"}]),
+        "depends_on forms a cycle",
+    ),
+    "unknown job cluster": (
+        INGESTION,
+        lambda d: _task(d, "ingestion_job", "validate").update(job_cluster_key="big_cluster"),
+        "job_cluster_key 'big_cluster' is not one of ['fraud_cluster']",
+    ),
+    "entry point missing from project.scripts": (
+        INGESTION,
+        lambda d: _task(d, "ingestion_job", "ingest")["python_wheel_task"].update(
+            entry_point="fraud-ingest-v2"
+        ),
+        "entry_point 'fraud-ingest-v2' is not in [project.scripts]",
+    ),
+    "task runs another step's script": (
+        INGESTION,
+        lambda d: _task(d, "ingestion_job", "ingest")["python_wheel_task"].update(
+            entry_point="fraud-validate"
+        ),
+        "task 'ingest' runs 'fraud-validate', but step 'ingest' is 'fraud-ingest'",
+    ),
+    "task that is no pipeline step": (
+        INGESTION,
+        lambda d: _task(d, "ingestion_job", "validate").update(task_key="quality_check"),
+        "task 'quality_check' is no pipeline step",
+    ),
+    "step without a bundle task": (
+        "resources/promotion-workflow-resource.yml",
+        lambda d: d["resources"]["jobs"].clear(),
+        "step 'promote' (fraud-promote) has no task in any workflow job",
+    ),
+    "unquoted job.run_id": (
+        INGESTION,
+        lambda d: _task(d, "ingestion_job", "ingest")["python_wheel_task"][
+            "named_parameters"
+        ].update(run_id={"job.run_id": None}),
+        "parameter 'run_id' must be a string",
+    ),
+    "missing settings parameter": (
+        TRAINING,
+        lambda d: _task(d, "retraining_job", "train")["for_each_task"]["task"]["python_wheel_task"][
+            "named_parameters"
+        ].pop("catalog"),
+        "parameters lack ['catalog']",
+    ),
+    "wheel not installed": (
+        INGESTION,
+        lambda d: _task(d, "ingestion_job", "ingest").update(libraries=[{"whl": "dist/*.whl"}]),
+        "libraries must install the built wheel",
+    ),
+    "fixed-size cluster": (
+        INGESTION,
+        lambda d: _cluster(d).update(autoscale=None, num_workers=4),
+        "must autoscale",
+    ),
+    "on-demand only cluster": (
+        INGESTION,
+        lambda d: _cluster(d)["aws_attributes"].update(availability="ON_DEMAND"),
+        "aws_attributes.availability must be SPOT_WITH_FALLBACK",
+    ),
+    "all-spot cluster without an on-demand driver": (
+        INGESTION,
+        lambda d: _cluster(d)["aws_attributes"].update(first_on_demand=0),
+        "first_on_demand must be at least 1",
+    ),
+    "cluster outside the policy": (
+        INGESTION,
+        lambda d: _cluster(d).pop("policy_id"),
+        "must set policy_id",
+    ),
+    "hard-coded schedule status": (
+        INGESTION,
+        lambda d: d["resources"]["jobs"]["ingestion_job"]["schedule"].update(
+            pause_status="UNPAUSED"
+        ),
+        "schedule.pause_status must be ${var.schedule_pause_status}",
+    ),
+    "two orchestrators in one target": (
+        "databricks.yml",
+        _set_target_variable("prod", "orchestrator", "databricks"),
+        "target prod: orchestrator databricks needs schedule_pause_status UNPAUSED",
+    ),
+    "prod without a service principal": (
+        "databricks.yml",
+        lambda d: d["targets"]["prod"].pop("run_as"),
+        "target prod: run_as.service_principal_name must be set",
+    ),
+    "invalid target mode": (
+        "databricks.yml",
+        lambda d: d["targets"]["staging"].update(mode="prodution"),
+        "target staging has mode 'prodution', expected 'production'",
+    ),
+    "production target without a root path": (
+        "databricks.yml",
+        lambda d: d["targets"]["prod"].pop("workspace"),
+        "production target prod must set workspace.root_path",
+    ),
+    "serving endpoint in the main bundle": (
+        "resources/ml-artifacts-resource.yml",
+        lambda d: d["resources"].update(
+            model_serving_endpoints={"fraud_endpoint": {"name": "fraud"}}
+        ),
+        "breaks the first deploy",
+    ),
+    "run_as in the serving bundle": (
+        "deploy/serving/databricks.yml",
+        lambda d: d["targets"]["prod"].update(run_as={"service_principal_name": "sp"}),
+        "serving endpoints do not support run_as",
+    ),
+    "step without a run-now job": (
+        STEPS,
+        lambda d: d["resources"]["jobs"].pop("step_psi"),
+        "step 'psi' has no step job resources.jobs.step_psi",
+    ),
+    "step job with a second task": (
+        STEPS,
+        lambda d: d["resources"]["jobs"]["step_score"]["tasks"].append(
+            {**d["resources"]["jobs"]["step_psi"]["tasks"][0]}
+        ),
+        "job step_score must have exactly one task, keyed 'score'",
+    ),
+    "step job Dagster cannot find": (
+        STEPS,
+        lambda d: d["resources"]["jobs"]["step_train"].update(name="train-${bundle.target}"),
+        "but Dagster's run-now looks for 'fraud_assets_${bundle.target}_train'",
+    ),
+    "scheduled step job": (
+        STEPS,
+        lambda d: d["resources"]["jobs"]["step_ingest"].update(
+            schedule={
+                "quartz_cron_expression": "0 0 2 * * ?",
+                "timezone_id": "UTC",
+                "pause_status": "${var.schedule_pause_status}",
+            }
+        ),
+        "step job step_ingest must not be scheduled",
+    ),
+    "positional parameter without a name": (
+        STEPS,
+        lambda d: d["resources"]["jobs"]["step_ingest"]["tasks"][0]["python_wheel_task"][
+            "parameters"
+        ].insert(0, "dev"),
+        "parameters must be '--name', 'value'",
+    ),
+    "wheel artifact not built": (
+        "databricks.yml",
+        lambda d: d.pop("artifacts"),
+        "no whl artifact builds the project's wheel",
+    ),
+}
+
+
+@pytest.mark.parametrize("breakage", sorted(BREAKAGES))
+def test_each_cross_file_rule_reports_a_broken_copy(breakage: str, broken_copy: Path) -> None:
+    file, change, message = BREAKAGES[breakage]
+    project = check_bundle.Project.from_repo(REPO_ROOT)
+    assert check_bundle.cross_file_errors(broken_copy, project) == []
+
+    _edit(broken_copy / file, change)
+    errors = check_bundle.cross_file_errors(broken_copy, project)
+
+    assert any(message in error for error in errors), errors
+
+
+def test_the_command_line_check_fails_on_a_broken_copy(broken_copy: Path) -> None:
+    _edit(
+        broken_copy / INGESTION,
+        lambda d: _task(d, "ingestion_job", "validate").update(depends_on=[{"task_key": "x"}]),
+    )
+    args = ["--repo-root", str(broken_copy), "--schema", str(SCHEMA)]
+    if not SCHEMA.is_file():
+        pytest.skip(f"bundle JSON schema not found at {SCHEMA}")
+    assert check_bundle.main(args) == 1
+    assert check_bundle.main(["--schema", str(SCHEMA)]) == 0
