@@ -286,7 +286,7 @@ def test_watch_reads_the_bundle_jobs_latest_run_and_its_task_logs(
         "state": {"life_cycle_state": "TERMINATED", "result_state": "SUCCESS"},
         "tasks": [{"task_key": "fairness", "run_id": 100}],
     }
-    fake_databricks.answer(["databricks", "jobs", "list-runs"], [run])
+    fake_databricks.answer(["databricks", "api", "get"], {"runs": [run], "has_more": True})
     fake_databricks.answer(
         ["databricks", "jobs", "get-run-output"],
         {"logs": f"materialized fairness_report: audit_report={VOLUME_REPORT}"},
@@ -298,8 +298,7 @@ def test_watch_reads_the_bundle_jobs_latest_run_and_its_task_logs(
     calls = fake_databricks.calls()
     assert [
         "databricks",
-        *("jobs", "list-runs", "--job-id", "4711", "--limit", "1", "--expand-tasks"),
-        *("-o", "json"),
+        *("api", "get", "/api/2.2/jobs/runs/list?job_id=4711&limit=1&expand_tasks=true"),
     ] in calls
     assert ["databricks", "jobs", "get-run-output", "100", "-o", "json"] in calls
     assert (tmp_path / Path(VOLUME_REPORT).name).is_file()

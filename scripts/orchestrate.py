@@ -142,7 +142,7 @@ def dagster_run(record: Mapping[str, Any], base_url: str | None = None) -> RunIn
 
 
 def databricks_run(record: Mapping[str, Any]) -> RunInfo:
-    """A run from ``databricks jobs list-runs -o json``."""
+    """A run from the Jobs API ``runs/list`` (newest first)."""
     state = record.get("state") or {}
     life_cycle = state.get("life_cycle_state")
     if life_cycle in ("TERMINATED", "INTERNAL_ERROR", "SKIPPED"):
@@ -336,14 +336,12 @@ class Orchestration:
             if not (jobs.get(self.job) or {}).get("id"):
                 raise OrchestrationError(f"bundle target {self.target} has no deployed {self.job}")
             job_id = str(jobs[self.job]["id"])
-        runs = self.runner.json(
-            Command(
-                (
-                    *("databricks", "jobs", "list-runs", "--job-id", job_id),
-                    *("--limit", "1", "--expand-tasks", "-o", "json"),
-                )
-            )
+        # One page of one run: `databricks jobs list-runs` would page through every run.
+        query = f"job_id={job_id}&limit=1&expand_tasks=true"
+        listed = self.runner.json(
+            Command(("databricks", "api", "get", f"/api/2.2/jobs/runs/list?{query}"))
         )
+        runs = (listed or {}).get("runs") or []
         if not runs:
             return None
         run = databricks_run(runs[0])
