@@ -54,12 +54,13 @@ def build_claim_features(claims: DataFrame, *, holdout_fraction: float, seed: in
         F.count(F.lit(1)).alias("provider_claim_count"),
         F.countDistinct("patient_id").alias("provider_unique_patients"),
         F.avg("claim_amount").alias("provider_avg_amount"),
+        F.collect_set("provider_specialty").alias("_specialties"),
     )
     # A provider is a peer in every specialty it bills under, with its overall average.
-    provider_in_specialty = (
-        base.select("provider_id", "provider_specialty")
-        .distinct()
-        .join(provider.select("provider_id", "provider_avg_amount"), "provider_id")
+    provider_in_specialty = provider.select(
+        "provider_id",
+        "provider_avg_amount",
+        F.explode("_specialties").alias("provider_specialty"),
     )
     specialty = provider_in_specialty.groupBy("provider_specialty").agg(
         F.avg("provider_avg_amount").alias("_peer_mean"),
@@ -90,7 +91,7 @@ def build_claim_features(claims: DataFrame, *, holdout_fraction: float, seed: in
     split_bucket = F.conv(F.substring(split_hash, 1, 8), 16, 10).cast("long") % SPLIT_BUCKETS
 
     features = (
-        base.join(provider, "provider_id")
+        base.join(provider.drop("_specialties"), "provider_id")
         .join(peer_zscore, ["provider_id", "provider_specialty"])
         .join(procedure, "procedure_code")
         .select(
