@@ -3,7 +3,8 @@
     python scripts/deploy.py --target dev|staging|prod [--dry-run] [--git-sha SHA]
                              [--image-repository REPO] [--only STEP[,STEP...]]
 
-Steps, in order (prod adds the first and the last two):
+Steps, in order (``record-champion`` and ``tag`` run for prod only, ``smoke`` for staging
+and prod):
 
 1. ``record-champion`` (prod): save the model's current champion and challenger versions
    to ``--record-file`` before anything changes, so a bad release can be rolled back;
@@ -448,6 +449,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     git_sha = (args.git_sha or _git_head()).lower()
     if not SHA.match(git_sha):
         parser.error(f"--git-sha {git_sha!r} is not a commit hash")
+    if len(git_sha) != 40 and not args.dry_run:
+        # The image tag must name the same commit in staging and prod: always the full hash.
+        parser.error(f"--git-sha {git_sha!r} must be the full 40-character commit hash")
     image_repository = args.image_repository
     if not image_repository:
         if not args.dry_run and not args.validate_only:
