@@ -21,13 +21,13 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import combinations
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 from scipy import sparse
-from scipy.stats import norm
 
 GROUP_METRICS: tuple[str, ...] = (
     "selection_rate",
@@ -526,7 +526,7 @@ def _pair_bounds(
     empty = np.full((len(point), len(point)), np.nan)
     if pairs < 1:
         return _Pairs(empty, empty.copy())
-    z = float(norm.ppf(1.0 - (1.0 - confidence_level) / (2.0 * pairs)))
+    z = NormalDist().inv_cdf(1.0 - (1.0 - confidence_level) / (2.0 * pairs))
     cov = pd.DataFrame(boot).cov(min_periods=2).to_numpy()
     var = np.diag(cov)
     boot_var = var[:, None] + var[None, :] - 2.0 * cov

@@ -1,0 +1,213 @@
+"""Drift of the latest scored window against the champion's training snapshot (PSI).
+
+The reference is ``reference/reference.parquet`` on the MLflow run behind the registered
+model version with alias ``champion``: the data that model learned from, with its own
+scores. The current sample is the latest window of ``inference_log``. Every model feature
+and the score get a PSI and a drift level; the report is appended to ``psi_report``.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from fraud_assets import keys
+from fraud_assets.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES
+from fraud_assets.governance import (
+    GateVerdict,
+    drift_gates,
+    latest_scored_window,
+    psi_report,
+)
+from fraud_assets.governance.charts import png_data_uri, psi_chart
+from fraud_assets.lakehouse import table_store
+from fraud_assets.settings import FraudSettings
+from fraud_assets.tasks._runtime import (
+    CheckOutcome,
+    Materialization,
+    TaskContext,
+    TaskResult,
+    run_task,
+)
+
+INFERENCE_LOG = "inference_log"
+REPORT_TABLE = "psi_report"
+SCORE_COLUMN = "fraud_score"
+CHAMPION_ALIAS = "champion"
+
+
+class DriftInputMissing(LookupError):
+    """There is nothing to compare yet: no champion, or no scored window."""
+
+
+@dataclass(frozen=True)
+class ChampionReference:
+    """The champion's training snapshot and which model version it belongs to."""
+
+    model_name: str
+    version: str
+    run_id: str
+    frame: pd.DataFrame
+
+
+def compute_psi(ctx: TaskContext) -> TaskResult:
+    settings = ctx.settings
+    t = settings.thresholds
+    asset_key = keys.PSI_REPORT.to_user_string()
+
+    champion = champion_reference(settings)
+    store = table_store(settings)
+    if not store.exists(INFERENCE_LOG):
+        raise DriftInputMissing(
+            f"no scored window yet: {store.location(INFERENCE_LOG)} does not exist; "
+            "materialize fraud_scores (or send real-time traffic) first"
+        )
+    log_version = store.version(INFERENCE_LOG)
+    current, window = latest_scored_window(store.read_pandas(INFERENCE_LOG, version=log_version))
+    scores, score_versions = champion_scores(current, champion.version)
+    ctx.log.info(
+        "PSI of window %s (%d rows) against champion v%s (%d reference rows)",
+        window.window_id,
+        len(current),
+        champion.version,
+        len(champion.frame),
+    )
+    report = psi_report(
+        champion.frame,
+        current,
+        numeric_features=NUMERIC_FEATURES,
+        categorical_features=CATEGORICAL_FEATURES,
+        score_column=SCORE_COLUMN,
+        current_scores=scores,
+        bins=t.psi_bins,
+        epsilon=t.psi_epsilon,
+        warn=t.psi_warn,
+        error=t.psi_error,
+    )
+    gates = drift_gates(report, warn=t.psi_warn, error=t.psi_error)
+    evaluated_at = datetime.now(UTC)
+
+    table = report.copy()
+    table.insert(0, "run_id", ctx.run_id)
+    table.insert(1, "evaluated_at", evaluated_at)
+    table.insert(2, "window_id", window.window_id)
+    table.insert(3, "champion_version", champion.version)
+    table.insert(4, "reference_run_id", champion.run_id)
+    table.insert(5, "inference_log_version", log_version)
+    version = store.write_pandas(table, REPORT_TABLE, mode="append")
+
+    chart = psi_chart(report, warn=t.psi_warn, error=t.psi_error)
+    metadata: dict[str, Any] = {
+        "row_count": len(table),
+        "delta_version": version,
+        "table_location": store.location(REPORT_TABLE),
+        "max_psi": round(gates.max_psi, 6),
+        "drift_level": gates.drift_level,
+        "drifted_features": {"raw_value": gates.drifted_features, "type": "json"},
+        "window_id": window.window_id,
+        "window_started_at": window.started_at.isoformat(),
+        "reference_rows": len(champion.frame),
+        "current_rows": len(current),
+        "current_batch_rows": window.batch_rows,
+        "current_realtime_rows": window.realtime_rows,
+        "score_rows": len(scores),
+        "score_model_versions": {"raw_value": score_versions, "type": "json"},
+        "champion_version": champion.version,
+        "reference_run_id": champion.run_id,
+        "inference_log_version": log_version,
+        "psi": {
+            "raw_value": {
+                str(feature): {"psi": round(float(psi), 6), "drift_level": str(level)}
+                for feature, psi, level in zip(
+                    report["feature"], report["psi"], report["drift_level"], strict=True
+                )
+            },
+            "type": "json",
+        },
+        "chart": {"raw_value": f"![PSI per feature]({png_data_uri(chart)})", "type": "md"},
+    }
+    return TaskResult(
+        materializations=[Materialization(asset_key, metadata)],
+        checks=[
+            _check(asset_key, keys.CHECK_FEATURE_DRIFT, gates.feature_drift),
+            _check(asset_key, keys.CHECK_SCORE_DRIFT, gates.score_drift),
+        ],
+    )
+
+
+def champion_reference(settings: FraudSettings) -> ChampionReference:
+    """The training snapshot logged with the model version that holds the champion alias."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from fraud_assets.ml.runs import REFERENCE_ARTIFACT
+    from fraud_assets.ml.tracking import configure_mlflow, mlflow_client
+
+    configure_mlflow(settings)
+    name = settings.registered_model_name
+    client = mlflow_client()
+    try:
+        version = client.get_model_version_by_alias(name, CHAMPION_ALIAS)
+    except MlflowException as exc:
+        if exc.error_code not in (
+            "RESOURCE_DOES_NOT_EXIST",
+            "INVALID_PARAMETER_VALUE",
+            "NOT_FOUND",
+        ):
+            raise
+        raise DriftInputMissing(
+            f"no champion to measure drift against: model {name!r} has no version with alias "
+            f"{CHAMPION_ALIAS!r} ({exc.error_code}); run the fraud_pipeline job to promote one"
+        ) from None
+    if not version.run_id:
+        raise DriftInputMissing(
+            f"champion {name!r} v{version.version} has no MLflow run, so no training snapshot"
+        )
+    with tempfile.TemporaryDirectory() as tmp:
+        local = mlflow.artifacts.download_artifacts(
+            run_id=version.run_id, artifact_path=REFERENCE_ARTIFACT, dst_path=tmp
+        )
+        frame = pd.read_parquet(Path(local))
+    if frame.empty:
+        raise ValueError(f"{REFERENCE_ARTIFACT} of run {version.run_id} has no rows")
+    return ChampionReference(
+        model_name=name, version=str(version.version), run_id=version.run_id, frame=frame
+    )
+
+
+def champion_scores(current: pd.DataFrame, champion_version: str) -> tuple[pd.Series, list[str]]:
+    """Scores the champion itself produced; other versions (a challenger's share) would blur it.
+
+    When no current row came from the champion (it was just promoted), every score is used
+    and the versions are reported.
+    """
+    versions = current["model_version"].astype("string")
+    present = sorted(str(v) for v in versions.dropna().unique())
+    own = current.loc[(versions == champion_version).fillna(False), SCORE_COLUMN]
+    if own.empty:
+        return current[SCORE_COLUMN], present
+    return own, [champion_version]
+
+
+def _check(asset_key: str, name: str, verdict: GateVerdict) -> CheckOutcome:
+    return CheckOutcome(
+        asset_key,
+        name,
+        passed=verdict.passed,
+        severity=verdict.severity,
+        metadata={**verdict.metadata, "why": verdict.description},
+        description=verdict.description,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    run_task(compute_psi, argv, name="psi")
+
+
+if __name__ == "__main__":
+    main()

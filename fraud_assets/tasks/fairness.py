@@ -1,0 +1,364 @@
+"""Fairness report of the candidate model on the holdout, and the three blocking gates.
+
+Reads the candidate's rows of ``holdout_predictions``, computes group rates and cross-group
+figures with bootstrap intervals, appends them to the ``fairness_report`` table, logs the
+JSON and chart to the candidate's MLflow run, and, for the weekly audit
+(``--write_audit_report true``), writes a self-contained HTML audit under
+``$FRAUD_HOME/reports``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from fraud_assets import keys
+from fraud_assets.governance import (
+    FIGURES,
+    FairnessGates,
+    FairnessReport,
+    GateVerdict,
+    compute_fairness_report,
+    fairness_gates,
+)
+from fraud_assets.governance.audit import (
+    AuditContext,
+    render_fairness_audit,
+    write_fairness_audit,
+)
+from fraud_assets.governance.charts import fairness_chart, png_data_uri
+from fraud_assets.lakehouse import TableStore, table_store
+from fraud_assets.settings import FraudSettings
+from fraud_assets.tasks._runtime import (
+    CheckOutcome,
+    Materialization,
+    TaskContext,
+    TaskResult,
+    run_task,
+)
+
+PREDICTIONS_TABLE = "holdout_predictions"
+EVALUATION_TABLE = "model_evaluation"
+REPORT_TABLE = "fairness_report"
+CANDIDATE_ROLE = "candidate"
+MLFLOW_DIR = "fairness"
+TAG_STEP = "fraud.step"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """The model under review and where its MLflow evidence lives."""
+
+    model: str
+    mlflow_run_id: str | None
+    model_uri: str | None
+
+
+def fairness(ctx: TaskContext) -> TaskResult:
+    settings = ctx.settings
+    thresholds = settings.thresholds
+    store = table_store(settings)
+    asset_key = keys.FAIRNESS_REPORT.to_user_string()
+
+    # Pin the version first so the report names exactly the rows it judged.
+    holdout_version = store.version(PREDICTIONS_TABLE)
+    rows = candidate_rows(store.read_pandas(PREDICTIONS_TABLE, version=holdout_version))
+    candidate = find_candidate(store, rows)
+    ctx.log.info(
+        "fairness of candidate %s on %d holdout claims (holdout_predictions v%d)",
+        candidate.model,
+        len(rows),
+        holdout_version,
+    )
+    report = compute_fairness_report(
+        rows,
+        protected_attributes=settings.protected_attributes,
+        min_group_size=thresholds.min_group_size,
+        bootstrap_samples=thresholds.bootstrap_samples,
+        confidence_level=thresholds.confidence_level,
+        seed=settings.seed,
+    )
+    gates = fairness_gates(
+        report,
+        disparate_impact_min=thresholds.disparate_impact_min,
+        equal_opportunity_max=thresholds.equal_opportunity_max,
+    )
+    chart = fairness_chart(
+        report.groups,
+        disparate_impact_min=thresholds.disparate_impact_min,
+        equal_opportunity_max=thresholds.equal_opportunity_max,
+    )
+    evaluated_at = datetime.now(UTC)
+
+    table = report.to_long()
+    table.insert(0, "run_id", ctx.run_id)
+    table.insert(1, "evaluated_at", evaluated_at)
+    table.insert(2, "model", candidate.model)
+    table.insert(3, "mlflow_run_id", candidate.mlflow_run_id)
+    table.insert(4, "holdout_delta_version", holdout_version)
+    version = store.write_pandas(table, REPORT_TABLE, mode="append")
+
+    audit_path: Path | None = None
+    if _flag(ctx.param("write_audit_report", False)):
+        document = render_fairness_audit(
+            report,
+            gates,
+            chart_png=chart,
+            context=AuditContext(
+                model={
+                    "name": candidate.model,
+                    "MLflow run": candidate.mlflow_run_id or "unknown",
+                    "URI": candidate.model_uri or "unknown",
+                },
+                data_version={
+                    "table": store.location(PREDICTIONS_TABLE),
+                    "Delta version": holdout_version,
+                    "rows judged": len(rows),
+                },
+                thresholds=_fairness_thresholds(settings),
+                generated_at=evaluated_at,
+                pipeline_run_id=ctx.run_id,
+            ),
+        )
+        audit_path = write_fairness_audit(
+            document, settings.fraud_home / "reports", generated_at=evaluated_at
+        )
+        ctx.log.info("wrote the fairness audit report to %s", audit_path)
+
+    payload = {
+        "model": candidate.model,
+        "mlflow_run_id": candidate.mlflow_run_id,
+        "holdout_delta_version": holdout_version,
+        "evaluated_at": evaluated_at.isoformat(),
+        "pipeline_run_id": ctx.run_id,
+        "verdicts": {
+            name: {"passed": v.passed, "description": v.description}
+            for name, v in _verdicts(gates).items()
+        },
+        **report.to_dict(),
+    }
+    mlflow_run_id = log_to_mlflow(
+        settings,
+        candidate=candidate,
+        pipeline_run_id=ctx.run_id,
+        payload=payload,
+        chart=chart,
+        report=report,
+        audit_path=audit_path,
+    )
+
+    metadata: dict[str, Any] = {
+        "row_count": len(table),
+        "delta_version": version,
+        "table_location": store.location(REPORT_TABLE),
+        "holdout_rows": len(rows),
+        "holdout_delta_version": holdout_version,
+        "candidate_model": candidate.model,
+        "mlflow_run_id": mlflow_run_id,
+        "summary": {"raw_value": summary_markdown(report), "type": "md"},
+        "chart": {"raw_value": f"![fairness chart]({png_data_uri(chart)})", "type": "md"},
+        "figures": {"raw_value": payload["figures"], "type": "json"},
+        **attribute_figures(report),
+    }
+    if audit_path is not None:
+        metadata["audit_report"] = {"raw_value": str(audit_path), "type": "path"}
+
+    verdicts = _verdicts(gates)
+    checks = [
+        CheckOutcome(
+            asset_key,
+            check_name,
+            passed=verdicts[check_name].passed,
+            severity="ERROR",
+            metadata={**verdicts[check_name].metadata, "why": verdicts[check_name].description},
+            description=verdicts[check_name].description,
+        )
+        for check_name in (
+            keys.CHECK_DISPARATE_IMPACT,
+            keys.CHECK_EQUAL_OPPORTUNITY,
+            keys.CHECK_MIN_GROUP_SIZE,
+        )
+    ]
+    return TaskResult(materializations=[Materialization(asset_key, metadata)], checks=checks)
+
+
+def candidate_rows(predictions: pd.DataFrame) -> pd.DataFrame:
+    """The candidate model's holdout rows; a clear error when evaluation produced none."""
+    for column in ("model_role", "model"):
+        if column not in predictions.columns:
+            raise ValueError(f"{PREDICTIONS_TABLE} lacks column {column!r}")
+    rows = predictions.loc[predictions["model_role"] == CANDIDATE_ROLE].reset_index(drop=True)
+    if rows.empty:
+        roles = sorted(predictions["model_role"].dropna().unique())
+        raise ValueError(
+            f"{PREDICTIONS_TABLE} has no {CANDIDATE_ROLE!r} rows (roles present: {roles}); "
+            "materialize model_evaluation first"
+        )
+    models = sorted(rows["model"].dropna().unique())
+    if len(models) != 1:
+        raise ValueError(f"{PREDICTIONS_TABLE} names {len(models)} candidate models: {models}")
+    return rows
+
+
+def find_candidate(store: TableStore, rows: pd.DataFrame) -> Candidate:
+    """The candidate's MLflow run from the latest ``model_evaluation`` row that names it."""
+    model = str(rows["model"].iloc[0])
+    if not store.exists(EVALUATION_TABLE):
+        return Candidate(model=model, mlflow_run_id=None, model_uri=None)
+    evaluation = store.read_pandas(EVALUATION_TABLE)
+    if "model_role" not in evaluation.columns or "model" not in evaluation.columns:
+        raise ValueError(f"{EVALUATION_TABLE} lacks the model or model_role column")
+    named = evaluation.loc[
+        (evaluation["model_role"] == CANDIDATE_ROLE) & (evaluation["model"] == model)
+    ]
+    if named.empty:
+        return Candidate(model=model, mlflow_run_id=None, model_uri=None)
+    if "evaluated_at" in named.columns:
+        named = named.sort_values("evaluated_at")
+    latest = named.iloc[-1]
+    run_id = latest.get("mlflow_run_id")
+    uri = latest.get("model_uri")
+    return Candidate(
+        model=model,
+        mlflow_run_id=str(run_id) if isinstance(run_id, str) and run_id else None,
+        model_uri=str(uri) if isinstance(uri, str) and uri else None,
+    )
+
+
+def log_to_mlflow(
+    settings: FraudSettings,
+    *,
+    candidate: Candidate,
+    pipeline_run_id: str,
+    payload: dict[str, Any],
+    chart: bytes,
+    report: FairnessReport,
+    audit_path: Path | None,
+) -> str:
+    """Log JSON, chart, figures (and the audit) on the candidate's run; return that run's id.
+
+    Without a known candidate run, a run in the same experiment tagged with the pipeline
+    run id holds them, so the evidence is never dropped.
+    """
+    from mlflow.entities import Metric
+
+    from fraud_assets.ml.runs import TAG_PIPELINE_RUN
+    from fraud_assets.ml.tracking import configure_mlflow, mlflow_client
+
+    experiment_id = configure_mlflow(settings)
+    client = mlflow_client()
+    run_id = candidate.mlflow_run_id
+    if run_id is None:
+        run = client.create_run(
+            experiment_id,
+            run_name=f"fairness_report-{pipeline_run_id[:8]}",
+            tags={TAG_PIPELINE_RUN: pipeline_run_id, TAG_STEP: "fairness"},
+        )
+        run_id = run.info.run_id
+        client.set_terminated(run_id)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        (folder / "fairness_report.json").write_text(
+            json.dumps(payload, indent=2, default=str), encoding="utf-8"
+        )
+        (folder / "fairness_chart.png").write_bytes(chart)
+        for path in folder.iterdir():
+            client.log_artifact(run_id, str(path), artifact_path=MLFLOW_DIR)
+    if audit_path is not None:
+        client.log_artifact(run_id, str(audit_path), artifact_path=f"{MLFLOW_DIR}/audits")
+    now = int(time.time() * 1000)
+    metrics = [
+        Metric(key=f"fairness.{name}", value=value, timestamp=now, step=0)
+        for name, value in attribute_figures(report).items()
+        if value is not None
+    ]
+    client.log_batch(run_id, metrics=metrics)
+    return run_id
+
+
+def summary_markdown(report: FairnessReport) -> str:
+    """Cross-group figures as a markdown table: point estimate and interval per slice."""
+    lines = [
+        "| slice | gated | groups (sufficient) | disparate impact | equal opportunity diff "
+        "| equalized odds diff |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in report.figures.itertuples(index=False):
+        cells = [
+            _with_ci(getattr(row, f), getattr(row, f"{f}_ci_low"), getattr(row, f"{f}_ci_high"))
+            for f in FIGURES
+        ]
+        gated = "no" if row.intersection else "yes"
+        lines.append(
+            f"| {row.slice} | {gated} | {row.groups} ({row.sufficient_groups}) | "
+            + " | ".join(cells)
+            + " |"
+        )
+    return "\n".join(lines)
+
+
+def attribute_figures(report: FairnessReport) -> dict[str, float | None]:
+    """Flat ``<attribute>.<figure>`` floats for single attributes: Dagster plots these."""
+    out: dict[str, float | None] = {}
+    single = report.figures.loc[~report.figures["intersection"]]
+    for row in single.itertuples(index=False):
+        for figure in FIGURES:
+            value = float(getattr(row, figure))
+            out[f"{row.slice}.{figure}"] = None if math.isnan(value) else round(value, 6)
+    return out
+
+
+def _verdicts(gates: FairnessGates) -> dict[str, GateVerdict]:
+    return {
+        keys.CHECK_DISPARATE_IMPACT: gates.disparate_impact,
+        keys.CHECK_EQUAL_OPPORTUNITY: gates.equal_opportunity,
+        keys.CHECK_MIN_GROUP_SIZE: gates.min_group_size,
+    }
+
+
+def _fairness_thresholds(settings: FraudSettings) -> dict[str, Any]:
+    t = settings.thresholds
+    return {
+        "disparate_impact_min": t.disparate_impact_min,
+        "equal_opportunity_max": t.equal_opportunity_max,
+        "min_group_size": t.min_group_size,
+        "bootstrap_samples": t.bootstrap_samples,
+        "confidence_level": t.confidence_level,
+        "operating_threshold": t.operating_threshold,
+        "protected_attributes": ", ".join(settings.protected_attributes),
+        "bootstrap seed": settings.seed,
+    }
+
+
+def _with_ci(point: float, low: float, high: float) -> str:
+    if math.isnan(point):
+        return "undefined"
+    return f"{point:.3f} [{low:.3f}, {high:.3f}]"
+
+
+def _flag(value: object) -> bool:
+    """A boolean parameter from Pipes (a bool) or the command line (a string)."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes"):
+        return True
+    if text in ("false", "0", "no", "", "none"):
+        return False
+    raise ValueError(f"write_audit_report must be true or false, got {value!r}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    run_task(fairness, argv, name="fairness")
+
+
+if __name__ == "__main__":
+    main()

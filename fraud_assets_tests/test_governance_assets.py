@@ -1,0 +1,122 @@
+"""The governance assets in Dagster: a failed fairness gate stops what depends on it."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from dagster import (
+    AssetCheckSeverity,
+    AssetKey,
+    DagsterInstance,
+    ExecuteInProcessResult,
+    asset,
+    materialize,
+)
+
+from fraud_assets import keys
+from fraud_assets.assets.governance import fairness_report, psi_report
+from fraud_assets.lakehouse import table_store
+from fraud_assets.resources.compute import LocalPipesCompute
+from fraud_assets.settings import get_settings
+from fraud_assets_tests.test_governance_tasks import (
+    _candidate_run,
+    _write_evaluation,
+    governed_home,
+    holdout_predictions,
+    mlflow_template,
+)
+
+__all__ = ["governed_home", "mlflow_template"]  # fixtures shared with the task tests
+
+PROMOTED = AssetKey("promoted_after_fairness")
+
+
+@asset(key=PROMOTED, deps=[keys.FAIRNESS_REPORT])
+def promoted_after_fairness() -> None:
+    """Stands in for registered_model: runs only when every blocking fairness check passed."""
+
+
+def _materialize(instance: DagsterInstance, *, audit: bool) -> ExecuteInProcessResult:
+    return materialize(
+        [fairness_report, promoted_after_fairness],
+        resources={"compute": LocalPipesCompute()},
+        instance=instance,
+        run_config={"ops": {"fairness_report": {"config": {"write_audit_report": audit}}}},
+        raise_on_error=False,
+    )
+
+
+def _prepare(*, bias: bool) -> str:
+    settings = get_settings()
+    table_store(settings).write_pandas(holdout_predictions(bias=bias), "holdout_predictions")
+    run_id = _candidate_run(settings)
+    _write_evaluation(settings, run_id)
+    return run_id
+
+
+@pytest.mark.slow
+def test_biased_predictions_fail_the_blocking_gate_and_stop_promotion(
+    governed_home: Path, dagster_instance: DagsterInstance
+) -> None:
+    _prepare(bias=True)
+
+    result = _materialize(dagster_instance, audit=True)
+
+    evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    disparate_impact = evaluations[keys.CHECK_DISPARATE_IMPACT]
+    assert not disparate_impact.passed
+    assert disparate_impact.severity == AssetCheckSeverity.ERROR
+    assert evaluations[keys.CHECK_MIN_GROUP_SIZE].passed
+    materialized = {e.asset_key for e in result.get_asset_materialization_events()}
+    # The report itself is written (reviewers need it); what depends on it is not.
+    assert keys.FAIRNESS_REPORT in materialized
+    assert PROMOTED not in materialized
+    assert not result.success
+
+    [event] = [
+        e for e in result.get_asset_materialization_events() if e.asset_key == keys.FAIRNESS_REPORT
+    ]
+    metadata = event.materialization.metadata
+    audit = Path(str(metadata["audit_report"].value))
+    assert audit.is_file()
+    document = audit.read_text(encoding="utf-8")
+    assert re.search(
+        r'<img alt="fairness chart" src="data:image/png;base64,[A-Za-z0-9+/]', document
+    )
+    assert '<span class="fail">FAIL</span>' in document
+    ratio = metadata["patient_gender.disparate_impact_ratio"].value
+    assert isinstance(ratio, float) and ratio < 0.8
+
+
+@pytest.mark.slow
+def test_fair_predictions_pass_and_promotion_runs(
+    governed_home: Path, dagster_instance: DagsterInstance
+) -> None:
+    _prepare(bias=False)
+
+    result = _materialize(dagster_instance, audit=False)
+
+    assert result.success
+    assert all(e.passed for e in result.get_asset_check_evaluations())
+    materialized = {e.asset_key for e in result.get_asset_materialization_events()}
+    assert {keys.FAIRNESS_REPORT, PROMOTED} <= materialized
+    assert not (governed_home / "reports").exists()
+
+
+def test_fairness_checks_block_and_drift_checks_do_not() -> None:
+    fairness_specs = {s.name: s for s in fairness_report.check_specs}
+    assert set(fairness_specs) == {
+        keys.CHECK_DISPARATE_IMPACT,
+        keys.CHECK_EQUAL_OPPORTUNITY,
+        keys.CHECK_MIN_GROUP_SIZE,
+    }
+    assert all(s.blocking for s in fairness_specs.values())
+    drift_specs = {s.name: s for s in psi_report.check_specs}
+    assert set(drift_specs) == {keys.CHECK_FEATURE_DRIFT, keys.CHECK_SCORE_DRIFT}
+    assert not any(s.blocking for s in drift_specs.values())
+    assert fairness_report.group_names_by_key[keys.FAIRNESS_REPORT] == "governance"
+    assert psi_report.group_names_by_key[keys.PSI_REPORT] == "governance"
+    assert set(fairness_report.asset_deps[keys.FAIRNESS_REPORT]) == {keys.MODEL_EVALUATION}
+    assert set(psi_report.asset_deps[keys.PSI_REPORT]) == {keys.CLAIM_FEATURES, keys.FRAUD_SCORES}

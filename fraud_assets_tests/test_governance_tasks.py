@@ -1,0 +1,333 @@
+"""The fairness and PSI steps end to end on a temporary FRAUD_HOME with a local MLflow."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import shutil
+import tempfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+from fraud_assets import keys
+from fraud_assets.features import CATEGORICAL_FEATURES, MODEL_FEATURES, NUMERIC_FEATURES
+from fraud_assets.lakehouse import table_store
+from fraud_assets.ml.runs import REFERENCE_ARTIFACT, TAG_PIPELINE_RUN
+from fraud_assets.ml.tracking import configure_mlflow, mlflow_client
+from fraud_assets.settings import FraudSettings, get_settings
+from fraud_assets.tasks._runtime import TaskResult, run_task
+from fraud_assets.tasks.compute_psi import DriftInputMissing, compute_psi
+from fraud_assets.tasks.fairness import fairness
+
+ATTRIBUTES = ["patient_gender", "patient_age_group", "geographic_region"]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="session")
+def mlflow_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An MLflow SQLite database with its schema migrated once: migrations take ~10 s."""
+    from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore as RegistryStore
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore as TrackingStore
+
+    folder = tmp_path_factory.mktemp("mlflow_template")
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    tracking = TrackingStore(uri, str(folder / "unused-artifacts"))
+    RegistryStore(uri)
+    tracking.engine.dispose()
+    return folder / "mlflow.db"
+
+
+@pytest.fixture
+def governed_home(fraud_home: Path, mlflow_template: Path) -> Path:
+    """An empty FRAUD_HOME whose MLflow database already has its schema."""
+    shutil.copy(mlflow_template, fraud_home / "mlflow.db")
+    return fraud_home
+
+
+def holdout_predictions(*, n: int = 4_000, seed: int = 0, bias: bool = False) -> pd.DataFrame:
+    """Candidate rows (fair, or flagging women far more) and champion rows that are biased."""
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(
+        {
+            "claim_id": [f"C{i:06d}" for i in range(n)],
+            "patient_gender": rng.choice(["F", "M"], n),
+            "patient_age_group": rng.choice(["18-34", "35-49", "50-64", "65+"], n),
+            "geographic_region": rng.choice(["Northeast", "South", "West"], n),
+            "claim_amount": rng.lognormal(6, 1, n),
+        }
+    )
+    female = (frame["patient_gender"] == "F").to_numpy()
+    rate = np.where(female, 0.14, 0.01) if bias else np.full(n, 0.075)
+    frame["is_fraud"] = (rng.random(n) < rate).astype("int32")
+    caught = rng.random(n) < 0.8
+    frame["decision"] = np.where(frame["is_fraud"] == 1, caught, rng.random(n) < 0.02).astype(
+        "int32"
+    )
+    frame["fraud_score"] = np.clip(frame["decision"] * 0.6 + rng.random(n) * 0.4, 0, 1)
+    frame["model"] = "xgboost"
+    frame["model_role"] = "candidate"
+    champion = frame.copy()
+    champion["model"] = "fraud_detector"
+    champion["model_role"] = "champion"
+    champion["decision"] = female.astype("int32")  # wildly unfair: must never be judged
+    return pd.concat([frame, champion], ignore_index=True)
+
+
+def _candidate_run(settings: FraudSettings) -> str:
+    configure_mlflow(settings)
+    with mlflow.start_run(run_name="xgboost-training") as run:
+        mlflow.log_param("model_type", "xgboost")
+    return run.info.run_id
+
+
+def _write_evaluation(settings: FraudSettings, run_id: str) -> None:
+    table_store(settings).write_pandas(
+        pd.DataFrame(
+            {
+                "model": ["xgboost", "catboost"],
+                "model_role": ["candidate", "runner_up"],
+                "model_uri": [f"runs:/{run_id}/model", "runs:/other/model"],
+                "mlflow_run_id": [run_id, "other"],
+                "evaluated_at": [datetime.now(UTC)] * 2,
+            }
+        ),
+        "model_evaluation",
+    )
+
+
+def _run_fairness(argv: list[str]) -> TaskResult:
+    return run_task(fairness, argv, name="fairness")
+
+
+def test_fair_candidate_passes_and_the_audit_embeds_its_charts(governed_home: Path) -> None:
+    settings = get_settings()
+    store = table_store(settings)
+    store.write_pandas(holdout_predictions(), "holdout_predictions")
+    run_id = _candidate_run(settings)
+    _write_evaluation(settings, run_id)
+
+    result = _run_fairness(["--run_id", "pipeline-1", "--write_audit_report", "true"])
+
+    checks = {c.check_name: c for c in result.checks}
+    assert set(checks) == {
+        keys.CHECK_DISPARATE_IMPACT,
+        keys.CHECK_EQUAL_OPPORTUNITY,
+        keys.CHECK_MIN_GROUP_SIZE,
+    }
+    assert all(c.passed and c.severity == "ERROR" for c in checks.values()), [
+        c.metadata["why"] for c in checks.values()
+    ]
+    metadata = result.materializations[0].metadata
+    assert metadata["mlflow_run_id"] == run_id
+    assert metadata["candidate_model"] == "xgboost"
+    assert metadata["holdout_rows"] == 4_000
+    assert 0.8 < metadata["patient_gender.disparate_impact_ratio"] <= 1.0
+    assert "| patient_gender | yes |" in metadata["summary"]["raw_value"]
+
+    # The Delta table holds the candidate's figures only, tagged with the pipeline run.
+    table = store.read_pandas("fairness_report")
+    assert len(table) == metadata["row_count"]
+    assert set(table["run_id"]) == {"pipeline-1"}
+    gender = table.loc[(table["slice"] == "patient_gender") & (table["metric"] == "selection_rate")]
+    assert sorted(gender["group"]) == ["F", "M"]
+    assert gender["group_size"].sum() == 4_000
+
+    # The audit file is self-contained: inline PNG charts, verdicts and provenance.
+    audit = Path(metadata["audit_report"]["raw_value"])
+    assert audit.parent == governed_home.resolve() / "reports"
+    assert re.fullmatch(r"fairness_audit_\d{8}T\d{6}Z\.html", audit.name)
+    document = audit.read_text(encoding="utf-8")
+    images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', document)
+    assert images and all(base64.b64decode(img).startswith(PNG_MAGIC) for img in images)
+    assert 'Overall verdict: <span class="pass">PASS</span>' in document
+    assert run_id in document and "Delta version" in document
+    assert "disparate_impact_min" in document and "0.8" in document
+
+    # Evidence on the candidate's own MLflow run.
+    client = mlflow_client()
+    listed = {a.path for a in client.list_artifacts(run_id, "fairness")}
+    assert {"fairness/fairness_report.json", "fairness/fairness_chart.png"} <= listed
+    assert [a.path for a in client.list_artifacts(run_id, "fairness/audits")] == [
+        f"fairness/audits/{audit.name}"
+    ]
+    logged = client.get_run(run_id).data.metrics
+    assert logged["fairness.patient_gender.disparate_impact_ratio"] == pytest.approx(
+        metadata["patient_gender.disparate_impact_ratio"]
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        path = mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path="fairness/fairness_report.json", dst_path=tmp
+        )
+        payload = json.loads(Path(path).read_text(encoding="utf-8"))
+    assert payload["verdicts"][keys.CHECK_DISPARATE_IMPACT]["passed"] is True
+    assert payload["parameters"]["bootstrap_samples"] == settings.thresholds.bootstrap_samples
+
+    # Every verdict is in check_history, which promotion reads.
+    history = store.read_pandas("check_history")
+    assert set(history.loc[history["run_id"] == "pipeline-1", "check_name"]) == set(checks)
+
+
+def test_biased_candidate_fails_disparate_impact_and_evidence_still_lands(
+    governed_home: Path,
+) -> None:
+    settings = get_settings()
+    store = table_store(settings)
+    store.write_pandas(holdout_predictions(bias=True), "holdout_predictions")
+
+    result = _run_fairness(["--run_id", "pipeline-2"])
+
+    checks = {c.check_name: c for c in result.checks}
+    assert not checks[keys.CHECK_DISPARATE_IMPACT].passed
+    assert checks[keys.CHECK_DISPARATE_IMPACT].metadata["failing_attributes"] == ["patient_gender"]
+    assert checks[keys.CHECK_MIN_GROUP_SIZE].passed
+    metadata = result.materializations[0].metadata
+    assert "audit_report" not in metadata
+    assert not (governed_home / "reports").exists()
+    # No model_evaluation table: the evidence goes to a run tagged with the pipeline run id.
+    run = mlflow_client().get_run(metadata["mlflow_run_id"])
+    assert run.data.tags[TAG_PIPELINE_RUN] == "pipeline-2"
+    assert store.read_pandas("fairness_report")["run_id"].unique().tolist() == ["pipeline-2"]
+
+
+def test_no_candidate_rows_is_a_clear_error(fraud_home: Path) -> None:
+    predictions = holdout_predictions(n=200)
+    predictions = predictions.loc[predictions["model_role"] == "champion"]
+    table_store(get_settings()).write_pandas(predictions, "holdout_predictions")
+    with pytest.raises(ValueError, match=r"no 'candidate' rows .*materialize model_evaluation"):
+        _run_fairness(["--run_id", "pipeline-3"])
+
+
+# --- PSI ---------------------------------------------------------------------------------------
+
+
+def _features(rng: np.random.Generator, n: int, *, amount_shift: float = 0.0) -> pd.DataFrame:
+    frame = pd.DataFrame({name: rng.normal(0.0, 1.0, n) for name in NUMERIC_FEATURES})
+    frame["claim_amount"] = rng.lognormal(6 + amount_shift, 1.0, n)
+    for name in CATEGORICAL_FEATURES:
+        frame[name] = rng.choice(["A", "B", "C", "D"], n)
+    return frame
+
+
+def _register_champion(settings: FraudSettings, reference: pd.DataFrame) -> str:
+    configure_mlflow(settings)
+    client = mlflow_client()
+    with (
+        mlflow.start_run(run_name="champion-training") as run,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
+        path = Path(tmp) / "reference.parquet"
+        reference.to_parquet(path, index=False)
+        mlflow.log_artifact(str(path), artifact_path=REFERENCE_ARTIFACT.rsplit("/", 1)[0])
+    name = settings.registered_model_name
+    client.create_registered_model(name)
+    version = client.create_model_version(
+        name, source=f"runs:/{run.info.run_id}/model", run_id=run.info.run_id
+    )
+    client.set_registered_model_alias(name, "champion", version.version)
+    return str(version.version)
+
+
+def _log_window(
+    rng: np.random.Generator,
+    *,
+    window: str,
+    at: datetime,
+    n: int,
+    version: str,
+    amount_shift: float = 0.0,
+    score_a: float = 1.0,
+) -> pd.DataFrame:
+    frame = _features(rng, n, amount_shift=amount_shift)
+    frame.insert(0, "claim_id", [f"{window}-{version}-{i}" for i in range(n)])
+    frame["fraud_score"] = rng.beta(score_a, 10.0, n)
+    frame["model_version"] = version
+    frame["source"] = "batch"
+    frame["window_id"] = window
+    frame["scored_at"] = pd.Timestamp(at)
+    return frame
+
+
+def test_psi_flags_the_drifted_feature_and_judges_only_the_champions_scores(
+    governed_home: Path,
+) -> None:
+    settings = get_settings()
+    rng = np.random.default_rng(8)
+    reference = _features(rng, 3_000)
+    reference["fraud_score"] = rng.beta(1.0, 10.0, 3_000)
+    champion = _register_champion(settings, reference)
+    t0 = datetime(2025, 5, 1, tzinfo=UTC)
+    log = pd.concat(
+        [
+            # An older window that drifted in every way: it must not be the one measured.
+            _log_window(
+                rng, window="w1", at=t0, n=500, version=champion, amount_shift=3.0, score_a=6.0
+            ),
+            _log_window(
+                rng,
+                window="w2",
+                at=t0 + timedelta(hours=6),
+                n=2_000,
+                version=champion,
+                amount_shift=1.0,
+            ),
+            # A challenger's share of the same window scores very differently.
+            _log_window(
+                rng,
+                window="w2",
+                at=t0 + timedelta(hours=6),
+                n=800,
+                version="99",
+                amount_shift=1.0,
+                score_a=8.0,
+            ),
+        ],
+        ignore_index=True,
+    )
+    store = table_store(settings)
+    store.write_pandas(log, "inference_log")
+
+    result = run_task(compute_psi, ["--run_id", "monitor-1"], name="psi")
+
+    metadata = result.materializations[0].metadata
+    assert metadata["window_id"] == "w2"
+    assert metadata["current_rows"] == 2_800
+    assert metadata["score_rows"] == 2_000
+    assert metadata["reference_rows"] == 3_000
+    assert metadata["champion_version"] == champion
+    assert metadata["drift_level"] == "major"
+    assert metadata["max_psi"] >= 0.2
+    assert metadata["drifted_features"]["raw_value"] == ["claim_amount"]
+    assert metadata["chart"]["raw_value"].startswith("![PSI per feature](data:image/png;base64,")
+    per_feature = metadata["psi"]["raw_value"]
+    assert set(per_feature) == {*MODEL_FEATURES, "fraud_score"}
+    assert per_feature["fraud_score"]["drift_level"] == "none"
+
+    checks = {c.check_name: c for c in result.checks}
+    assert not checks[keys.CHECK_FEATURE_DRIFT].passed
+    assert checks[keys.CHECK_FEATURE_DRIFT].severity == "ERROR"
+    assert checks[keys.CHECK_SCORE_DRIFT].passed
+
+    table = store.read_pandas("psi_report")
+    assert len(table) == len(MODEL_FEATURES) + 1
+    assert set(table["window_id"]) == {"w2"} and set(table["run_id"]) == {"monitor-1"}
+    assert table.set_index("feature").at["claim_amount", "drift_level"] == "major"
+
+
+def test_psi_without_a_champion_says_so(governed_home: Path) -> None:
+    with pytest.raises(DriftInputMissing, match="no champion to measure drift against"):
+        run_task(compute_psi, ["--run_id", "monitor-2"], name="psi")
+
+
+def test_psi_without_a_scored_window_says_so(governed_home: Path) -> None:
+    settings = get_settings()
+    reference = _features(np.random.default_rng(0), 200)
+    reference["fraud_score"] = 0.1
+    _register_champion(settings, reference)
+    with pytest.raises(DriftInputMissing, match=r"no scored window yet.*inference_log"):
+        run_task(compute_psi, ["--run_id", "monitor-3"], name="psi")
