@@ -9,7 +9,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from collections.abc import Sequence
+
+# One OpenMP thread per prediction: a request scores a handful of rows, so XGBoost's
+# per-row thread fan-out only adds overhead, and under load it multiplies latency (measured
+# in bench/bench_serving.py). Concurrency comes from requests instead. Export
+# OMP_NUM_THREADS to override; it must be set before the booster library loads.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import uvicorn
 
