@@ -73,9 +73,9 @@ def test_task_writes_one_feature_row_per_silver_claim(fraud_home: Path, spark: A
 
 def test_rebuild_overwrites_and_the_check_names_what_is_wrong(fraud_home: Path, spark: Any) -> None:
     store = LocalDeltaStore(fraud_home)
-    store.write_arrow(silver_table(200), "claims")
-    assert run_features(fraud_home).checks[0].passed
-    first_version = store.version("claim_features")
+    # A stale gold table from an earlier build that the rebuild must replace, not extend.
+    stale = pa.table({"claim_id": ["OLD-1", "OLD-2"], "split": ["train", "train"]})
+    first_version = store.write_arrow(stale, "claim_features")
 
     # Silver gone bad: one claim_id twice and one claim without an amount.
     claims = silver_table(200)
@@ -94,7 +94,10 @@ def test_rebuild_overwrites_and_the_check_names_what_is_wrong(fraud_home: Path, 
 
     # Overwritten, not appended: the gold table mirrors the new silver table row for row.
     assert store.version("claim_features") == first_version + 1
-    assert store.read_arrow("claim_features").num_rows == 201
+    rebuilt = store.read_arrow("claim_features")
+    assert rebuilt.num_rows == 201
+    assert rebuilt.column_names == CLAIM_FEATURES_COLUMNS
+    assert "OLD-1" not in rebuilt["claim_id"].to_pylist()
     assert not check.passed
     assert check.metadata["claims_with_repeated_rows"] == 1
     assert check.metadata["silver_claims_missing"] == 0
