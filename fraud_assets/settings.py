@@ -106,8 +106,8 @@ class DatabricksSettings(BaseModel):
     poll_interval_seconds: float = 5.0
     timeout_seconds: float = 3600.0
     job_name_template: str = Field(
-        "fraud_assets_{task}",
-        description="Bundle job name per task for run_now without a job id ({task}, {target})",
+        "fraud_assets_{target}_{task}",
+        description="Name of the bundle's step job, for run_now without a job id",
     )
     serverless_environment_version: str = Field(
         "2", description="Serverless environment version for the wheel's environment"
@@ -118,8 +118,16 @@ class DatabricksSettings(BaseModel):
     message_poll_interval_seconds: float = Field(
         10.0, description="How often Dagster reads Pipes message chunks from DBFS or the Volume"
     )
+    forward_stdio: bool = Field(
+        True,
+        description="Send the task's stdout/stderr to Dagster as Pipes messages "
+        "(costs a few seconds per step to drain)",
+    )
     api_retry_attempts: int = Field(
         5, description="Retries of 500/502/504 answers per API call (the SDK retries 429/503)"
+    )
+    api_retry_backoff_seconds: float = Field(
+        1.0, description="Backoff factor of those retries: 0, 2, 4, 8... times this, with jitter"
     )
     api_retry_timeout_seconds: int = Field(
         300, description="Deadline of the SDK's own retries of 429/503 answers per API call"

@@ -80,5 +80,5 @@ def default_compute() -> FraudCompute:
     if settings.compute == "databricks":
         from fraud_assets.resources.databricks_compute import DatabricksPipesCompute
 
-        return DatabricksPipesCompute()
+        return DatabricksPipesCompute.from_env()
     return LocalPipesCompute()

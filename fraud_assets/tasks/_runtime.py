@@ -17,7 +17,17 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import pandas as pd
-from dagster_pipes import PipesContext, PipesEnvVarParamsLoader, open_dagster_pipes
+from dagster_pipes import (
+    DAGSTER_PIPES_CONTEXT_ENV_VAR,
+    DAGSTER_PIPES_MESSAGES_ENV_VAR,
+    PipesContext,
+    PipesContextLoader,
+    PipesEnvVarParamsLoader,
+    PipesMappingParamsLoader,
+    PipesMessageWriter,
+    PipesParamsLoader,
+    open_dagster_pipes,
+)
 
 from fraud_assets.settings import FraudSettings
 
@@ -88,9 +98,53 @@ def parse_params(argv: Sequence[str]) -> dict[str, Any]:
     return params
 
 
-def launched_by_dagster() -> bool:
-    """Whether a Dagster Pipes client started this process."""
-    return PipesEnvVarParamsLoader().is_dagster_pipes_process()
+def launched_by_dagster(argv: Sequence[str] | None = None) -> bool:
+    """Whether a Dagster Pipes client started this process (env vars or CLI arguments)."""
+    params = parse_params(sys.argv[1:] if argv is None else argv)
+    return pipes_bootstrap(params) is not None
+
+
+@dataclass(frozen=True)
+class PipesBootstrap:
+    """How to open Pipes in this process; ``None`` loaders mean the dagster-pipes defaults."""
+
+    params_loader: PipesParamsLoader
+    context_loader: PipesContextLoader | None = None
+    message_writer: PipesMessageWriter | None = None
+
+
+def pipes_bootstrap(params: dict[str, Any]) -> PipesBootstrap | None:
+    """Find how Dagster launched this process, if it did, and drop the Pipes CLI arguments.
+
+    Locally and on a new job cluster the bootstrap comes in environment variables; serverless
+    and run-now launches pass ``--dagster-pipes-context``/``--dagster-pipes-messages`` task
+    parameters instead. On Databricks (or the emulator) the context and message files live on
+    DBFS or a Volume and are reached through the FUSE mounts.
+    """
+    context_arg = params.pop("dagster_pipes_context", None)
+    messages_arg = params.pop("dagster_pipes_messages", None)
+    loader: PipesParamsLoader
+    if context_arg is not None or messages_arg is not None:
+        if context_arg is None or messages_arg is None:
+            raise SystemExit(
+                "--dagster-pipes-context and --dagster-pipes-messages must be given together"
+            )
+        loader = PipesMappingParamsLoader(
+            {
+                DAGSTER_PIPES_CONTEXT_ENV_VAR: context_arg,
+                DAGSTER_PIPES_MESSAGES_ENV_VAR: messages_arg,
+            }
+        )
+    else:
+        loader = PipesEnvVarParamsLoader()
+    if not loader.is_dagster_pipes_process():
+        return None
+    from fraud_assets.databricks.pipes import FuseContextLoader, FuseMessageWriter, fuse_root
+
+    root = fuse_root()
+    if root is None:
+        return PipesBootstrap(loader)
+    return PipesBootstrap(loader, FuseContextLoader(root), FuseMessageWriter(root))
 
 
 def _settings(params: Mapping[str, Any], payload: dict[str, Any] | None) -> FraudSettings:
@@ -109,7 +163,8 @@ def run_task(
     """Run ``task`` with parameters from the command line and, under Dagster, from Pipes."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     params = parse_params(sys.argv[1:] if argv is None else argv)
-    if not launched_by_dagster():
+    bootstrap = pipes_bootstrap(params)
+    if bootstrap is None:
         ctx = TaskContext(
             settings=_settings(params, None),
             params=params,
@@ -117,7 +172,11 @@ def run_task(
             run_id=str(params.get("run_id") or f"manual-{int(time.time())}"),
         )
         return _execute(task, ctx, None)
-    with open_dagster_pipes() as pipes:
+    with open_dagster_pipes(
+        params_loader=bootstrap.params_loader,
+        context_loader=bootstrap.context_loader,
+        message_writer=bootstrap.message_writer,
+    ) as pipes:
         extras = dict(pipes.extras)
         params = {**params, **(extras.get("params") or {})}
         ctx = TaskContext(

@@ -1,0 +1,205 @@
+"""What a launch sends to Databricks: the wheel task, its compute, and the job to run.
+
+Every launch style runs the project's own wheel and the step's console script
+(``python_wheel_task`` with ``package_name=fraud_assets`` and ``entry_point=fraud-<step>``),
+the same entry point a bundle job runs and a person runs with ``python -m``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from fraud_assets.tasks import TaskSpec
+
+if TYPE_CHECKING:
+    from databricks.sdk import WorkspaceClient
+    from databricks.sdk.service.jobs import Job, JobEnvironment, SubmitTask, Task
+
+    from fraud_assets.settings import DatabricksSettings
+
+PACKAGE_NAME = "fraud_assets"
+ENVIRONMENT_KEY = "fraud_assets"
+_VOLUME_PATH = re.compile(r"^/Volumes/[^/]+/[^/]+/[^/]+(/[^/]+)*/?$")
+
+
+class DatabricksLaunchError(RuntimeError):
+    """The settings do not describe a launch Databricks can run."""
+
+
+def wheel_task(spec: TaskSpec) -> dict[str, Any]:
+    """The step's console script in the project's wheel; Pipes adds its bootstrap arguments."""
+    return {"package_name": PACKAGE_NAME, "entry_point": spec.script, "parameters": []}
+
+
+def cluster_spec(settings: DatabricksSettings) -> dict[str, Any]:
+    """A new job cluster from settings: runtime, node type, autoscale range and policy."""
+    if settings.min_workers > settings.max_workers:
+        raise DatabricksLaunchError(
+            f"min_workers ({settings.min_workers}) exceeds max_workers ({settings.max_workers})"
+        )
+    spec: dict[str, Any] = {
+        "spark_version": settings.spark_version,
+        "node_type_id": settings.node_type_id,
+        "autoscale": {"min_workers": settings.min_workers, "max_workers": settings.max_workers},
+        "data_security_mode": settings.data_security_mode,
+        "custom_tags": {"project": PACKAGE_NAME},
+    }
+    if settings.policy_id:
+        spec["policy_id"] = settings.policy_id
+        spec["apply_policy_default_values"] = True
+    return spec
+
+
+def job_cluster_task(spec: TaskSpec, settings: DatabricksSettings) -> SubmitTask:
+    """A one-time task on a new job cluster with the wheel installed as a library."""
+    from databricks.sdk.service.jobs import SubmitTask
+
+    return SubmitTask.from_dict(
+        {
+            "task_key": spec.name,
+            "new_cluster": cluster_spec(settings),
+            "libraries": [{"whl": settings.wheel_path}],
+            "python_wheel_task": wheel_task(spec),
+        }
+    )
+
+
+def serverless_task(spec: TaskSpec) -> SubmitTask:
+    """A one-time serverless task; its environment (``serverless_environment``) has the wheel."""
+    from databricks.sdk.service.jobs import SubmitTask
+
+    return SubmitTask.from_dict(
+        {
+            "task_key": spec.name,
+            "environment_key": ENVIRONMENT_KEY,
+            "python_wheel_task": wheel_task(spec),
+        }
+    )
+
+
+def serverless_environment(settings: DatabricksSettings) -> JobEnvironment:
+    """The serverless environment: the project's wheel as its one dependency."""
+    from databricks.sdk.service.compute import Environment
+    from databricks.sdk.service.jobs import JobEnvironment
+
+    return JobEnvironment(
+        environment_key=ENVIRONMENT_KEY,
+        spec=Environment(
+            environment_version=settings.serverless_environment_version,
+            dependencies=[settings.wheel_path],
+        ),
+    )
+
+
+def volume_path(settings: DatabricksSettings) -> str:
+    """The UC Volume for Pipes files, or a clear error saying how to set one."""
+    path = settings.volume_path
+    if not path:
+        raise DatabricksLaunchError(
+            "this launch style exchanges Pipes files through a Unity Catalog Volume: set "
+            "FRAUD_DATABRICKS__VOLUME_PATH=/Volumes/<catalog>/<schema>/<volume>"
+        )
+    if not _VOLUME_PATH.match(path):
+        raise DatabricksLaunchError(
+            f"FRAUD_DATABRICKS__VOLUME_PATH={path!r} is not a Volume path such as "
+            "/Volumes/<catalog>/<schema>/<volume>"
+        )
+    return path.rstrip("/")
+
+
+def run_name(spec: TaskSpec, dagster_run_id: str) -> str:
+    """What the run is called in the workspace: project, step and Dagster run."""
+    return f"{PACKAGE_NAME} {spec.name} (dagster run {dagster_run_id[:8]})"
+
+
+def idempotency_token(dagster_run_id: str, step_key: str, retry_number: int) -> str:
+    """One token per step attempt, so a retried submit never starts a second run.
+
+    Databricks returns the existing run for a token it has seen; the API allows 64 characters.
+    """
+    digest = hashlib.sha256(f"{dagster_run_id}:{step_key}:{retry_number}".encode()).hexdigest()
+    return f"fraud-{digest[:48]}"
+
+
+def bundle_job_name(spec: TaskSpec, settings: DatabricksSettings, *, target: str) -> str:
+    """The step job's name (resources/step-jobs-resource.yml) under the name template."""
+    return settings.job_name_template.format(task=spec.name, target=target)
+
+
+def find_job_id(
+    client: WorkspaceClient, spec: TaskSpec, settings: DatabricksSettings, *, target: str
+) -> int:
+    """The bundle-deployed job for ``spec``: its configured id, else the job with its name."""
+    if spec.name in settings.job_ids:
+        return settings.job_ids[spec.name]
+    name = bundle_job_name(spec, settings, target=target)
+    matches = [job.job_id for job in client.jobs.list(name=name) if job.job_id is not None]
+    if not matches:
+        # A development-mode deploy prefixes names with "[dev <user>] ": take our own copy.
+        me = client.current_user.me().user_name
+        matches = [
+            job.job_id
+            for job in client.jobs.list()
+            if job.job_id is not None
+            and job.creator_user_name == me
+            and job.settings is not None
+            and (job.settings.name or "").startswith("[dev ")
+            and (job.settings.name or "").endswith(f"] {name}")
+        ]
+    if len(matches) == 1:
+        return matches[0]
+    how = (
+        "Deploy the bundle (`databricks bundle deploy -t <target>`), then set "
+        f"FRAUD_DATABRICKS__JOB_IDS='{{\"{spec.name}\": <job id>}}' (ids from "
+        "`databricks bundle summary -o json`) or FRAUD_DATABRICKS__JOB_NAME_TEMPLATE."
+    )
+    if not matches:
+        raise DatabricksLaunchError(
+            f"no Databricks job is named {name!r} for step {spec.name}. {how}"
+        )
+    raise DatabricksLaunchError(
+        f"{len(matches)} Databricks jobs are named {name!r} (ids {sorted(matches)}); "
+        f"step {spec.name} needs exactly one. {how}"
+    )
+
+
+def run_now_arguments(job: Job, spec: TaskSpec, bootstrap: Mapping[str, str]) -> dict[str, Any]:
+    """``jobs.run_now`` arguments that run only ``spec``'s task and hand it the Pipes bootstrap.
+
+    A job with job parameters refuses task-level overrides but pushes job parameters down
+    to keyword-argument wheel tasks, so the bootstrap travels as job parameters there; other
+    jobs take it as the task's named (or positional) parameters.
+    """
+    task = _step_task(job, spec)
+    wheel = task.python_wheel_task
+    if wheel is None or wheel.package_name != PACKAGE_NAME or wheel.entry_point != spec.script:
+        found = f"{wheel.package_name}:{wheel.entry_point}" if wheel else "no python_wheel_task"
+        raise DatabricksLaunchError(
+            f"task {spec.name!r} of Databricks job {job.job_id} runs {found}; step {spec.name} "
+            f"needs {PACKAGE_NAME}:{spec.script}. Redeploy the bundle."
+        )
+    named = {flag.lstrip("-").replace("-", "_"): value for flag, value in bootstrap.items()}
+    arguments: dict[str, Any] = {"only": [spec.name]}
+    if job.settings is not None and job.settings.parameters:
+        arguments["job_parameters"] = named
+    elif wheel.named_parameters is not None:
+        arguments["python_named_params"] = named
+    else:
+        arguments["python_params"] = [part for pair in bootstrap.items() for part in pair]
+    return arguments
+
+
+def _step_task(job: Job, spec: TaskSpec) -> Task:
+    tasks = (job.settings.tasks if job.settings else None) or []
+    task = next((t for t in tasks if t.task_key == spec.name), None)
+    if task is None:
+        raise DatabricksLaunchError(
+            f"Databricks job {job.job_id} has no task {spec.name!r} "
+            f"(tasks: {sorted(t.task_key for t in tasks)}); the bundle runs each step under "
+            "task_key == step name."
+        )
+    # A for_each task runs its nested task once per input.
+    return task.for_each_task.task if task.for_each_task is not None else task
