@@ -232,6 +232,17 @@ def test_requests_over_the_record_limit_are_refused(registry_home: Path) -> None
     assert "limit is 3" in answer.json()["message"]
 
 
+def test_a_body_that_is_not_json_is_422(registry_home: Path) -> None:
+    with TestClient(create_app(serving_settings(registry_home))) as client:
+        answer = client.post(
+            "/invocations",
+            content=b"{dataframe_records",
+            headers={"content-type": "application/json"},
+        )
+    assert answer.status_code == 422
+    assert "not valid JSON" in answer.json()["message"]
+
+
 def test_shadow_mode_answers_with_champion_and_logs_the_challenger(registry_home: Path) -> None:
     settings = serving_settings(registry_home, challenger_traffic=0.5, shadow=True)
     claims = gold_frame(seed=15, n_rows=200)

@@ -241,6 +241,8 @@ def describe_invalid_request(errors: Sequence[Any]) -> dict[str, Any]:
                 missing[column] += 1
             else:
                 wrong.setdefault(column, f"record {loc[1]}: {error.get('msg')}")
+        elif error.get("type") == "json_invalid":
+            other.append(f"the body is not valid JSON (at character {loc[-1] if loc else 0})")
         else:
             where = ".".join(str(part) for part in loc) or "body"
             other.append(f"{where}: {error.get('msg')}")
