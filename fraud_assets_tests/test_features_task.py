@@ -77,17 +77,16 @@ def test_rebuild_overwrites_and_the_check_names_what_is_wrong(fraud_home: Path, 
     stale = pa.table({"claim_id": ["OLD-1", "OLD-2"], "split": ["train", "train"]})
     first_version = store.write_arrow(stale, "claim_features")
 
-    # Silver gone bad: one claim_id twice and one claim without an amount.
+    # Silver gone bad: one claim_id twice, one claim without an amount, one without a provider.
     claims = silver_table(200)
     claims = pa.concat_tables([claims, claims.slice(0, 1)])
-    amounts = claims["claim_amount"].to_pylist()
-    amounts[7] = None
     nullable = pa.schema([f.with_nullable(True) for f in claims.schema])
-    claims = claims.cast(nullable).set_column(
-        CLAIM_SCHEMA.get_field_index("claim_amount"),
-        "claim_amount",
-        pa.array(amounts, pa.float64()),
-    )
+    claims = claims.cast(nullable)
+    for name, row in [("claim_amount", 7), ("provider_id", 9)]:
+        values = claims[name].to_pylist()
+        values[row] = None
+        index = CLAIM_SCHEMA.get_field_index(name)
+        claims = claims.set_column(index, name, pa.array(values, claims.schema.field(name).type))
     store.write_arrow(claims, "claims")
 
     [check] = run_features(fraud_home).checks
@@ -103,6 +102,8 @@ def test_rebuild_overwrites_and_the_check_names_what_is_wrong(fraud_home: Path, 
     assert check.metadata["silver_claims_missing"] == 0
     assert "claim_amount=1" in check.metadata["columns_with_nulls"]
     assert "amount_per_procedure=1" in check.metadata["columns_with_nulls"]
+    # The claim without a provider is kept, with its provider aggregates missing.
+    assert "provider_claim_count=1" in check.metadata["columns_with_nulls"]
 
 
 @pytest.mark.slow

@@ -90,10 +90,12 @@ def build_claim_features(claims: DataFrame, *, holdout_fraction: float, seed: in
     split_hash = F.md5(F.concat(F.lit(f"{seed}:"), F.col("claim_id")))
     split_bucket = F.conv(F.substring(split_hash, 1, 8), 16, 10).cast("long") % SPLIT_BUCKETS
 
+    # Left joins: a claim is never dropped; a null key (outside the silver contract) yields
+    # null aggregates, which the blocking features_complete check reports.
     features = (
-        base.join(provider.drop("_specialties"), "provider_id")
-        .join(peer_zscore, ["provider_id", "provider_specialty"])
-        .join(procedure, "procedure_code")
+        base.join(provider.drop("_specialties"), "provider_id", "left")
+        .join(peer_zscore, ["provider_id", "provider_specialty"], "left")
+        .join(procedure, "procedure_code", "left")
         .select(
             "*",
             F.when(split_bucket < bucket_limit, F.lit(HOLDOUT))
