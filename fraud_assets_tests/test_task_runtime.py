@@ -75,3 +75,24 @@ def test_verdicts_are_recorded_and_the_latest_one_wins(fraud_home: Path) -> None
     assert latest_verdicts(get_settings()) == {
         ("model_evaluation", keys.CHECK_ROC_AUC_FLOOR): False
     }
+
+
+def test_pipes_metadata_wraps_containers_dagster_pipes_would_reject() -> None:
+    from dagster_pipes import _normalize_param_metadata
+
+    from fraud_assets.tasks._runtime import pipes_metadata
+
+    metadata = {
+        "quarantined_by_reason": {},
+        "drifted_features": ["claim_amount"],
+        "row_count": 3,
+        "run_url": {"raw_value": "http://x", "type": "url"},
+    }
+    with pytest.raises(Exception, match="Invalid type for parameter `metadata`"):
+        _normalize_param_metadata(metadata, "report_asset_materialization", "metadata")
+    normalized = _normalize_param_metadata(
+        pipes_metadata(metadata), "report_asset_materialization", "metadata"
+    )
+    assert normalized["quarantined_by_reason"] == {"raw_value": {}, "type": "json"}
+    assert normalized["drifted_features"] == {"raw_value": ["claim_amount"], "type": "json"}
+    assert normalized["run_url"] == {"raw_value": "http://x", "type": "url"}

@@ -199,7 +199,9 @@ def _execute(
         ctx.log.info("materialized %s: %s", mat.asset_key, _summary(mat.metadata))
         if pipes is not None:
             pipes.report_asset_materialization(
-                asset_key=mat.asset_key, metadata=mat.metadata, data_version=mat.data_version
+                asset_key=mat.asset_key,
+                metadata=pipes_metadata(mat.metadata),
+                data_version=mat.data_version,
             )
     if result.checks:
         record_check_history(ctx, result.checks)
@@ -212,9 +214,26 @@ def _execute(
                 check_name=check.check_name,
                 passed=check.passed,
                 severity=check.severity,
-                metadata=check.metadata,
+                metadata=pipes_metadata(check.metadata),
             )
     return result
+
+
+def pipes_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """Metadata Pipes accepts: containers become explicit JSON values, even when empty.
+
+    Pipes infers a type for scalars but rejects an empty dict and mis-reads nested ones.
+    """
+    return {
+        key: {"raw_value": value, "type": "json"} if _is_plain_container(value) else value
+        for key, value in metadata.items()
+    }
+
+
+def _is_plain_container(value: Any) -> bool:
+    if isinstance(value, dict):
+        return set(value) != {"raw_value", "type"}
+    return isinstance(value, list | tuple)
 
 
 def record_check_history(ctx: TaskContext, checks: Sequence[CheckOutcome]) -> None:
