@@ -90,7 +90,7 @@ class DatabricksSettings(BaseModel):
     """How heavy steps launch on Databricks. Credentials are read by the resource, not here."""
 
     launch_style: LaunchStyle = "job_cluster"
-    spark_version: str = "15.4.x-cpu-ml-scala2.12"
+    spark_version: str = "17.3.x-cpu-ml-scala2.13"
     node_type_id: str = "i3.xlarge"
     min_workers: int = 1
     max_workers: int = 4
