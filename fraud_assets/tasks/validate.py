@@ -1,0 +1,196 @@
+"""Validate step: bronze ``raw_claims`` → silver ``claims`` + ``claims_quarantine`` (PySpark).
+
+One bronze batch is validated per run: the ``batch_id`` parameter, else the latest loaded.
+When bronze holds only that batch (a synthetic full refresh) silver and quarantine are
+rebuilt; otherwise the batch's rows are replaced in both, so re-validating is idempotent and
+a claim id already in silver from another batch is quarantined as a duplicate. The checks
+read back the tables as written and reconcile the batch.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from fraud_assets import keys
+from fraud_assets.claims.schema import (
+    BATCH_ID_COLUMN,
+    ID_COLUMN,
+    LOADED_AT_COLUMN,
+    SILVER_SCHEMA,
+)
+from fraud_assets.claims.validation import (
+    CheckVerdict,
+    null_rates,
+    quarantine_rows,
+    reason_counts,
+    reconcile,
+    schema_matches,
+    silver_rows,
+    unique_claim_ids,
+    validate_batch,
+    value_ranges,
+)
+from fraud_assets.lakehouse import TableStore, table_store
+from fraud_assets.spark import get_spark
+from fraud_assets.tasks._runtime import (
+    CheckOutcome,
+    Materialization,
+    Severity,
+    TaskContext,
+    TaskResult,
+    run_task,
+)
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
+
+BRONZE, SILVER, QUARANTINE = "raw_claims", "claims", "claims_quarantine"
+SILVER_ASSET = keys.CLAIMS.to_user_string()
+QUARANTINE_ASSET = keys.CLAIMS_QUARANTINE.to_user_string()
+
+
+def validate(ctx: TaskContext) -> TaskResult:
+    """Type, validate and deduplicate one bronze batch into silver and quarantine."""
+    from pyspark.sql import functions as F
+
+    settings = ctx.settings
+    thresholds = settings.thresholds
+    store = table_store(settings)
+    spark = get_spark()
+
+    bronze_all = store.read_spark(spark, BRONZE)
+    batch_id = str(ctx.param("batch_id") or _latest_batch(bronze_all))
+    in_batch = F.col(BATCH_ID_COLUMN) == batch_id
+    bronze = bronze_all.filter(in_batch).cache()
+    other_batches = bronze_all.filter(~in_batch).limit(1).count() > 0
+    full_refresh = not other_batches
+
+    known_ids = None
+    if not full_refresh and store.exists(SILVER):
+        known_ids = (
+            store.read_spark(spark, SILVER).filter(~in_batch).select(ID_COLUMN, BATCH_ID_COLUMN)
+        )
+    validated = validate_batch(bronze, thresholds=thresholds, known_ids=known_ids).cache()
+    silver_version, quarantine_version = _write(
+        store, silver_rows(validated), quarantine_rows(validated), batch_id, full_refresh
+    )
+    validated.unpersist()
+
+    silver_table = store.read_spark(spark, SILVER)
+    silver_batch = silver_table.filter(in_batch)
+    quarantine_batch = store.read_spark(spark, QUARANTINE).filter(in_batch).cache()
+    reconciled = reconcile(bronze, silver_batch, quarantine_batch)
+    bronze_count = int(reconciled.metadata["bronze_rows"])
+    silver_count = int(reconciled.metadata["silver_rows"])
+    quarantine_count = int(reconciled.metadata["quarantined_rows"])
+    reasons = reason_counts(quarantine_batch)
+    unique_ids = unique_claim_ids(silver_table)
+    verdicts: list[tuple[str, CheckVerdict, Severity]] = [
+        (keys.CHECK_RECONCILES, reconciled, "ERROR"),
+        (keys.CHECK_UNIQUE_CLAIM_ID, unique_ids, "ERROR"),
+        (keys.CHECK_SCHEMA, schema_matches(store.table_schema(SILVER), SILVER_SCHEMA), "ERROR"),
+        (
+            keys.CHECK_VALUE_RANGES,
+            value_ranges(
+                silver_batch,
+                bronze_rows=bronze_count,
+                quarantined_rows=quarantine_count,
+                thresholds=thresholds,
+            ),
+            "WARN",
+        ),
+        (keys.CHECK_NULL_RATES, null_rates(bronze, thresholds=thresholds), "WARN"),
+    ]
+    silver_total = int(unique_ids.metadata["rows"])
+    quarantine_total = store.read_spark(spark, QUARANTINE).count()
+    bronze.unpersist()
+    quarantine_batch.unpersist()
+
+    ctx.log.info(
+        "batch %s: %d bronze rows -> %d silver + %d quarantined (%s)",
+        batch_id,
+        bronze_count,
+        silver_count,
+        quarantine_count,
+        "full refresh" if full_refresh else "append",
+    )
+    shared = {"batch_id": batch_id, "load_mode": "full_refresh" if full_refresh else "append"}
+    materializations = [
+        Materialization(
+            SILVER_ASSET,
+            {
+                **shared,
+                "row_count": silver_total,
+                "batch_row_count": silver_count,
+                "bronze_batch_rows": bronze_count,
+                "delta_version": silver_version,
+                "table_location": store.location(SILVER),
+            },
+        ),
+        Materialization(
+            QUARANTINE_ASSET,
+            {
+                **shared,
+                "row_count": quarantine_total,
+                "batch_row_count": quarantine_count,
+                "quarantine_rate": round(quarantine_count / bronze_count, 6)
+                if bronze_count
+                else 0.0,
+                "reasons": reasons,
+                "delta_version": quarantine_version,
+                "table_location": store.location(QUARANTINE),
+            },
+        ),
+    ]
+    checks = [
+        CheckOutcome(
+            SILVER_ASSET,
+            name,
+            passed=verdict.passed,
+            severity=severity,
+            metadata={**verdict.metadata, "batch_id": batch_id, "summary": verdict.description},
+            description=verdict.description,
+        )
+        for name, verdict, severity in verdicts
+    ]
+    return TaskResult(materializations=materializations, checks=checks)
+
+
+def _latest_batch(bronze: DataFrame) -> str:
+    from pyspark.sql import functions as F
+
+    row = (
+        bronze.groupBy(BATCH_ID_COLUMN)
+        .agg(F.max(LOADED_AT_COLUMN).alias("loaded_at"))
+        .orderBy(F.desc("loaded_at"))
+        .first()
+    )
+    if row is None:
+        raise ValueError("raw_claims has no rows to validate: materialize raw_claims first")
+    return str(row[BATCH_ID_COLUMN])
+
+
+def _write(
+    store: TableStore,
+    silver: DataFrame,
+    quarantine: DataFrame,
+    batch_id: str,
+    full_refresh: bool,
+) -> tuple[int, int]:
+    if full_refresh:
+        return (
+            store.write_spark(silver, SILVER, mode="overwrite"),
+            store.write_spark(quarantine, QUARANTINE, mode="overwrite"),
+        )
+    return (
+        store.replace_rows_spark(silver, SILVER, column=BATCH_ID_COLUMN, value=batch_id),
+        store.replace_rows_spark(quarantine, QUARANTINE, column=BATCH_ID_COLUMN, value=batch_id),
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    run_task(validate, argv, name="validate")
+
+
+if __name__ == "__main__":
+    main()

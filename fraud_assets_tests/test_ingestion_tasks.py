@@ -1,0 +1,160 @@
+"""The ingest and validate steps in-process: load semantics, idempotence and their checks."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fraud_assets import keys
+from fraud_assets.claims.mapping import SourceError
+from fraud_assets.claims.synthetic import generate_claims, write_claims_file
+from fraud_assets.lakehouse import LocalDeltaStore
+from fraud_assets.settings import get_settings
+from fraud_assets.tasks._runtime import CheckOutcome, TaskContext, TaskResult
+from fraud_assets.tasks.ingest import ingest
+from fraud_assets.tasks.validate import validate
+from fraud_assets_tests.conftest import SHARED_DATA
+
+BAD = Path(__file__).parent / "data" / "bad_inputs"
+AUTO_FILE = SHARED_DATA / "auto_insurance_claims" / "insurance_claims.csv"
+
+
+def _ctx(run_id: str, **params: str) -> TaskContext:
+    return TaskContext(
+        settings=get_settings(),
+        params={"run_id": run_id, **params},
+        log=logging.getLogger("test"),
+        run_id=run_id,
+    )
+
+
+def _checks(result: TaskResult) -> dict[str, CheckOutcome]:
+    return {c.check_name: c for c in result.checks}
+
+
+def _metadata(result: TaskResult, asset: str) -> dict[str, Any]:
+    return next(m.metadata for m in result.materializations if m.asset_key == asset)
+
+
+@pytest.fixture
+def small_synthetic(fraud_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("FRAUD_SYNTHETIC_ROWS", "400")
+    return fraud_home
+
+
+def test_synthetic_refresh_file_appends_and_revalidation(
+    small_synthetic: Path, spark: Any, tmp_path: Path
+) -> None:
+    store = LocalDeltaStore(small_synthetic)
+
+    landed = ingest(_ctx("r1"))
+    assert _metadata(landed, "raw_claims")["load_mode"] == "full_refresh"
+    assert all(c.passed for c in landed.checks)
+    first = validate(_ctx("r1"))
+    assert all(c.passed for c in first.checks), [c for c in first.checks if not c.passed]
+    assert _metadata(first, "claims")["row_count"] == 400
+    assert _metadata(first, "claims_quarantine")["row_count"] == 0
+
+    # A file re-sending claims already in silver: appended to bronze, all quarantined.
+    resent = write_claims_file(generate_claims(3, seed=42), tmp_path / "resent.csv")
+    ingest(_ctx("r2", source_path=str(resent)))
+    second = validate(_ctx("r2"))  # no batch_id: the latest batch in bronze
+    silver_meta = _metadata(second, "claims")
+    quarantine_meta = _metadata(second, "claims_quarantine")
+    assert silver_meta["batch_id"] == "r2"
+    assert silver_meta["load_mode"] == "append"
+    assert (silver_meta["row_count"], silver_meta["batch_row_count"]) == (400, 0)
+    assert quarantine_meta["reasons"] == {"claim_id already in silver …": 3}
+    checks = _checks(second)
+    assert checks[keys.CHECK_RECONCILES].passed
+    assert checks[keys.CHECK_UNIQUE_CLAIM_ID].passed
+    # Everything quarantined: the quarantine-rate limit fails, as a warning.
+    ranges = checks[keys.CHECK_VALUE_RANGES]
+    assert not ranges.passed and ranges.severity == "WARN"
+    assert ranges.metadata["quarantine_rate"] == 1.0
+
+    # Validating the same batch again changes nothing: its rows are replaced, not added.
+    again = validate(_ctx("r2-retry", batch_id="r2"))
+    assert _metadata(again, "claims")["row_count"] == 400
+    assert _metadata(again, "claims_quarantine")["row_count"] == 3
+    assert _checks(again)[keys.CHECK_RECONCILES].passed
+
+    ingest(_ctx("r3", source_path=str(BAD / "duplicate_ids.csv")))
+    third = validate(_ctx("r3", batch_id="r3"))
+    assert _metadata(third, "claims")["row_count"] == 404  # G1, G2, G3 and the good DUP
+    assert _metadata(third, "claims_quarantine")["row_count"] == 6
+    reconciled = _checks(third)[keys.CHECK_RECONCILES]
+    assert reconciled.passed
+    assert reconciled.metadata["bronze_rows"] == 7
+    assert len(store.read_arrow("raw_claims")) == 400 + 3 + 7
+
+    # A synthetic load is a full refresh again: silver and quarantine mirror bronze.
+    ingest(_ctx("r4"))
+    fourth = validate(_ctx("r4"))
+    assert _metadata(fourth, "claims")["row_count"] == 400
+    assert _metadata(fourth, "claims_quarantine")["row_count"] == 0
+    assert len(store.read_arrow("raw_claims")) == 400
+    assert store.version("claims") == _metadata(fourth, "claims")["delta_version"]
+
+
+def test_a_retried_ingest_replaces_its_batch(small_synthetic: Path) -> None:
+    path = str(BAD / "crlf.csv")
+    ingest(_ctx("r1", source_path=path))
+    ingest(_ctx("r1", source_path=path))  # a step retry within the same run
+    bronze = LocalDeltaStore(small_synthetic).read_pandas("raw_claims")
+    assert bronze["claim_id"].tolist() == ["G1", "G2", "G3"]
+
+
+def test_a_header_only_file_lands_an_empty_batch(small_synthetic: Path, spark: Any) -> None:
+    landed = ingest(_ctx("r1", source_path=str(BAD / "header_only.csv")))
+    not_empty = _checks(landed)[keys.CHECK_RAW_NOT_EMPTY]
+    assert not not_empty.passed
+    assert (
+        not_empty.description is not None and "has a header but no records" in not_empty.description
+    )
+    assert _checks(landed)[keys.CHECK_RAW_SCHEMA].passed
+    validated = validate(_ctx("r1", batch_id="r1"))
+    assert _checks(validated)[keys.CHECK_RECONCILES].passed
+    assert _metadata(validated, "claims")["batch_row_count"] == 0
+
+
+def test_files_that_cannot_be_ingested_fail_the_step_and_write_nothing(
+    small_synthetic: Path,
+) -> None:
+    with pytest.raises(SourceError, match=r"missing_columns\.csv.*claim_amount"):
+        ingest(_ctx("r1", source_path=str(BAD / "missing_columns.csv")))
+    with pytest.raises(SourceError, match=r"empty\.csv: the file is empty"):
+        ingest(_ctx("r1", source_path=str(BAD / "empty.csv")))
+    assert not LocalDeltaStore(small_synthetic).exists("raw_claims")
+
+
+def test_a_mapping_without_a_source_is_refused(
+    small_synthetic: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FRAUD_SOURCE_MAPPING", "auto_insurance_claims")
+    with pytest.raises(ValueError, match="no source path is"):
+        ingest(_ctx("r1"))
+
+
+@pytest.mark.skipif(not AUTO_FILE.is_file(), reason=f"shared data file not present: {AUTO_FILE}")
+def test_the_real_auto_insurance_file_end_to_end(
+    small_synthetic: Path, spark: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FRAUD_SOURCE_PATH", str(AUTO_FILE))
+    monkeypatch.setenv("FRAUD_SOURCE_MAPPING", "auto_insurance_claims")
+    landed = ingest(_ctx("auto"))
+    assert _metadata(landed, "raw_claims")["row_count"] == 1000
+    validated = validate(_ctx("auto"))
+    assert all(c.passed for c in validated.checks), [c for c in validated.checks if not c.passed]
+    assert _metadata(validated, "claims")["row_count"] == 999
+    quarantine = LocalDeltaStore(small_synthetic).read_pandas("claims_quarantine")
+    assert quarantine["_reason"].tolist() == [
+        "umbrella_limit: -1000000 is below 0 "
+        "(an umbrella limit is a coverage amount and cannot be negative)"
+    ]
+    silver = LocalDeltaStore(small_synthetic).read_pandas("claims")
+    assert silver["is_fraud"].sum() == 247 - int(quarantine["is_fraud"].astype(int).sum())
+    assert (silver["provider_specialty"] == "None").sum() >= 90
