@@ -1,0 +1,70 @@
+"""The two fraud classifiers: each trained from the gold training split as its own step.
+
+Two assets, not one multi-asset, so the multiprocess executor trains them in parallel.
+"""
+
+from collections.abc import Iterator
+from typing import Any
+
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetKey,
+    Config,
+    MaterializeResult,
+    asset,
+)
+from pydantic import Field
+
+from fraud_assets import keys
+from fraud_assets.resources.compute import FraudCompute
+
+# No `from __future__ import annotations`: Dagster inspects the context annotation at runtime.
+
+
+class TrainingConfig(Config):
+    """Booster size and pace; unset fields keep the train task's defaults (TrainingParams)."""
+
+    boosting_rounds: int | None = Field(None, ge=1, description="Trees / iterations")
+    learning_rate: float | None = Field(None, gt=0.0, le=1.0)
+    max_depth: int | None = Field(None, ge=1, le=16)
+
+    def params(self, model: str) -> dict[str, Any]:
+        return {"model": model, **self.model_dump(exclude_none=True)}
+
+
+def _roc_auc_check(key: AssetKey) -> AssetCheckSpec:
+    return AssetCheckSpec(
+        keys.CHECK_MODEL_ROC_AUC,
+        asset=key,
+        description="Holdout ROC AUC at or above thresholds.roc_auc_min (warning only)",
+    )
+
+
+@asset(
+    key=keys.CATBOOST_MODEL,
+    group_name="training",
+    deps=[keys.CLAIM_FEATURES],
+    check_specs=[_roc_auc_check(keys.CATBOOST_MODEL)],
+    kinds={"catboost", "mlflow"},
+)
+def catboost_model(
+    context: AssetExecutionContext, config: TrainingConfig, compute: FraudCompute
+) -> Iterator[MaterializeResult | AssetCheckResult]:
+    """CatBoost fraud classifier (balanced class weights), logged to MLflow as a probability."""
+    yield from compute.run_task(context=context, task="train", params=config.params("catboost"))
+
+
+@asset(
+    key=keys.XGBOOST_MODEL,
+    group_name="training",
+    deps=[keys.CLAIM_FEATURES],
+    check_specs=[_roc_auc_check(keys.XGBOOST_MODEL)],
+    kinds={"xgboost", "mlflow"},
+)
+def xgboost_model(
+    context: AssetExecutionContext, config: TrainingConfig, compute: FraudCompute
+) -> Iterator[MaterializeResult | AssetCheckResult]:
+    """XGBoost fraud classifier (native categoricals, weighted positives), logged to MLflow."""
+    yield from compute.run_task(context=context, task="train", params=config.params("xgboost"))

@@ -1,0 +1,259 @@
+"""The model registry: versions with their evidence, and the champion/challenger aliases.
+
+Promotion uses aliases, never stages. Every registered version is tagged with the evidence
+behind it (metrics, each gate's verdict, the training data version, the pipeline run, the
+commit and who deployed it). ``champion`` moves only when every promotion gate has a
+passing verdict recorded since the candidate was evaluated; the version it replaces is
+kept in the new champion's ``previous_champion`` tag, which is what rollback follows.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import (
+    NOT_FOUND,
+    RESOURCE_ALREADY_EXISTS,
+    RESOURCE_DOES_NOT_EXIST,
+    ErrorCode,
+)
+
+log = logging.getLogger(__name__)
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+
+TAG_PREVIOUS_CHAMPION = "previous_champion"
+TAG_GATES_PASSED = "gates_passed"
+TAG_PROMOTED_AT = "promoted_at"
+TAG_PROMOTED_BY = "promoted_by"
+TAG_ROLLED_BACK_AT = "rolled_back_at"
+TAG_ROLLED_BACK_BY = "rolled_back_by"
+GATE_TAG_PREFIX = "gate."
+
+PASSED = "passed"
+FAILED = "failed"
+MISSING = "missing"
+
+_ABSENT = {ErrorCode.Name(RESOURCE_DOES_NOT_EXIST), ErrorCode.Name(NOT_FOUND)}
+
+
+class NoChampionError(LookupError):
+    """No version of the registered model holds the ``champion`` alias yet."""
+
+    def __init__(self, model_name: str) -> None:
+        super().__init__(
+            f"no version of registered model {model_name!r} holds the {CHAMPION!r} alias yet: "
+            "run the retraining job so a model passes its gates and is promoted"
+        )
+
+
+class RollbackError(LookupError):
+    """There is nothing to roll back to."""
+
+
+class PromotionError(ValueError):
+    """A manual promotion was refused."""
+
+
+@dataclass(frozen=True)
+class GateReport:
+    """Each promotion gate's verdict for one candidate: passed, failed or missing."""
+
+    verdicts: dict[str, str]
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.verdicts) and all(v == PASSED for v in self.verdicts.values())
+
+    @property
+    def reason(self) -> str:
+        if self.passed:
+            return f"all {len(self.verdicts)} promotion gates passed"
+        blocking = [
+            f"{gate} ({verdict})" for gate, verdict in self.verdicts.items() if verdict != PASSED
+        ]
+        return "blocked by " + ", ".join(blocking)
+
+    def tags(self) -> dict[str, str]:
+        return {
+            **{f"{GATE_TAG_PREFIX}{gate}": verdict for gate, verdict in self.verdicts.items()},
+            TAG_GATES_PASSED: str(self.passed).lower(),
+        }
+
+
+def verdicts_since(history: pd.DataFrame, *, since: datetime) -> dict[tuple[str, str], bool]:
+    """The latest verdict of each (asset, check) recorded at or after ``since``.
+
+    A fairness verdict recorded before this candidate was evaluated judged another model,
+    so older rows are ignored and such a gate counts as missing.
+    """
+    if history.empty:
+        return {}
+    evaluated_at = pd.to_datetime(history["evaluated_at"], utc=True)
+    recent = history[evaluated_at >= pd.Timestamp(since).tz_convert("UTC")].copy()
+    recent["_at"] = evaluated_at[recent.index]
+    latest = recent.sort_values("_at").groupby(["asset_key", "check_name"]).tail(1)
+    return {(str(r.asset_key), str(r.check_name)): bool(r.passed) for r in latest.itertuples()}
+
+
+def judge_gates(
+    verdicts: Mapping[tuple[str, str], bool], gates: Mapping[str, Sequence[str]]
+) -> GateReport:
+    """Each gate's verdict; a gate with no recorded verdict counts as not passed."""
+    report: dict[str, str] = {}
+    for asset, checks in gates.items():
+        for check in checks:
+            verdict = verdicts.get((asset, check))
+            report[f"{asset}.{check}"] = (
+                MISSING if verdict is None else (PASSED if verdict else FAILED)
+            )
+    return GateReport(report)
+
+
+def _absent(exc: MlflowException) -> bool:
+    return exc.error_code in _ABSENT
+
+
+def alias_version(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
+    """The version holding ``alias``, or None when the model or the alias does not exist."""
+    # Read the alias map rather than get_model_version_by_alias: a missing alias is
+    # INVALID_PARAMETER_VALUE in the SQL store and another code elsewhere, so that
+    # error cannot be told apart from a real failure.
+    try:
+        registered = client.get_registered_model(name)
+    except MlflowException as exc:
+        if _absent(exc):
+            return None
+        raise
+    version = (registered.aliases or {}).get(alias)
+    if version is None:
+        return None
+    return client.get_model_version(name, str(version))
+
+
+def champion_version(client: MlflowClient, name: str) -> ModelVersion:
+    """The champion, or ``NoChampionError`` with a one-line reason."""
+    version = alias_version(client, name, CHAMPION)
+    if version is None:
+        raise NoChampionError(name)
+    return version
+
+
+def register_version(
+    client: MlflowClient,
+    *,
+    name: str,
+    model_uri: str,
+    run_id: str,
+    description: str,
+) -> ModelVersion:
+    """Register the run's model, or return the version it already has (re-runs are no-ops)."""
+    _ensure_registered_model(client, name)
+    existing = client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
+    if existing:
+        version = min(existing, key=lambda v: int(v.version))
+        log.info("run %s is already %s version %s", run_id, name, version.version)
+        return version
+    import mlflow
+
+    registered = mlflow.register_model(model_uri, name)
+    client.update_model_version(name, registered.version, description=description)
+    return client.get_model_version(name, registered.version)
+
+
+def _ensure_registered_model(client: MlflowClient, name: str) -> None:
+    try:
+        client.create_registered_model(
+            name, description="Claims fraud probability (champion/challenger by alias)."
+        )
+    except MlflowException as exc:
+        if exc.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
+            raise
+
+
+def tag_version(client: MlflowClient, name: str, version: str, tags: Mapping[str, object]) -> None:
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, str(value))
+
+
+def set_challenger(client: MlflowClient, *, name: str, version: str) -> None:
+    client.set_registered_model_alias(name, CHALLENGER, version)
+
+
+def move_champion(client: MlflowClient, *, name: str, version: str, actor: str) -> str | None:
+    """Give ``version`` the champion alias; return the version that held it before."""
+    previous = alias_version(client, name, CHAMPION)
+    previous_number = str(previous.version) if previous is not None else None
+    if previous_number == str(version):
+        log.info("%s version %s is already champion", name, version)
+        return previous_number
+    tags: dict[str, object] = {
+        TAG_PROMOTED_AT: datetime.now(UTC).isoformat(timespec="seconds"),
+        TAG_PROMOTED_BY: actor,
+    }
+    if previous_number is not None:
+        tags[TAG_PREVIOUS_CHAMPION] = previous_number
+    tag_version(client, name, str(version), tags)
+    client.set_registered_model_alias(name, CHAMPION, str(version))
+    log.info("%s champion: %s -> %s (by %s)", name, previous_number, version, actor)
+    return previous_number
+
+
+@dataclass(frozen=True)
+class AliasMove:
+    """The champion before and after a promotion or rollback."""
+
+    from_version: str | None
+    to_version: str
+
+
+def rollback_champion(client: MlflowClient, *, name: str, actor: str) -> AliasMove:
+    """Give the champion alias back to the version it replaced."""
+    current = champion_version(client, name)
+    current_number = str(current.version)
+    previous = current.tags.get(TAG_PREVIOUS_CHAMPION)
+    if not previous:
+        raise RollbackError(
+            f"{name} version {current_number} is champion but records no previous champion; "
+            "promote a version explicitly with --action promote --version N"
+        )
+    # Fails clearly if the previous version was deleted since.
+    client.get_model_version(name, previous)
+    tag_version(
+        client,
+        name,
+        current.version,
+        {
+            TAG_ROLLED_BACK_AT: datetime.now(UTC).isoformat(timespec="seconds"),
+            TAG_ROLLED_BACK_BY: actor,
+        },
+    )
+    # Not move_champion: that would record the rolled-back version as this one's predecessor.
+    client.set_registered_model_alias(name, CHAMPION, previous)
+    log.info("%s champion rolled back: %s -> %s (by %s)", name, current_number, previous, actor)
+    return AliasMove(from_version=current_number, to_version=previous)
+
+
+def promote_version(
+    client: MlflowClient, *, name: str, version: str, actor: str, force: bool = False
+) -> AliasMove:
+    """Make a chosen version champion; one that did not pass its gates needs ``force``."""
+    target = client.get_model_version(name, version)
+    if target.tags.get(TAG_GATES_PASSED) != "true" and not force:
+        raise PromotionError(
+            f"{name} version {version} has {TAG_GATES_PASSED}="
+            f"{target.tags.get(TAG_GATES_PASSED, 'unrecorded')}; "
+            "pass --force true to promote it anyway"
+        )
+    previous = move_champion(client, name=name, version=str(version), actor=actor)
+    if force and target.tags.get(TAG_GATES_PASSED) != "true":
+        tag_version(client, name, str(version), {"forced_by": actor})
+    return AliasMove(from_version=previous, to_version=str(version))

@@ -1,0 +1,233 @@
+"""Batch scoring: the latest claims batch through the champion's pyfunc.
+
+Features are built in PySpark over all of silver (provider and patient aggregates must see
+the history, as in training) and the latest batch is kept; the model itself is small, so
+prediction runs in pandas on the driver. Input is validated against the model's signature
+before anything is written, so a bad frame fails with the columns named and leaves no
+partial table behind.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from fraud_assets.features import ID_COLUMN, MODEL_FEATURES
+from fraud_assets.ml.metrics import flag
+from fraud_assets.ml.pyfunc import FeatureFrameError
+
+if TYPE_CHECKING:
+    from mlflow.pyfunc import PyFuncModel
+    from mlflow.types import Schema
+    from pyspark.sql import DataFrame
+
+BATCH_COLUMN = "_batch_id"
+LOADED_AT_COLUMN = "_loaded_at"
+
+_INTEGER_TYPES = {"long", "integer"}
+_FLOAT_TYPES = {"double", "float"}
+_TEXT_TYPES = {"string"}
+
+FRAUD_SCORES_SCHEMA = pa.schema(
+    [
+        pa.field(ID_COLUMN, pa.string(), nullable=False),
+        pa.field("fraud_score", pa.float64(), nullable=False),
+        pa.field("decision", pa.int64(), nullable=False),
+        pa.field("model_name", pa.string(), nullable=False),
+        pa.field("model_version", pa.string(), nullable=False),
+        pa.field("model_alias", pa.string(), nullable=False),
+        pa.field("scored_at", pa.timestamp("us", tz="UTC"), nullable=False),
+        pa.field("batch_id", pa.string(), nullable=False),
+    ]
+)
+
+
+class ModelOutputError(RuntimeError):
+    """The model returned something other than one probability per claim."""
+
+
+@dataclass(frozen=True)
+class ScoringModel:
+    """A loaded registry version and the names it is known by."""
+
+    model: PyFuncModel
+    name: str
+    version: str
+    alias: str
+
+
+def validate_against_signature(frame: pd.DataFrame, schema: Schema) -> list[str]:
+    """Check ``frame`` holds every input of the model's signature with a usable type.
+
+    Returns the input column names in signature order; raises ``FeatureFrameError`` naming
+    every missing or wrongly typed column (MLflow would name only the first).
+    """
+    names = [str(name) for name in schema.input_names()]
+    missing = [name for name in names if name not in frame.columns]
+    if missing:
+        raise FeatureFrameError(
+            f"scoring frame is missing {len(missing)} model input column(s): {', '.join(missing)}"
+        )
+    problems = []
+    for spec in schema.inputs:
+        column = frame[spec.name]
+        declared = getattr(spec.type, "name", str(spec.type))
+        if declared in _INTEGER_TYPES and not pd.api.types.is_integer_dtype(column):
+            problems.append(f"{spec.name} is {column.dtype}, expected integers ({declared})")
+        elif declared in _FLOAT_TYPES and not _is_number(column):
+            problems.append(f"{spec.name} is {column.dtype}, expected numbers ({declared})")
+        elif declared in _TEXT_TYPES and not _is_text(column):
+            problems.append(f"{spec.name} is {column.dtype}, expected text")
+    if problems:
+        raise FeatureFrameError("scoring frame has wrongly typed columns: " + "; ".join(problems))
+    return names
+
+
+def _is_number(column: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
+
+
+def _is_text(column: pd.Series) -> bool:
+    if pd.api.types.is_object_dtype(column):
+        return pd.api.types.infer_dtype(column, skipna=True) in ("string", "empty")
+    return pd.api.types.is_string_dtype(column)
+
+
+def predict_scores(scoring: ScoringModel, features: pd.DataFrame) -> np.ndarray:
+    """P(fraud) per row, validated first and checked to be one probability per claim."""
+    schema = scoring.model.metadata.get_input_schema()
+    if schema is None:
+        raise FeatureFrameError(
+            f"{scoring.name} version {scoring.version} has no input signature to validate against"
+        )
+    columns = validate_against_signature(features, schema)
+    if features.empty:
+        return np.empty(0, dtype="float64")
+    scores = np.asarray(scoring.model.predict(features[columns]), dtype="float64").reshape(-1)
+    if len(scores) != len(features):
+        raise ModelOutputError(
+            f"{scoring.name} version {scoring.version} returned {len(scores)} scores "
+            f"for {len(features)} claims"
+        )
+    if not np.all((scores >= 0.0) & (scores <= 1.0)):
+        raise ModelOutputError(
+            f"{scoring.name} version {scoring.version} returned values outside [0, 1]: "
+            "it is not a probability model"
+        )
+    return scores
+
+
+def fraud_score_rows(
+    features: pd.DataFrame,
+    scores: np.ndarray,
+    *,
+    scoring: ScoringModel,
+    threshold: float,
+    scored_at: datetime,
+    batch_id: str,
+) -> pa.Table:
+    """The ``fraud_scores`` rows for one scored batch."""
+    n = len(features)
+    return pa.Table.from_pydict(
+        {
+            ID_COLUMN: pa.array(features[ID_COLUMN].astype(str).to_numpy(), pa.string()),
+            "fraud_score": pa.array(scores, pa.float64()),
+            "decision": pa.array(flag(scores, threshold=threshold), pa.int64()),
+            "model_name": pa.array([scoring.name] * n, pa.string()),
+            "model_version": pa.array([scoring.version] * n, pa.string()),
+            "model_alias": pa.array([scoring.alias] * n, pa.string()),
+            "scored_at": pa.array([scored_at] * n, pa.timestamp("us", tz="UTC")),
+            "batch_id": pa.array([batch_id] * n, pa.string()),
+        },
+        schema=FRAUD_SCORES_SCHEMA,
+    )
+
+
+def score_batch(
+    features: pd.DataFrame,
+    *,
+    scoring: ScoringModel,
+    threshold: float,
+    scored_at: datetime,
+    batch_id: str,
+) -> pa.Table:
+    """The score step's scoring path: validate, predict, and shape the ``fraud_scores`` rows."""
+    scores = predict_scores(scoring, features)
+    return fraud_score_rows(
+        features,
+        scores,
+        scoring=scoring,
+        threshold=threshold,
+        scored_at=scored_at,
+        batch_id=batch_id,
+    )
+
+
+def inference_log_rows(
+    features: pd.DataFrame,
+    scores: np.ndarray,
+    *,
+    scoring: ScoringModel,
+    scored_at: datetime,
+    window_id: str,
+) -> pa.Table:
+    """Batch rows for ``inference_log`` in the real-time service's schema, so both append."""
+    from fraud_assets.serving.inference_log import BATCH, INFERENCE_LOG_SCHEMA
+
+    n = len(features)
+    table = pa.Table.from_pandas(features[[ID_COLUMN, *MODEL_FEATURES]], preserve_index=False)
+    extra = {
+        "fraud_score": pa.array(scores, pa.float64()),
+        "model_version": pa.array([scoring.version] * n, pa.string()),
+        "source": pa.array([BATCH] * n, pa.string()),
+        "window_id": pa.array([window_id] * n, pa.string()),
+        "scored_at": pa.array([scored_at] * n, pa.timestamp("us", tz="UTC")),
+        "model_alias": pa.array([scoring.alias] * n, pa.string()),
+        "request_id": pa.nulls(n, pa.string()),
+    }
+    for name, values in extra.items():
+        table = table.append_column(name, values)
+    return (
+        table.select(INFERENCE_LOG_SCHEMA.names)
+        .cast(INFERENCE_LOG_SCHEMA)
+        .replace_schema_metadata(None)
+    )
+
+
+def latest_batch(claims: DataFrame) -> tuple[str, DataFrame]:
+    """The id of the most recently loaded batch in silver, and its claim ids."""
+    from pyspark.sql import functions as F
+
+    columns = set(claims.columns)
+    if BATCH_COLUMN in columns:
+        if LOADED_AT_COLUMN in columns:
+            order: list[Any] = [F.col(LOADED_AT_COLUMN).desc(), F.col(BATCH_COLUMN).desc()]
+        else:
+            order = [F.col(BATCH_COLUMN).desc()]
+        row = (
+            claims.select(
+                BATCH_COLUMN, *([LOADED_AT_COLUMN] if LOADED_AT_COLUMN in columns else [])
+            )
+            .orderBy(*order)
+            .first()
+        )
+        if row is None:
+            raise LookupError("silver claims is empty: nothing to score")
+        batch_id = str(row[BATCH_COLUMN])
+        ids = claims.where(F.col(BATCH_COLUMN) == row[BATCH_COLUMN]).select(ID_COLUMN)
+        return batch_id, ids
+    if LOADED_AT_COLUMN in columns:
+        newest = claims.agg(F.max(LOADED_AT_COLUMN).alias("newest")).first()
+        if newest is None or newest["newest"] is None:
+            raise LookupError("silver claims is empty: nothing to score")
+        ids = claims.where(F.col(LOADED_AT_COLUMN) == newest["newest"]).select(ID_COLUMN)
+        return str(newest["newest"]), ids
+    raise FeatureFrameError(
+        f"silver claims has neither {BATCH_COLUMN} nor {LOADED_AT_COLUMN}: "
+        "cannot tell which claims are the latest batch"
+    )

@@ -1,0 +1,239 @@
+"""Fit the two fraud classifiers on the gold training split.
+
+Both boosters handle the rare fraud class by reweighting (CatBoost's balanced class
+weights, XGBoost's ``scale_pos_weight``) and are seeded, so a re-run on the same Delta
+version reproduces the same model.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from fraud_assets.features import (
+    CATEGORICAL_FEATURES,
+    ID_COLUMN,
+    LABEL_COLUMN,
+    NUMERIC_FEATURES,
+    SPLIT_COLUMN,
+)
+from fraud_assets.ml.pyfunc import (
+    BOOSTER_FILES,
+    MODEL_TYPES,
+    FeatureSpec,
+    ModelType,
+    model_matrix,
+    predict_fraud_probability,
+)
+
+log = logging.getLogger(__name__)
+
+REFERENCE_MAX_ROWS = 50_000
+
+
+class TrainingDataError(ValueError):
+    """The gold table cannot train a model: missing columns, labels or a class."""
+
+
+@dataclass(frozen=True)
+class TrainingParams:
+    """Booster settings shared by both libraries; the seed makes a run reproducible."""
+
+    boosting_rounds: int = 300
+    learning_rate: float = 0.08
+    max_depth: int = 6
+    seed: int = 42
+
+
+@dataclass
+class TrainedModel:
+    """A fitted booster with what is needed to score, save and describe it."""
+
+    model_type: ModelType
+    booster: Any  # CatBoostClassifier, or the xgboost.Booster inside the XGBClassifier
+    spec: FeatureSpec
+    library_params: dict[str, Any]
+    feature_importance: dict[str, float]
+    training_rows: int
+    fraud_rate: float
+    training_seconds: float
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        """P(fraud) per row, exactly as the logged pyfunc computes it."""
+        return predict_fraud_probability(self.booster, frame, self.spec)
+
+    def save_booster(self, directory: Path) -> Path:
+        """Write the booster in its library's native format (stable across versions)."""
+        path = directory / BOOSTER_FILES[self.model_type]
+        self.booster.save_model(str(path))
+        return path
+
+
+def parse_model_type(value: object) -> ModelType:
+    for model_type in MODEL_TYPES:
+        if value == model_type:
+            return model_type
+    raise ValueError(f"unknown model {value!r}; expected one of {', '.join(MODEL_TYPES)}")
+
+
+def split_gold(gold: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Train and holdout rows of ``claim_features``, with a clear error for a bad table."""
+    required = [ID_COLUMN, LABEL_COLUMN, SPLIT_COLUMN, *NUMERIC_FEATURES, *CATEGORICAL_FEATURES]
+    missing = [c for c in required if c not in gold.columns]
+    if missing:
+        raise TrainingDataError(f"claim_features is missing column(s): {', '.join(missing)}")
+    splits = set(gold[SPLIT_COLUMN].dropna().unique())
+    if not splits <= {"train", "holdout"}:
+        raise TrainingDataError(
+            f"claim_features.split holds {sorted(splits)}; expected 'train' and 'holdout'"
+        )
+    labelled = gold[gold[LABEL_COLUMN].notna()]
+    train = labelled[labelled[SPLIT_COLUMN] == "train"].reset_index(drop=True)
+    holdout = labelled[labelled[SPLIT_COLUMN] == "holdout"].reset_index(drop=True)
+    for name, part in (("train", train), ("holdout", holdout)):
+        frauds = int(part[LABEL_COLUMN].sum())
+        if frauds == 0 or frauds == len(part):
+            raise TrainingDataError(
+                f"the {name} split has {len(part)} labelled rows and {frauds} fraud: "
+                "a classifier needs both classes"
+            )
+    return train, holdout
+
+
+def feature_spec(train: pd.DataFrame, model_type: ModelType) -> FeatureSpec:
+    """The model's input contract, with the training vocabulary of each categorical column."""
+    categories = {
+        c: sorted(str(v) for v in train[c].dropna().unique()) for c in CATEGORICAL_FEATURES
+    }
+    return FeatureSpec(
+        model_type=model_type,
+        numeric=list(NUMERIC_FEATURES),
+        categorical=list(CATEGORICAL_FEATURES),
+        categories=categories,
+    )
+
+
+def train_model(
+    train: pd.DataFrame, *, model_type: ModelType, params: TrainingParams
+) -> TrainedModel:
+    """Fit one booster on the training split."""
+    spec = feature_spec(train, model_type)
+    features = model_matrix(train, spec)
+    labels = train[LABEL_COLUMN].to_numpy(dtype="int64")
+    started = time.perf_counter()
+    if model_type == "catboost":
+        booster, library_params, importance = _fit_catboost(features, labels, spec, params)
+    else:
+        booster, library_params, importance = _fit_xgboost(features, labels, spec, params)
+    seconds = time.perf_counter() - started
+    log.info("trained %s on %d rows in %.1fs", model_type, len(train), seconds)
+    return TrainedModel(
+        model_type=model_type,
+        booster=booster,
+        spec=spec,
+        library_params=library_params,
+        feature_importance=_shares(importance, spec.columns),
+        training_rows=len(train),
+        fraud_rate=float(labels.mean()),
+        training_seconds=seconds,
+    )
+
+
+def _threads() -> int:
+    return max(1, os.cpu_count() or 1)
+
+
+def _fit_catboost(
+    features: pd.DataFrame, labels: np.ndarray, spec: FeatureSpec, params: TrainingParams
+) -> tuple[Any, dict[str, Any], dict[str, float]]:
+    from catboost import CatBoostClassifier
+
+    library_params: dict[str, Any] = {
+        "iterations": params.boosting_rounds,
+        "learning_rate": params.learning_rate,
+        "depth": params.max_depth,
+        "loss_function": "Logloss",
+        "auto_class_weights": "Balanced",
+        "random_seed": params.seed,
+        "thread_count": _threads(),
+    }
+    model = CatBoostClassifier(
+        **library_params,
+        cat_features=spec.categorical,
+        verbose=False,
+        allow_writing_files=False,
+    )
+    model.fit(features, labels)
+    importance = dict(zip(model.feature_names_, model.get_feature_importance(), strict=True))
+    return model, library_params, importance
+
+
+def _fit_xgboost(
+    features: pd.DataFrame, labels: np.ndarray, spec: FeatureSpec, params: TrainingParams
+) -> tuple[Any, dict[str, Any], dict[str, float]]:
+    from xgboost import XGBClassifier
+
+    positives = int(labels.sum())
+    library_params: dict[str, Any] = {
+        "n_estimators": params.boosting_rounds,
+        "learning_rate": params.learning_rate,
+        "max_depth": params.max_depth,
+        "objective": "binary:logistic",
+        "tree_method": "hist",
+        "enable_categorical": True,
+        "scale_pos_weight": round((len(labels) - positives) / positives, 6),
+        "random_state": params.seed,
+        "n_jobs": _threads(),
+    }
+    model = XGBClassifier(**library_params)
+    model.fit(features, labels)
+    booster = model.get_booster()
+    gains = booster.get_score(importance_type="total_gain")
+    return booster, library_params, {k: float(v) for k, v in gains.items() if isinstance(v, float)}
+
+
+def _shares(importance: dict[str, float], columns: list[str]) -> dict[str, float]:
+    """Importance as each feature's share of the total, so both libraries read alike."""
+    values = {c: max(float(importance.get(c, 0.0)), 0.0) for c in columns}
+    total = sum(values.values())
+    return {c: round(v / total, 6) if total > 0 else 0.0 for c, v in values.items()}
+
+
+def reference_sample(
+    train: pd.DataFrame, trained: TrainedModel, *, seed: int, max_rows: int = REFERENCE_MAX_ROWS
+) -> pd.DataFrame:
+    """The PSI reference: training model features and the model's own score on them."""
+    sample = train.sample(n=min(max_rows, len(train)), random_state=seed)
+    reference = sample[trained.spec.columns].reset_index(drop=True)
+    reference["fraud_score"] = trained.predict_proba(reference)
+    return reference
+
+
+# The import name and the distributions that provide it (xgboost-cpu is the slim CPU wheel).
+_DISTRIBUTIONS: dict[str, tuple[str, ...]] = {
+    "catboost": ("catboost",),
+    "xgboost": ("xgboost", "xgboost-cpu"),
+}
+
+
+def library_versions(model_type: ModelType) -> dict[str, str]:
+    """Pinned pip requirements for the logged pyfunc (distribution names as installed)."""
+    from importlib import metadata
+
+    import mlflow
+
+    requirements = {"mlflow": mlflow.__version__, "pandas": pd.__version__, "numpy": np.__version__}
+    for distribution in _DISTRIBUTIONS[model_type]:
+        try:
+            requirements[distribution] = metadata.version(distribution)
+        except metadata.PackageNotFoundError:
+            continue
+        return requirements
+    raise RuntimeError(f"{model_type} is imported but no installed distribution provides it")

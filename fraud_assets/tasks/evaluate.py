@@ -1,0 +1,172 @@
+"""Evaluate the trained models on the holdout, pick the candidate, compare it with the champion.
+
+Writes ``model_evaluation`` (one row per model) and ``holdout_predictions`` (per-claim scores
+of the candidate and the champion, the fairness report's input), and reports the three
+blocking model quality gates.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import mlflow.pyfunc
+import pandas as pd
+
+from fraud_assets import keys
+from fraud_assets.lakehouse import table_store
+from fraud_assets.ml import evaluation
+from fraud_assets.ml.evaluation import EvaluatedModel
+from fraud_assets.ml.registry import CHAMPION, alias_version
+from fraud_assets.ml.runs import latest_training_runs
+from fraud_assets.ml.tracking import configure_mlflow, mlflow_client
+from fraud_assets.ml.training import split_gold
+from fraud_assets.tasks._runtime import (
+    CheckOutcome,
+    Materialization,
+    TaskContext,
+    TaskResult,
+    run_task,
+)
+
+GOLD_TABLE = "claim_features"
+
+
+def evaluate(ctx: TaskContext) -> TaskResult:
+    settings = ctx.settings
+    thresholds = settings.thresholds
+    threshold = thresholds.operating_threshold
+    store = table_store(settings)
+    experiment_id = configure_mlflow(settings)
+    runs = latest_training_runs(experiment_id=experiment_id, pipeline_run_id=ctx.run_id)
+    # The newest data any candidate saw; the holdout split is stable across versions.
+    gold_version = max(run.training_delta_version for run in runs)
+    _, holdout = split_gold(store.read_pandas(GOLD_TABLE, version=gold_version))
+
+    trained = []
+    for run in runs:
+        model = mlflow.pyfunc.load_model(run.model_uri)
+        trained.append(
+            evaluation.evaluate_scores(
+                holdout,
+                model.predict(holdout[model.metadata.get_input_schema().input_names()]),
+                model=run.model_type,
+                role="candidate",
+                model_uri=run.model_uri,
+                mlflow_run_id=run.run_id,
+                model_version=None,
+                threshold=threshold,
+            )
+        )
+    ranked = evaluation.rank_candidates(trained)
+    candidate = ranked[0]
+    champion, champion_problem = _champion(settings.registered_model_name, holdout, threshold)
+
+    evaluated_at = datetime.now(UTC)
+    evaluated = [*ranked, *([champion] if champion else [])]
+    table = evaluation.evaluation_rows(
+        evaluated, run_id=ctx.run_id, evaluated_at=evaluated_at, training_delta_version=gold_version
+    )
+    predictions = evaluation.holdout_prediction_rows(
+        holdout, evaluated, threshold=threshold, protected_attributes=settings.protected_attributes
+    )
+    predictions_version = store.write_pandas(predictions, "holdout_predictions")
+    version = store.write_pandas(table, "model_evaluation")
+
+    client = mlflow_client()
+    assert candidate.mlflow_run_id is not None
+    for name, value in candidate.metrics.as_dict().items():
+        client.log_metric(candidate.mlflow_run_id, f"evaluation_{name}", float(value))
+
+    no_regression = evaluation.no_regression(
+        candidate.metrics, champion.metrics if champion else None, thresholds=thresholds
+    )
+    if champion_problem:
+        no_regression = evaluation.Verdict(
+            passed=False, description=champion_problem, metadata={"champion": champion_problem}
+        )
+    verdicts = {
+        keys.CHECK_ROC_AUC_FLOOR: evaluation.roc_auc_floor(
+            candidate.metrics, thresholds=thresholds
+        ),
+        keys.CHECK_PR_AUC_FLOOR: evaluation.pr_auc_floor(candidate.metrics, thresholds=thresholds),
+        keys.CHECK_NO_REGRESSION: no_regression,
+    }
+    asset_key = keys.MODEL_EVALUATION.to_user_string()
+    metrics = candidate.metrics
+    return TaskResult(
+        materializations=[
+            Materialization(
+                asset_key,
+                {
+                    "candidate_model": candidate.model,
+                    "candidate_run_id": candidate.mlflow_run_id,
+                    "model_uri": candidate.model_uri,
+                    "roc_auc": round(metrics.roc_auc, 4),
+                    "pr_auc": round(metrics.pr_auc, 4),
+                    "precision": round(metrics.precision, 4),
+                    "recall": round(metrics.recall, 4),
+                    "brier": round(metrics.brier, 4),
+                    "fraud_dollars_caught": round(metrics.fraud_dollars_caught, 2),
+                    "fraud_dollars_share": round(metrics.fraud_dollars_share, 4),
+                    "operating_threshold": threshold,
+                    "holdout_rows": metrics.rows,
+                    "champion_version": champion.model_version if champion else "none",
+                    "champion_roc_auc": round(champion.metrics.roc_auc, 4) if champion else "none",
+                    "row_count": len(table),
+                    "delta_version": version,
+                    "table_location": store.location("model_evaluation"),
+                    "holdout_predictions_version": predictions_version,
+                    "training_delta_version": gold_version,
+                },
+            )
+        ],
+        checks=[
+            CheckOutcome(
+                asset_key,
+                name,
+                passed=verdict.passed,
+                severity="ERROR",
+                metadata=verdict.metadata,
+                description=verdict.description,
+            )
+            for name, verdict in verdicts.items()
+        ],
+    )
+
+
+def _champion(
+    model_name: str, holdout: pd.DataFrame, threshold: float
+) -> tuple[EvaluatedModel | None, str | None]:
+    """The current champion scored on the same holdout, or why it could not be."""
+    version = alias_version(mlflow_client(), model_name, CHAMPION)
+    if version is None:
+        return None, None
+    uri = f"models:/{model_name}/{version.version}"
+    model = mlflow.pyfunc.load_model(uri)
+    inputs = model.metadata.get_input_schema().input_names()
+    missing = [c for c in inputs if c not in holdout.columns]
+    if missing:
+        # A contract change the champion predates: a person must decide, so the gate fails.
+        return None, (
+            f"champion version {version.version} needs column(s) {', '.join(missing)} that "
+            "claim_features no longer has; promote explicitly if the new model is intended"
+        )
+    evaluated = evaluation.evaluate_scores(
+        holdout,
+        model.predict(holdout[inputs]),
+        model=model_name,
+        role="champion",
+        model_uri=uri,
+        mlflow_run_id=version.run_id,
+        model_version=str(version.version),
+        threshold=threshold,
+    )
+    return evaluated, None
+
+
+def main(argv: list[str] | None = None) -> None:
+    run_task(evaluate, argv, name="evaluate")
+
+
+if __name__ == "__main__":
+    main()

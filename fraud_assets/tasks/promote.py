@@ -1,0 +1,73 @@
+"""Move the champion alias by hand: roll back to the previous champion, or promote a version.
+
+    python -m fraud_assets.tasks.promote --action rollback
+    python -m fraud_assets.tasks.promote --action promote --version 3 [--force true]
+
+Rollback follows the ``previous_champion`` tag the automatic promotion left on the current
+champion. Promoting a version whose gates did not all pass needs ``--force true``.
+"""
+
+from __future__ import annotations
+
+from fraud_assets import keys
+from fraud_assets.ml import registry
+from fraud_assets.ml.tracking import configure_mlflow, deployed_by, mlflow_client
+from fraud_assets.tasks._runtime import (
+    Materialization,
+    TaskContext,
+    TaskResult,
+    run_task,
+)
+
+ACTIONS = ("rollback", "promote")
+
+
+def promote(ctx: TaskContext) -> TaskResult:
+    action = ctx.param("action")
+    if action not in ACTIONS:
+        raise ValueError(f"--action must be one of {', '.join(ACTIONS)}, got {action!r}")
+    configure_mlflow(ctx.settings)
+    client = mlflow_client()
+    name = ctx.settings.registered_model_name
+    actor = deployed_by()
+    if action == "rollback":
+        move = registry.rollback_champion(client, name=name, actor=actor)
+    else:
+        version = ctx.param("version")
+        if not version:
+            raise ValueError("--action promote needs --version N")
+        force = str(ctx.param("force", "false")).lower() in ("1", "true", "yes")
+        move = registry.promote_version(
+            client, name=name, version=str(version), actor=actor, force=force
+        )
+    reason = f"{action} by {actor}: champion {move.from_version or 'none'} -> {move.to_version}"
+    ctx.log.info("%s %s", name, reason)
+    return TaskResult(
+        materializations=[
+            Materialization(
+                keys.REGISTERED_MODEL.to_user_string(),
+                {
+                    "registered_model_name": name,
+                    "model_version": int(move.to_version),
+                    "model_uri": f"models:/{name}/{move.to_version}",
+                    "champion_version": move.to_version,
+                    "previous_champion_version": move.from_version or "none",
+                    "promoted": True,
+                    "reason": reason,
+                    "deployed_by": actor,
+                },
+            )
+        ]
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        run_task(promote, argv, name="promote")
+    except (registry.RollbackError, registry.NoChampionError, registry.PromotionError) as exc:
+        # An expected refusal: one line for the operator, not a traceback.
+        raise SystemExit(f"promote: {exc}") from None
+
+
+if __name__ == "__main__":
+    main()

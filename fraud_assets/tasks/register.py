@@ -1,0 +1,118 @@
+"""Register the evaluated candidate, tag it with its evidence, and promote it if the gates pass.
+
+The gate rule lives here, not only in Dagster's blocking checks, so a bundle job that runs
+this step without Dagster holds the same line: ``champion`` moves only when every
+``PROMOTION_GATES`` check has a passing verdict recorded since the candidate was evaluated.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from fraud_assets import keys
+from fraud_assets.lakehouse import table_store
+from fraud_assets.ml import registry
+from fraud_assets.ml.runs import TAG_GIT_COMMIT
+from fraud_assets.ml.tracking import UNKNOWN, configure_mlflow, deployed_by, mlflow_client
+from fraud_assets.tasks._runtime import (
+    Materialization,
+    TaskContext,
+    TaskResult,
+    run_task,
+)
+
+EVIDENCE_METRICS = ("roc_auc", "pr_auc", "precision", "recall", "brier", "fraud_dollars_share")
+
+
+class NoCandidateError(LookupError):
+    """model_evaluation does not name exactly one candidate."""
+
+
+def register(ctx: TaskContext) -> TaskResult:
+    settings = ctx.settings
+    store = table_store(settings)
+    candidate = _candidate(store.read_pandas("model_evaluation"))
+    evaluated_at = pd.Timestamp(candidate["evaluated_at"]).to_pydatetime()
+    history = (
+        store.read_pandas("check_history") if store.exists("check_history") else pd.DataFrame()
+    )
+    gates = {asset.to_user_string(): checks for asset, checks in keys.PROMOTION_GATES.items()}
+    report = registry.judge_gates(registry.verdicts_since(history, since=evaluated_at), gates)
+
+    configure_mlflow(settings)
+    client = mlflow_client()
+    name = settings.registered_model_name
+    run_id = str(candidate["mlflow_run_id"])
+    run_tags = client.get_run(run_id).data.tags
+    registered = registry.register_version(
+        client,
+        name=name,
+        model_uri=str(candidate["model_uri"]),
+        run_id=run_id,
+        description=(
+            f"{candidate['model']} trained on claim_features "
+            f"v{candidate['training_delta_version']}; "
+            f"holdout ROC AUC {candidate['roc_auc']:.4f}, PR AUC {candidate['pr_auc']:.4f}"
+        ),
+    )
+    version = str(registered.version)
+    actor = deployed_by()
+    registry.tag_version(
+        client,
+        name,
+        version,
+        {
+            **{metric: round(float(candidate[metric]), 6) for metric in EVIDENCE_METRICS},
+            **report.tags(),
+            "model_type": candidate["model"],
+            "training_delta_version": int(candidate["training_delta_version"]),
+            "run_id": candidate["run_id"],
+            "registered_by_run_id": ctx.run_id,
+            "git_commit": run_tags.get(TAG_GIT_COMMIT, UNKNOWN),
+            "deployed_by": actor,
+        },
+    )
+    registry.set_challenger(client, name=name, version=version)
+    if report.passed:
+        registry.move_champion(client, name=name, version=version, actor=actor)
+    else:
+        ctx.log.warning("%s version %s not promoted: %s", name, version, report.reason)
+    champion = registry.alias_version(client, name, registry.CHAMPION)
+    champion_number = str(champion.version) if champion is not None else "none"
+    return TaskResult(
+        materializations=[
+            Materialization(
+                keys.REGISTERED_MODEL.to_user_string(),
+                {
+                    "registered_model_name": name,
+                    "model_version": int(version),
+                    "model_uri": f"models:/{name}/{version}",
+                    "champion_version": champion_number,
+                    "challenger_version": version,
+                    "promoted": report.passed,
+                    "reason": report.reason,
+                    "mlflow_run_id": run_id,
+                    "deployed_by": actor,
+                    **{f"gate.{gate}": verdict for gate, verdict in report.verdicts.items()},
+                },
+            )
+        ]
+    )
+
+
+def _candidate(evaluations: pd.DataFrame) -> pd.Series:
+    candidates = evaluations[evaluations["model_role"] == "candidate"]
+    if len(candidates) != 1:
+        raise NoCandidateError(
+            f"model_evaluation holds {len(candidates)} candidate rows, expected exactly one: "
+            "materialize model_evaluation first"
+        )
+    return candidates.iloc[0]
+
+
+def main(argv: list[str] | None = None) -> None:
+    run_task(register, argv, name="register")
+
+
+if __name__ == "__main__":
+    main()

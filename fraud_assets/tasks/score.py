@@ -1,0 +1,101 @@
+"""Score the latest claims batch with the champion and log it for drift monitoring.
+
+Features come from ``build_claim_features`` over all of silver, so provider and patient
+aggregates see the same history as in training; then the latest ``_batch_id`` is kept.
+Both output tables are built and validated before either is written.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import mlflow.pyfunc
+
+from fraud_assets import keys
+from fraud_assets.features.engineering import build_claim_features
+from fraud_assets.lakehouse import table_store
+from fraud_assets.ml import registry
+from fraud_assets.ml.scoring import (
+    ScoringModel,
+    fraud_score_rows,
+    inference_log_rows,
+    latest_batch,
+    predict_scores,
+)
+from fraud_assets.ml.tracking import configure_mlflow, mlflow_client
+from fraud_assets.spark import get_spark
+from fraud_assets.tasks._runtime import Materialization, TaskContext, TaskResult, run_task
+
+
+def score(ctx: TaskContext) -> TaskResult:
+    settings = ctx.settings
+    configure_mlflow(settings)
+    name = settings.registered_model_name
+    # Before Spark starts: no champion is the most common reason this step cannot run.
+    champion = registry.champion_version(mlflow_client(), name)
+    scoring = ScoringModel(
+        model=mlflow.pyfunc.load_model(f"models:/{name}/{champion.version}"),
+        name=name,
+        version=str(champion.version),
+        alias=registry.CHAMPION,
+    )
+
+    store = table_store(settings)
+    spark = get_spark()
+    claims = store.read_spark(spark, "claims")
+    batch_id, batch_ids = latest_batch(claims)
+    features = build_claim_features(
+        claims, holdout_fraction=settings.holdout_fraction, seed=settings.seed
+    )
+    frame = features.join(batch_ids, on="claim_id", how="left_semi").toArrow().to_pandas()
+
+    scored_at = datetime.now(UTC)
+    scores = predict_scores(scoring, frame)
+    fraud_scores = fraud_score_rows(
+        frame,
+        scores,
+        scoring=scoring,
+        threshold=settings.thresholds.operating_threshold,
+        scored_at=scored_at,
+        batch_id=batch_id,
+    )
+    log_rows = inference_log_rows(
+        frame, scores, scoring=scoring, scored_at=scored_at, window_id=ctx.run_id
+    )
+    version = store.write_arrow(fraud_scores, "fraud_scores")
+    log_version = store.write_arrow(log_rows, "inference_log", mode="append")
+
+    flagged = int(fraud_scores.column("decision").to_numpy().sum())
+    return TaskResult(
+        materializations=[
+            Materialization(
+                keys.FRAUD_SCORES.to_user_string(),
+                {
+                    "row_count": fraud_scores.num_rows,
+                    "flagged": flagged,
+                    "flagged_rate": round(flagged / max(fraud_scores.num_rows, 1), 4),
+                    "mean_fraud_score": round(float(scores.mean()), 4) if len(scores) else 0.0,
+                    "batch_id": batch_id,
+                    "model_name": name,
+                    "model_version": scoring.version,
+                    "model_alias": scoring.alias,
+                    "delta_version": version,
+                    "table_location": store.location("fraud_scores"),
+                    "inference_log_version": log_version,
+                    "window_id": ctx.run_id,
+                },
+            )
+        ]
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        run_task(score, argv, name="score")
+    except registry.NoChampionError as exc:
+        # The expected state before the first promotion: one line, not a traceback.
+        raise SystemExit(f"score: {exc}") from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,223 @@
+"""Training: seeded, imbalance-aware boosters logged as probability pyfuncs with their evidence."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+from fraud_assets.features import CATEGORICAL_FEATURES, MODEL_FEATURES, NUMERIC_FEATURES
+from fraud_assets.lakehouse import table_store
+from fraud_assets.ml import tracking, training
+from fraud_assets.ml.pyfunc import FeatureFrameError, validate_feature_frame
+from fraud_assets.ml.runs import REFERENCE_ARTIFACT, TAG_MODEL_URI
+from fraud_assets.ml.training import TrainingDataError, TrainingParams, split_gold, train_model
+from fraud_assets.settings import get_settings
+from fraud_assets.tasks import train as train_task
+from fraud_assets.tasks._runtime import run_task
+from fraud_assets_tests.test_ml_support import make_gold_frame
+
+SMALL = TrainingParams(boosting_rounds=25, max_depth=4, seed=11)
+
+
+@pytest.fixture(scope="module")
+def gold() -> pd.DataFrame:
+    return make_gold_frame(2_500, seed=3)
+
+
+@pytest.mark.parametrize("model_type", ["catboost", "xgboost"])
+def test_same_seed_reproduces_the_model(gold, model_type):
+    train, holdout = split_gold(gold)
+    first = train_model(train, model_type=model_type, params=SMALL)
+    second = train_model(train, model_type=model_type, params=SMALL)
+    np.testing.assert_array_equal(first.predict_proba(holdout), second.predict_proba(holdout))
+
+
+def test_both_models_weight_the_rare_fraud_class(gold):
+    train, _ = split_gold(gold)
+    catboost = train_model(train, model_type="catboost", params=SMALL)
+    xgboost = train_model(train, model_type="xgboost", params=SMALL)
+    assert catboost.library_params["auto_class_weights"] == "Balanced"
+    positives = int(train["is_fraud"].sum())
+    assert xgboost.library_params["scale_pos_weight"] == pytest.approx(
+        (len(train) - positives) / positives, rel=1e-5
+    )
+    assert xgboost.library_params["enable_categorical"] is True
+    assert xgboost.library_params["tree_method"] == "hist"
+
+
+@pytest.mark.parametrize("model_type", ["catboost", "xgboost"])
+def test_probabilities_equal_the_librarys_own_predict_proba(gold, model_type):
+    train, holdout = split_gold(gold)
+    trained = train_model(train, model_type=model_type, params=SMALL)
+    ours = trained.predict_proba(holdout)
+    matrix = training.model_matrix(holdout, trained.spec)
+    if model_type == "catboost":
+        reference = trained.booster.predict_proba(matrix)[:, 1]
+    else:
+        import xgboost
+
+        reference = trained.booster.predict(xgboost.DMatrix(matrix, enable_categorical=True))
+    np.testing.assert_allclose(ours, reference, rtol=1e-6)
+
+
+@pytest.mark.parametrize("model_type", ["catboost", "xgboost"])
+def test_unseen_and_missing_categories_still_score(gold, model_type):
+    train, holdout = split_gold(gold)
+    trained = train_model(train, model_type=model_type, params=SMALL)
+    odd = holdout.head(3).copy()
+    odd["procedure_code"] = ["NEVER-SEEN", None, odd["procedure_code"].iloc[2]]
+    scores = trained.predict_proba(odd)
+    assert np.isfinite(scores).all() and ((scores >= 0) & (scores <= 1)).all()
+
+
+def test_feature_frame_errors_name_every_bad_column(gold):
+    train, _ = split_gold(gold)
+    spec = training.feature_spec(train, "xgboost")
+    with pytest.raises(FeatureFrameError, match="claim_amount, procedure_code"):
+        validate_feature_frame(train.drop(columns=["claim_amount", "procedure_code"]), spec)
+    wrong = train.copy()
+    wrong["num_procedures"] = wrong["num_procedures"].astype(str)
+    wrong["diagnosis_code"] = 7
+    with pytest.raises(FeatureFrameError, match=r"num_procedures is object.*diagnosis_code is int"):
+        validate_feature_frame(wrong, spec)
+
+
+def test_gold_without_a_class_or_a_column_is_refused(gold):
+    with pytest.raises(TrainingDataError, match="split"):
+        split_gold(gold.drop(columns=["split"]))
+    no_fraud = gold.assign(is_fraud=0)
+    with pytest.raises(TrainingDataError, match="needs both classes"):
+        split_gold(no_fraud)
+
+
+def test_git_commit_prefers_the_pinned_value_and_never_crashes(monkeypatch, tmp_path):
+    monkeypatch.setenv("FRAUD_GIT_COMMIT", "abc123")
+    assert tracking.git_commit() == "abc123"
+    monkeypatch.delenv("FRAUD_GIT_COMMIT")
+    monkeypatch.setattr(tracking, "REPO_ROOT", tmp_path)  # a folder that is not a checkout
+    assert tracking.git_commit() == "unknown"
+    (tmp_path / ".git").mkdir()  # looks like one, but git cannot read it
+    assert tracking.git_commit() == "unknown"
+    monkeypatch.setenv("PATH", str(tmp_path))  # no git binary at all
+    assert tracking.git_commit() == "unknown"
+
+
+def _configure(home: str) -> str:
+    import os
+
+    os.environ["FRAUD_HOME"] = home
+    return tracking.configure_mlflow(get_settings())
+
+
+def test_parallel_first_use_of_a_fresh_store_does_not_race(fraud_home):
+    # The two training steps start at once on a fresh FRAUD_HOME under the multiprocess executor.
+    # Without the lock in configure_mlflow both migrate the schema at once and one fails.
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        ids = pool.map(_configure, [str(fraud_home)] * 2)
+    assert ids[0] == ids[1]
+    experiment = mlflow.MlflowClient(tracking.local_tracking_uri(get_settings())).get_experiment(
+        ids[0]
+    )
+    assert experiment.artifact_location == (fraud_home / "mlartifacts").as_uri()
+
+
+@pytest.fixture
+def trained_run(fraud_home, gold, monkeypatch):
+    """The train task run on a small gold table, with a pinned commit."""
+    monkeypatch.setenv("FRAUD_GIT_COMMIT", "feedbeef")
+    table_store(get_settings()).write_pandas(gold, "claim_features")
+    result = run_task(
+        train_task.train,
+        ["--model", "xgboost", "--boosting_rounds", "25", "--run_id", "dagster-run-1"],
+        name="train",
+    )
+    return result
+
+
+def test_train_task_logs_a_probability_pyfunc_with_its_evidence(trained_run, gold, tmp_path):
+    metadata = trained_run.materializations[0].metadata
+    assert trained_run.materializations[0].asset_key == "xgboost_model"
+    client = tracking.mlflow_client()
+    run = client.get_run(metadata["mlflow_run_id"])
+    params, tags = run.data.params, run.data.tags
+    assert params["run_id"] == "dagster-run-1"
+    assert params["git_commit"] == "feedbeef"
+    assert params["training_delta_version"] == "0" == str(metadata["training_delta_version"])
+    assert params["seed"] == "42" and params["n_estimators"] == "25"
+    assert tags["mlflow.source.git.commit"] == "feedbeef"
+    assert run.data.metrics["holdout_roc_auc"] == pytest.approx(metadata["roc_auc"], abs=1e-4)
+    assert run.inputs is not None
+    assert run.inputs.dataset_inputs[0].dataset.source_type == "delta_table"
+
+    importance = json.loads(
+        Path(
+            mlflow.artifacts.download_artifacts(
+                run_id=run.info.run_id, artifact_path="feature_importance.json"
+            )
+        ).read_text()
+    )
+    assert set(MODEL_FEATURES) <= set(importance)
+    assert sum(importance[c] for c in MODEL_FEATURES) == pytest.approx(1.0, abs=1e-4)
+
+    model = mlflow.pyfunc.load_model(tags[TAG_MODEL_URI])
+    assert model.metadata.signature is not None
+    assert model.metadata.saved_input_example_info is not None
+    _, holdout = split_gold(gold)
+    scores = model.predict(holdout[MODEL_FEATURES])
+    assert scores.dtype == np.float64 and ((scores >= 0) & (scores <= 1)).all()
+    # Probabilities, not labels: most scores lie strictly between 0 and 1.
+    assert np.mean((scores > 0) & (scores < 1)) > 0.9
+    assert len(np.unique(scores)) > 20
+
+    reference = pd.read_parquet(
+        mlflow.artifacts.download_artifacts(
+            run_id=run.info.run_id, artifact_path=REFERENCE_ARTIFACT
+        )
+    )
+    assert list(reference.columns) == [*NUMERIC_FEATURES, *CATEGORICAL_FEATURES, "fraud_score"]
+    np.testing.assert_allclose(
+        model.predict(reference[MODEL_FEATURES]), reference["fraud_score"], rtol=1e-9
+    )
+    check = trained_run.checks[0]
+    assert check.check_name == "holdout_roc_auc_above_floor" and check.severity == "WARN"
+    assert check.passed == (metadata["roc_auc"] >= get_settings().thresholds.roc_auc_min)
+    _assert_loads_without_fraud_assets(metadata["model_uri"], tmp_path)
+
+
+def test_reference_sample_is_capped(gold):
+    train, _ = split_gold(gold)
+    trained = train_model(train, model_type="catboost", params=SMALL)
+    reference = training.reference_sample(train, trained, seed=1, max_rows=100)
+    assert len(reference) == 100
+    np.testing.assert_allclose(reference["fraud_score"], trained.predict_proba(reference))
+
+
+def _assert_loads_without_fraud_assets(uri: str, tmp_path: Path) -> None:
+    """The pyfunc ships its own code: a process that cannot import fraud_assets still scores."""
+    local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(tmp_path / "m"))
+    script = (
+        "import sys, builtins\n"
+        "real = builtins.__import__\n"
+        "def guarded(name, *a, **k):\n"
+        "    if name.split('.')[0] == 'fraud_assets':\n"
+        "        raise ImportError('fraud_assets is not installed here')\n"
+        "    return real(name, *a, **k)\n"
+        "builtins.__import__ = guarded\n"
+        "import mlflow.pyfunc, pandas as pd\n"
+        f"m = mlflow.pyfunc.load_model({local!r})\n"
+        "example = m.input_example\n"
+        "print(float(m.predict(example)[0]))\n"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert 0.0 <= float(completed.stdout.strip().splitlines()[-1]) <= 1.0

@@ -1,0 +1,215 @@
+"""Registry: champion moves only behind passing gates; rollback and manual promotion."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+
+from fraud_assets import keys
+from fraud_assets.lakehouse import table_store
+from fraud_assets.ml import registry
+from fraud_assets.ml.tracking import configure_mlflow, mlflow_client
+from fraud_assets.settings import get_settings
+from fraud_assets.tasks import evaluate, register, train
+from fraud_assets.tasks._runtime import CheckOutcome, TaskContext, record_check_history, run_task
+from fraud_assets_tests.test_ml_support import make_gold_frame, use_migrated_mlflow_store
+
+MODEL = "fraud_detector"
+FAIRNESS = keys.FAIRNESS_REPORT.to_user_string()
+FAIRNESS_GATES = keys.PROMOTION_GATES[keys.FAIRNESS_REPORT]
+
+
+def _train_both(run_id: str) -> None:
+    for model in ("catboost", "xgboost"):
+        run_task(
+            train.train,
+            ["--model", model, "--boosting_rounds", "20", "--run_id", run_id],
+            name="train",
+        )
+
+
+def _evaluate(run_id: str) -> None:
+    run_task(evaluate.evaluate, ["--run_id", run_id], name="evaluate")
+
+
+def _register(run_id: str) -> dict[str, object]:
+    result = run_task(register.register, ["--run_id", run_id], name="register")
+    return result.materializations[0].metadata
+
+
+def _fairness(run_id: str, *, failing: tuple[str, ...] = ()) -> None:
+    """Stand in for the fairness step: record its gate verdicts as it would."""
+    ctx = TaskContext(
+        settings=get_settings(), params={}, log=logging.getLogger("fairness"), run_id=run_id
+    )
+    record_check_history(
+        ctx, [CheckOutcome(FAIRNESS, name, passed=name not in failing) for name in FAIRNESS_GATES]
+    )
+
+
+def _version(client: mlflow.MlflowClient, alias: str) -> str | None:
+    version = registry.alias_version(client, MODEL, alias)
+    return None if version is None else str(version.version)
+
+
+@pytest.fixture
+def trained_home(fraud_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("FRAUD_GIT_COMMIT", "c0ffee")
+    monkeypatch.setenv("FRAUD_DEPLOYED_BY", "ci-bot")
+    use_migrated_mlflow_store(fraud_home)
+    table_store(get_settings()).write_pandas(make_gold_frame(2_500, seed=5), "claim_features")
+    _train_both("run-1")
+    return fraud_home
+
+
+def test_champion_moves_only_when_every_gate_has_a_fresh_passing_verdict(trained_home):
+    _fairness("run-0")  # recorded before this candidate was evaluated: says nothing about it
+    _evaluate("run-1")
+
+    first = _register("run-1")
+    assert first["promoted"] is False
+    assert first["champion_version"] == "none" and first["challenger_version"] == "1"
+    assert "fairness_report.disparate_impact_ratio (missing)" in str(first["reason"])
+    client = mlflow_client()
+    assert _version(client, registry.CHAMPION) is None
+    assert _version(client, registry.CHALLENGER) == "1"
+
+    _fairness("run-1", failing=(keys.CHECK_DISPARATE_IMPACT,))
+    second = _register("run-1")
+    assert second["model_version"] == 1, "re-registering the same candidate reuses its version"
+    assert second["promoted"] is False
+    assert "fairness_report.disparate_impact_ratio (failed)" in str(second["reason"])
+
+    _fairness("run-1")
+    third = _register("run-1")
+    assert third["promoted"] is True and third["champion_version"] == "1"
+    assert third["reason"] == "all 6 promotion gates passed"
+
+    version = client.get_model_version(MODEL, "1")
+    evaluation = table_store(get_settings()).read_pandas("model_evaluation")
+    candidate = evaluation[evaluation["model_role"] == "candidate"].iloc[0]
+    assert version.run_id == candidate["mlflow_run_id"]
+    assert float(version.tags["roc_auc"]) == pytest.approx(candidate["roc_auc"], abs=1e-6)
+    assert float(version.tags["pr_auc"]) == pytest.approx(candidate["pr_auc"], abs=1e-6)
+    assert version.tags["training_delta_version"] == "0"
+    assert version.tags["run_id"] == "run-1"
+    assert version.tags["git_commit"] == "c0ffee"
+    assert version.tags["deployed_by"] == "ci-bot"
+    assert version.tags["gates_passed"] == "true"
+    for asset, checks in keys.PROMOTION_GATES.items():
+        for check in checks:
+            assert version.tags[f"gate.{asset.to_user_string()}.{check}"] == "passed"
+    assert "previous_champion" not in version.tags
+
+
+def test_a_failing_model_gate_leaves_the_champion_where_it_was(trained_home):
+    _evaluate("run-1")
+    _fairness("run-1")
+    assert _register("run-1")["promoted"] is True
+
+    # Retrain on labels unrelated to the features: ROC AUC falls below the floor.
+    store = table_store(get_settings())
+    store.write_pandas(make_gold_frame(2_500, seed=6, signal=0.0), "claim_features")
+    _train_both("run-2")
+    _evaluate("run-2")
+    _fairness("run-2")  # even with fairness passing, a model quality gate blocks
+    outcome = _register("run-2")
+
+    assert outcome["promoted"] is False
+    assert outcome["model_version"] == 2 and outcome["challenger_version"] == "2"
+    assert outcome["champion_version"] == "1"
+    assert "model_evaluation.roc_auc_floor (failed)" in str(outcome["reason"])
+    client = mlflow_client()
+    assert _version(client, registry.CHAMPION) == "1"
+    assert client.get_model_version(MODEL, "2").tags["gates_passed"] == "false"
+    evaluation = store.read_pandas("model_evaluation")
+    # The champion was scored on the same holdout as the candidates.
+    assert sorted(evaluation["model_role"]) == ["candidate", "champion", "runner_up"]
+    champion_row = evaluation[evaluation["model_role"] == "champion"].iloc[0]
+    assert champion_row["model_version"] == "1"
+
+
+def test_verdicts_since_ignores_older_rows_and_keeps_the_latest():
+    now = datetime(2025, 1, 1, tzinfo=UTC)
+    history = pd.DataFrame(
+        {
+            "asset_key": ["fairness_report"] * 3,
+            "check_name": ["min_group_size"] * 3,
+            "passed": [True, False, True],
+            "evaluated_at": [now - timedelta(hours=1), now, now + timedelta(minutes=5)],
+        }
+    )
+    assert registry.verdicts_since(history, since=now) == {
+        ("fairness_report", "min_group_size"): True
+    }
+    assert registry.verdicts_since(history.iloc[:2], since=now) == {
+        ("fairness_report", "min_group_size"): False
+    }
+    report = registry.judge_gates({("a", "x"): True, ("a", "y"): False}, {"a": ["x", "y", "z"]})
+    assert report.verdicts == {"a.x": "passed", "a.y": "failed", "a.z": "missing"}
+    assert not report.passed
+    assert not registry.judge_gates({}, {}).passed, "no gates configured must not mean promote"
+
+
+@pytest.fixture
+def three_versions(fraud_home: Path) -> list[str]:
+    """Three versions of one logged model; 1 and 2 passed their gates, 3 did not."""
+    use_migrated_mlflow_store(fraud_home)
+    table_store(get_settings()).write_pandas(make_gold_frame(800, seed=9), "claim_features")
+    result = run_task(train.train, ["--model", "xgboost", "--boosting_rounds", "5"], name="train")
+    uri = str(result.materializations[0].metadata["model_uri"])
+    configure_mlflow(get_settings())
+    client = mlflow_client()
+    versions = [mlflow.register_model(uri, MODEL).version for _ in range(3)]
+    for version, passed in zip(versions, ("true", "true", "false"), strict=True):
+        client.set_model_version_tag(MODEL, version, registry.TAG_GATES_PASSED, passed)
+    return [str(v) for v in versions]
+
+
+def _promote_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "fraud_assets.tasks.promote", *args],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+
+
+def test_rollback_and_manual_promotion(three_versions):
+    v1, v2, v3 = three_versions
+    client = mlflow_client()
+    registry.move_champion(client, name=MODEL, version=v1, actor="test")
+    registry.move_champion(client, name=MODEL, version=v2, actor="test")
+    assert client.get_model_version(MODEL, v2).tags["previous_champion"] == v1
+
+    move = registry.rollback_champion(client, name=MODEL, actor="oncall")
+    assert (move.from_version, move.to_version) == (v2, v1)
+    assert str(registry.champion_version(client, MODEL).version) == v1
+    assert client.get_model_version(MODEL, v2).tags["rolled_back_by"] == "oncall"
+    with pytest.raises(registry.RollbackError, match="records no previous champion"):
+        registry.rollback_champion(client, name=MODEL, actor="oncall")
+
+    with pytest.raises(registry.PromotionError, match="gates_passed=false"):
+        registry.promote_version(client, name=MODEL, version=v3, actor="oncall")
+    assert str(registry.champion_version(client, MODEL).version) == v1
+    forced = registry.promote_version(client, name=MODEL, version=v3, actor="oncall", force=True)
+    assert (forced.from_version, forced.to_version) == (v1, v3)
+    assert client.get_model_version(MODEL, v3).tags["forced_by"] == "oncall"
+
+    # The operator's command: back to v1, then a clear one-line refusal.
+    rolled = _promote_cli("--action", "rollback")
+    assert rolled.returncode == 0, rolled.stderr[-2000:]
+    assert str(registry.champion_version(mlflow_client(), MODEL).version) == v1
+    refused = _promote_cli("--action", "rollback")
+    assert refused.returncode == 1
+    last_line = refused.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("promote: fraud_detector version 1 is champion but records no")
+    assert "Traceback" not in refused.stderr
