@@ -1,0 +1,129 @@
+"""Claims in: bronze raw_claims, silver claims and claims_quarantine, with their checks."""
+
+from collections.abc import Iterator
+
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetSpec,
+    Config,
+    MaterializeResult,
+    asset,
+    multi_asset,
+)
+from pydantic import Field
+
+from fraud_assets import keys
+from fraud_assets.resources.compute import FraudCompute
+
+# No `from __future__ import annotations`: Dagster inspects the context annotation at runtime.
+
+GROUP = "ingestion"
+
+
+class IngestConfig(Config):
+    """Where claims come from; unset fields fall back to settings, then to synthetic claims."""
+
+    source_path: str | None = Field(
+        default=None,
+        description="CSV or Parquet file to append as a batch (default: FRAUD_SOURCE_PATH)",
+    )
+    mapping: str | None = Field(
+        default=None,
+        description="Packaged mapping name or YAML path (default: FRAUD_SOURCE_MAPPING; "
+        "none means the file already has the canonical columns)",
+    )
+
+
+@asset(
+    key=keys.RAW_CLAIMS,
+    group_name=GROUP,
+    check_specs=[
+        AssetCheckSpec(
+            keys.CHECK_RAW_SCHEMA,
+            asset=keys.RAW_CLAIMS,
+            blocking=True,
+            description="Bronze has every canonical column (as text) and the lineage columns",
+        ),
+        AssetCheckSpec(
+            keys.CHECK_RAW_NOT_EMPTY,
+            asset=keys.RAW_CLAIMS,
+            description="The landed batch has at least one record",
+        ),
+    ],
+    kinds={"delta", "python"},
+)
+def raw_claims(
+    context: AssetExecutionContext, config: IngestConfig, compute: FraudCompute
+) -> Iterator[MaterializeResult | AssetCheckResult]:
+    """Claims exactly as they landed, with their source file and load time."""
+    params = {"source_path": config.source_path, "mapping": config.mapping}
+    # Yielded, not returned: a returned list cannot fill the asset's output and its checks.
+    yield from compute.run_task(
+        context=context,
+        task="ingest",
+        params={name: value for name, value in params.items() if value},
+    )
+
+
+@multi_asset(
+    name="validate_claims",
+    specs=[
+        AssetSpec(
+            keys.CLAIMS,
+            group_name=GROUP,
+            deps=[keys.RAW_CLAIMS],
+            description="Typed, validated, deduplicated claims: the contract every model reads.",
+            kinds={"spark", "delta"},
+        ),
+        AssetSpec(
+            keys.CLAIMS_QUARANTINE,
+            group_name=GROUP,
+            deps=[keys.RAW_CLAIMS],
+            description="Landed claims that failed validation, each with every reason why.",
+            kinds={"spark", "delta"},
+        ),
+    ],
+    check_specs=[
+        AssetCheckSpec(
+            keys.CHECK_SCHEMA,
+            asset=keys.CLAIMS,
+            blocking=True,
+            description="Silver columns and types equal the canonical claim schema",
+        ),
+        AssetCheckSpec(
+            keys.CHECK_UNIQUE_CLAIM_ID,
+            asset=keys.CLAIMS,
+            blocking=True,
+            description="No claim_id appears twice in silver",
+        ),
+        AssetCheckSpec(
+            keys.CHECK_RECONCILES,
+            asset=keys.CLAIMS,
+            blocking=True,
+            description="Latest batch: bronze rows = silver rows + quarantined rows, none twice",
+        ),
+        AssetCheckSpec(
+            keys.CHECK_VALUE_RANGES,
+            asset=keys.CLAIMS,
+            description="No out-of-range value in silver; quarantine rate under its limit",
+        ),
+        AssetCheckSpec(
+            keys.CHECK_NULL_RATES,
+            asset=keys.CLAIMS,
+            description="Share of landed rows missing each required column under its limit",
+        ),
+    ],
+)
+def validate_claims(
+    context: AssetExecutionContext, compute: FraudCompute
+) -> Iterator[MaterializeResult | AssetCheckResult]:
+    """Split the latest bronze batch into trusted claims and quarantined rows with reasons."""
+    params = {}
+    landed = context.instance.get_latest_materialization_event(keys.RAW_CLAIMS)
+    # Landed in this run: validate exactly that batch, even when it is empty. Otherwise the
+    # task picks the latest batch in bronze (it may have been landed outside Dagster).
+    if landed is not None and landed.run_id == context.run_id:
+        params["batch_id"] = context.run_id
+    yield from compute.run_task(context=context, task="validate", params=params)
