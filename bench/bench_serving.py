@@ -13,9 +13,10 @@ starts on loopback:
 - ``mlflow models serve -m models:/<name>/1 --env-manager local`` (one uvicorn worker).
 
 Both receive the same 1-row ``dataframe_records`` payloads over one keep-alive HTTP
-connection each, in alternating rounds so background load hits both alike. The raw
-model is timed in-process too: the pyfunc's ``predict`` on a 1-row frame, and the booster
-alone. Every request is bounded by a timeout, every target by ``--max-seconds``. On the
+connection each. The raw model is timed in-process on the same rows: the pyfunc's
+``predict`` on a 1-row frame, and the booster alone. The four targets run in alternating
+rounds, so background load on the machine falls on all of them alike. Every request is
+bounded by a timeout, every target by ``--max-seconds``. On the
 way out, the service is stopped with SIGTERM and the benchmark checks that each of its
 requests left exactly one ``realtime`` row in ``inference_log``. Results go to
 ``bench/results/serving.json``.
@@ -85,7 +86,7 @@ def main(argv: list[str] | None = None) -> None:
             {str(k): v for k, v in row.items()} for row in payload_rows.to_dict(orient="records")
         ]
 
-        raw = _raw_latency(pyfunc_model, booster, payload_rows, n=args.rounds * args.requests)
+        frames = [payload_rows.iloc[[i]][MODEL_FEATURES] for i in range(len(payload_rows))]
         env = _clean_env(home)
         service_port, mlflow_port = _free_port(), _free_port()
         service_cmd = [
@@ -114,11 +115,26 @@ def main(argv: list[str] | None = None) -> None:
             _server(service_cmd, env, f"http://127.0.0.1:{service_port}/health") as service,
             _server(mlflow_cmd, env, f"http://127.0.0.1:{mlflow_port}/ping") as mlflow_server,
         ):
-            targets = {
-                "fraud_assets_service": f"http://127.0.0.1:{service_port}/invocations",
-                "mlflow_models_serve": f"http://127.0.0.1:{mlflow_port}/invocations",
+            answers: dict[str, dict[str, Any]] = {}
+            clients: list[httpx.Client] = []
+            targets: dict[str, Callable[[int], object]] = {
+                "pyfunc_predict": lambda i: pyfunc_model.predict(frames[i % len(frames)]),
+                "raw_booster": lambda i: booster.predict_proba(frames[i % len(frames)]),
             }
-            latencies, answers = _measure(targets, records, args)
+            for target, port in (
+                ("fraud_assets_service", service_port),
+                ("mlflow_models_serve", mlflow_port),
+            ):
+                clients.append(httpx.Client(timeout=REQUEST_TIMEOUT))
+                answers[target] = {"count": 0, "scores": {}}
+                targets[target] = _poster(
+                    clients[-1], f"http://127.0.0.1:{port}/invocations", records, answers[target]
+                )
+            try:
+                latencies = _measure(targets, args)
+            finally:
+                for client in clients:
+                    client.close()
             agreement = _agreement(answers)
             service.send_signal(signal.SIGTERM)
             service.wait(timeout=60)
@@ -126,7 +142,7 @@ def main(argv: list[str] | None = None) -> None:
         logged = _logged_rows(settings)
 
     service_requests = answers["fraud_assets_service"]["count"]
-    summary = {name: _summary(values) for name, values in {**latencies, **raw}.items()}
+    summary = {name: _summary(values) for name, values in latencies.items()}
     service_p50 = summary["fraud_assets_service"]["p50_ms"]
     mlflow_p50 = summary["mlflow_models_serve"]["p50_ms"]
     result = {
@@ -211,74 +227,52 @@ def _register(settings: FraudSettings, gold: pd.DataFrame) -> tuple[Any, Any, st
     return trained, pyfunc_model, name
 
 
-def _raw_latency(
-    pyfunc_model: Any, trained: Any, rows: pd.DataFrame, *, n: int
-) -> dict[str, list[float]]:
-    frames = [rows.iloc[[i % len(rows)]][MODEL_FEATURES] for i in range(n)]
-    timings: dict[str, list[float]] = {"pyfunc_predict": [], "raw_booster": []}
-    for frame in frames[:50]:
-        pyfunc_model.predict(frame)
-    for frame in frames:
-        started = time.perf_counter()
-        pyfunc_model.predict(frame)
-        timings["pyfunc_predict"].append(time.perf_counter() - started)
-        started = time.perf_counter()
-        trained.predict_proba(frame)
-        timings["raw_booster"].append(time.perf_counter() - started)
-    return timings
-
-
 def _measure(
-    targets: dict[str, str], records: list[dict[str, Any]], args: argparse.Namespace
-) -> tuple[dict[str, list[float]], dict[str, dict[str, Any]]]:
+    targets: dict[str, Callable[[int], object]], args: argparse.Namespace
+) -> dict[str, list[float]]:
+    """Time each target in alternating rounds, so background load falls on all of them alike."""
     latencies: dict[str, list[float]] = {name: [] for name in targets}
-    answers: dict[str, dict[str, Any]] = {name: {"count": 0, "scores": {}} for name in targets}
     spent = dict.fromkeys(targets, 0.0)
-    clients = {name: httpx.Client(timeout=REQUEST_TIMEOUT) for name in targets}
-    try:
-        for name, url in targets.items():
-            for i in range(args.warmup):
-                _post(clients[name], url, records[i % len(records)], answers[name])
-        for round_number in range(args.rounds):
-            for name, url in targets.items():
-                for i in range(args.requests):
-                    if spent[name] >= args.max_seconds:
-                        break
-                    record = records[(round_number * args.requests + i) % len(records)]
-                    started = time.perf_counter()
-                    _post(clients[name], url, record, answers[name])
-                    elapsed = time.perf_counter() - started
-                    latencies[name].append(elapsed)
-                    spent[name] += elapsed
-    finally:
-        for client in clients.values():
-            client.close()
-    return latencies, answers
+    for call in targets.values():
+        for i in range(args.warmup):
+            call(i)
+    for round_number in range(args.rounds):
+        for name, call in targets.items():
+            for i in range(args.requests):
+                if spent[name] >= args.max_seconds:
+                    break
+                started = time.perf_counter()
+                call(round_number * args.requests + i)
+                elapsed = time.perf_counter() - started
+                latencies[name].append(elapsed)
+                spent[name] += elapsed
+    return latencies
 
 
-def _post(client: httpx.Client, url: str, record: dict[str, Any], sink: dict[str, Any]) -> None:
-    response = client.post(url, json={"dataframe_records": [record]})
-    if response.status_code != 200:
-        raise RuntimeError(f"{url} answered {response.status_code}: {response.text[:500]}")
-    body = response.json()
-    sink["count"] += 1
-    alias = body["scores"][0]["model_alias"] if "scores" in body else "champion"
-    sink["scores"][record[ID_COLUMN]] = (float(body["predictions"][0]), alias)
+def _poster(
+    client: httpx.Client, url: str, records: list[dict[str, Any]], sink: dict[str, Any]
+) -> Callable[[int], None]:
+    """One 1-row request per call; remembers each claim's score to compare the servers."""
+
+    def post(i: int) -> None:
+        record = records[i % len(records)]
+        response = client.post(url, json={"dataframe_records": [record]})
+        if response.status_code != 200:
+            raise RuntimeError(f"{url} answered {response.status_code}: {response.text[:500]}")
+        sink["count"] += 1
+        sink["scores"][record[ID_COLUMN]] = float(response.json()["predictions"][0])
+
+    return post
 
 
 def _agreement(answers: dict[str, dict[str, Any]]) -> bool:
-    """Champion-answered claims score the same through both servers (same version 1 artifact).
-
-    Version 2 is the same artifact, so challenger answers must match too.
-    """
+    """Every claim scores the same through both servers (versions 1 and 2 share one artifact)."""
     ours = answers["fraud_assets_service"]["scores"]
     theirs = answers["mlflow_models_serve"]["scores"]
     shared = sorted(set(ours) & set(theirs))
     if not shared:
         return False
-    return bool(
-        np.allclose([ours[c][0] for c in shared], [theirs[c][0] for c in shared], atol=1e-12)
-    )
+    return bool(np.allclose([ours[c] for c in shared], [theirs[c] for c in shared], atol=1e-12))
 
 
 def _logged_rows(settings: FraudSettings) -> int:
