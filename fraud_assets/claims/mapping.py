@@ -505,8 +505,11 @@ def _data_columns(raw: pd.DataFrame) -> list[str]:
 
 def _masked(values: pd.Series, keep: pd.Series | np.ndarray) -> pd.Series:
     """``values`` where ``keep`` holds and None elsewhere, as an object Series."""
-    kept = values.to_numpy(dtype=object).copy()
-    kept[~np.asarray(keep, dtype=bool)] = None
+    drop = ~np.asarray(keep, dtype=bool)
+    if not drop.any():
+        return values if values.dtype == object else values.astype(object)
+    kept = values.to_numpy(dtype=object, copy=True)
+    kept[drop] = None
     return pd.Series(kept, index=values.index, dtype=object)
 
 
@@ -592,8 +595,10 @@ def _read_csv(path: Path, options: CsvOptions) -> tuple[pd.DataFrame, pd.Series,
     total = table.num_rows + len(malformed)
     if any(number is None for number, _, _ in malformed):
         raise SourceError(f"{path}: the CSV parser could not number a malformed record")
-    bad_numbers = np.array([number - 1 for number, _, _ in malformed], dtype=np.int64)
-    good_numbers = np.setdiff1d(np.arange(1, total + 1, dtype=np.int64), bad_numbers)
+    is_good = np.ones(total + 1, dtype=bool)
+    is_good[0] = False
+    is_good[[number - 1 for number, _, _ in malformed]] = False
+    good_numbers = np.flatnonzero(is_good).astype(np.int64)
     frame = table.to_pandas()
     frame[ROW_NUMBER_COLUMN] = good_numbers
     errors = pd.Series([None] * len(frame), dtype=object)

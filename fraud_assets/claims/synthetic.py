@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from fraud_assets.claims.schema import AGE_GROUPS, CLAIM_COLUMNS, CLAIM_SCHEMA, age_groups
@@ -258,7 +259,7 @@ def write_claims_file(
         if fmt == "parquet":
             pq.write_table(table, tmp)
         else:
-            table.to_pandas(date_as_object=True).to_csv(tmp, index=False)
+            pacsv.write_csv(table, tmp, pacsv.WriteOptions(quoting_style="needed"))
         tmp.replace(target)
     except BaseException:
         tmp.unlink(missing_ok=True)
