@@ -21,7 +21,11 @@ _LEVEL_COLORS = {"none": "#55A868", "minor": "#DD8452", "major": "#C44E52"}
 
 
 def fairness_chart(
-    groups: pd.DataFrame, *, disparate_impact_min: float, equal_opportunity_max: float
+    groups: pd.DataFrame,
+    *,
+    disparate_impact_min: float,
+    equal_opportunity_max: float,
+    confidence_level: float,
 ) -> bytes:
     """Selection rate and TPR per group of each single attribute, with CIs and the gate lines.
 
@@ -56,7 +60,7 @@ def fairness_chart(
         )
     fig.legend(
         handles=[
-            Patch(color=_OK_COLOR, label="group (95% CI)"),
+            Patch(color=_OK_COLOR, label=f"group ({confidence_level:.0%} CI)"),
             Patch(color=_INSUFFICIENT_COLOR, label="insufficient data"),
             Line2D([], [], color="#C44E52", linestyle="--", label="gate line"),
         ],

@@ -95,6 +95,7 @@ def fairness(ctx: TaskContext) -> TaskResult:
         report.groups,
         disparate_impact_min=thresholds.disparate_impact_min,
         equal_opportunity_max=thresholds.equal_opportunity_max,
+        confidence_level=thresholds.confidence_level,
     )
     evaluated_at = datetime.now(UTC)
 
