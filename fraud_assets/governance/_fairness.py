@@ -229,11 +229,13 @@ def compute_fairness_report(
     confidence_level: float,
     seed: int,
 ) -> FairnessReport:
-    """Group rates and cross-group figures for every slice, with percentile bootstrap CIs.
+    """Group rates and cross-group figures for every slice, with bootstrap intervals.
 
     Groups smaller than ``min_group_size`` are reported with status "insufficient data" and
     left out of the cross-group figures. The bootstrap resamples claims with replacement
-    ``bootstrap_samples`` times (seeded), the same resamples for every slice.
+    ``bootstrap_samples`` times (seeded), the same resamples for every slice. Group rates
+    get percentile intervals; cross-group figures the pairwise intervals of
+    ``_figure_bounds``.
     """
     if not protected_attributes:
         raise ValueError("protected_attributes is empty: nothing to report fairness on")
