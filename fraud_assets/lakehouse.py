@@ -197,18 +197,23 @@ class UnityCatalogStore(TableStore):
     def location(self, name: str) -> str:
         return f"{self.catalog}.{self.schema}.{table(name).name}"
 
+    def _identifier(self, name: str) -> str:
+        # Quoted, so catalog or schema names with a hyphen still parse in SQL and readers.
+        parts = (self.catalog, self.schema, table(name).name)
+        return ".".join(f"`{part.replace('`', '``')}`" for part in parts)
+
     def _spark(self) -> SparkSession:
         from fraud_assets.spark import get_spark
 
         return get_spark()
 
     def exists(self, name: str) -> bool:
-        return bool(self._spark().catalog.tableExists(self.location(name)))
+        return bool(self._spark().catalog.tableExists(self._identifier(name)))
 
     def version(self, name: str) -> int:
         if not self.exists(name):
             raise self._missing(name)
-        row = self._spark().sql(f"DESCRIBE HISTORY {self.location(name)} LIMIT 1").first()
+        row = self._spark().sql(f"DESCRIBE HISTORY {self._identifier(name)} LIMIT 1").first()
         assert row is not None
         return int(row["version"])
 
@@ -219,7 +224,7 @@ class UnityCatalogStore(TableStore):
         reader = spark.read
         if version is not None:
             reader = reader.option("versionAsOf", version)
-        return reader.table(self.location(name)).toArrow()
+        return reader.table(self._identifier(name)).toArrow()
 
     def write_arrow(self, data: pa.Table, name: str, mode: WriteMode = "overwrite") -> int:
         return self.write_spark(self._spark().createDataFrame(data), name, mode)
@@ -227,18 +232,18 @@ class UnityCatalogStore(TableStore):
     def read_spark(self, spark: SparkSession, name: str) -> DataFrame:
         if not self.exists(name):
             raise self._missing(name)
-        return spark.read.table(self.location(name))
+        return spark.read.table(self._identifier(name))
 
     def write_spark(self, df: DataFrame, name: str, mode: WriteMode = "overwrite") -> int:
         writer = df.write.format("delta").mode(mode)
         writer = writer.option("overwriteSchema" if mode == "overwrite" else "mergeSchema", "true")
-        writer.saveAsTable(self.location(name))
+        writer.saveAsTable(self._identifier(name))
         return self.version(name)
 
     def table_schema(self, name: str) -> pa.Schema:
         if not self.exists(name):
             raise self._missing(name)
-        return self._spark().read.table(self.location(name)).limit(0).toArrow().schema
+        return self._spark().read.table(self._identifier(name)).limit(0).toArrow().schema
 
     def replace_rows(self, data: pa.Table, name: str, *, column: str, value: str) -> int:
         return self.replace_rows_spark(
@@ -249,7 +254,7 @@ class UnityCatalogStore(TableStore):
         if not self.exists(name):
             return self.write_spark(df, name, "append")
         writer = df.write.format("delta").mode("overwrite")
-        writer.option("replaceWhere", _equals(column, value)).saveAsTable(self.location(name))
+        writer.option("replaceWhere", _equals(column, value)).saveAsTable(self._identifier(name))
         return self.version(name)
 
 

@@ -110,7 +110,7 @@ class DatabricksSettings(BaseModel):
         description="Name of the bundle's step job, for run_now without a job id",
     )
     serverless_environment_version: str = Field(
-        "2", description="Serverless environment version for the wheel's environment"
+        "4", description="Serverless environment version (4: Spark 4, like DBR 17) for the wheel"
     )
     data_security_mode: str = Field(
         "SINGLE_USER", description="Job cluster access mode; Unity Catalog needs SINGLE_USER"

@@ -15,15 +15,13 @@ import time
 from pathlib import Path
 
 import pytest
-from dagster import DagsterInstance, DagsterRunStatus, MetadataValue, materialize
-from dagster._core.execution.execution_result import ExecutionResult
+from dagster import DagsterInstance, DagsterRunStatus, MetadataValue
 
-from fraud_assets.resources.databricks_compute import DatabricksPipesCompute
 from fraud_assets.settings import get_settings
 from fraud_assets_tests.databricks_emulator import DatabricksEmulator
 from fraud_assets_tests.emulator.fixtures import SENTINEL_TOKEN
 from fraud_assets_tests.emulator.probe import PROBE_ASSET, PROBE_CHECK
-from fraud_assets_tests.emulator.probe_job import PROBE_SPEC, probe_asset
+from fraud_assets_tests.emulator.probe_job import PROBE_SPEC, failure_message, run_probe
 
 pytest_plugins = ["fraud_assets_tests.emulator.fixtures"]
 
@@ -56,28 +54,6 @@ def deploy_probe_job(emulator: DatabricksEmulator) -> int:
             ],
         }
     )
-
-
-def run_probe(
-    instance: DagsterInstance, behaviour: str = "ok", seconds: float = 60.0
-) -> ExecutionResult:
-    return materialize(
-        [probe_asset],
-        instance=instance,
-        resources={"compute": DatabricksPipesCompute.from_env()},
-        run_config={
-            "ops": {"probe_asset": {"config": {"behaviour": behaviour, "seconds": seconds}}}
-        },
-        raise_on_error=False,
-    )
-
-
-def failure_message(result: ExecutionResult) -> str:
-    failures = [e for e in result.all_events if e.is_step_failure]
-    assert failures, "the step was expected to fail"
-    error = failures[0].step_failure_data.error
-    assert error is not None
-    return error.to_string()
 
 
 def assert_no_run_left(emulator: DatabricksEmulator) -> None:

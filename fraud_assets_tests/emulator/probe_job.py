@@ -20,8 +20,10 @@ from dagster import (
     asset,
     materialize,
 )
+from dagster._core.execution.execution_result import ExecutionResult
 
 from fraud_assets.resources.compute import FraudCompute, default_compute
+from fraud_assets.resources.databricks_compute import DatabricksPipesCompute
 from fraud_assets.tasks import TASKS, TaskSpec
 from fraud_assets_tests.emulator.probe import PROBE_ASSET, PROBE_CHECK
 
@@ -48,6 +50,28 @@ def probe_asset(
         task=PROBE_SPEC.name,
         params={"behaviour": config.behaviour, "seconds": config.seconds},
     )
+
+
+def run_probe(
+    instance: DagsterInstance, behaviour: str = "ok", seconds: float = 60.0
+) -> ExecutionResult:
+    return materialize(
+        [probe_asset],
+        instance=instance,
+        resources={"compute": DatabricksPipesCompute.from_env()},
+        run_config={
+            "ops": {"probe_asset": {"config": {"behaviour": behaviour, "seconds": seconds}}}
+        },
+        raise_on_error=False,
+    )
+
+
+def failure_message(result: ExecutionResult) -> str:
+    failures = [e for e in result.all_events if e.is_step_failure]
+    assert failures, "the step was expected to fail"
+    error = failures[0].step_failure_data.error
+    assert error is not None
+    return error.to_string()
 
 
 def main() -> None:

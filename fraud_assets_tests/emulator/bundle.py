@@ -1,0 +1,64 @@
+"""Deploy the bundle's own job definitions into the emulator, as ``databricks bundle deploy``.
+
+Reads ``databricks.yml`` and ``resources/*.yml``, resolves the ``${...}`` references the
+jobs use for one target, applies development mode's ``[dev <user>]`` name prefix, and
+creates each job. Only what a job run needs is resolved; the rest stays literal.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fraud_assets_tests.databricks_emulator import USER_NAME, DatabricksEmulator
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def bundle_jobs(target: str, *, files: str = "resources/*.yml") -> dict[str, dict[str, Any]]:
+    """Every job the bundle defines, resolved for ``target``, by resource key."""
+    bundle = yaml.safe_load((REPO_ROOT / "databricks.yml").read_text(encoding="utf-8"))
+    target_spec = bundle["targets"][target] or {}
+    variables = {
+        name: spec.get("default") for name, spec in (bundle.get("variables") or {}).items()
+    }
+    variables.update(target_spec.get("variables") or {})
+    references = {
+        "bundle.target": target,
+        "bundle.name": bundle["bundle"]["name"],
+        **{f"var.{name}": value for name, value in variables.items() if value is not None},
+        "resources.registered_models.fraud_detector.name": variables.get("model_name"),
+        "resources.experiments.fraud_experiment.name": variables.get("experiment_name"),
+    }
+    jobs: dict[str, dict[str, Any]] = {}
+    for path in sorted(REPO_ROOT.glob(files)):
+        resources = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("resources") or {}
+        for key, job in (resources.get("jobs") or {}).items():
+            jobs[key] = _resolve(job, references)
+    if target_spec.get("mode") == "development":
+        short_name = USER_NAME.split("@")[0]
+        for job in jobs.values():
+            job["name"] = f"[dev {short_name}] {job['name']}"
+    return jobs
+
+
+def deploy(emulator: DatabricksEmulator, target: str, *, files: str) -> dict[str, int]:
+    """Create the bundle's jobs from ``files`` in the emulator; returns job ids by key."""
+    return {key: emulator.create_job(job) for key, job in bundle_jobs(target, files=files).items()}
+
+
+def _resolve(value: Any, references: dict[str, Any]) -> Any:
+    if isinstance(value, dict):
+        return {k: _resolve(v, references) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolve(v, references) for v in value]
+    if isinstance(value, str):
+        return re.sub(
+            r"\$\{([\w.]+)\}",
+            lambda m: str(references.get(m.group(1), m.group(0))),
+            value,
+        )
+    return value
