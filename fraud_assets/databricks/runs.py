@@ -173,6 +173,18 @@ def task_failure_details(client: WorkspaceClient, run: Run) -> str:
     return "\n".join(parts)
 
 
+def task_output_tails(client: WorkspaceClient, run: Run) -> dict[str, str]:
+    """The tail of each task's stdout/stderr, by task key (tasks without output left out)."""
+    tails: dict[str, str] = {}
+    for task in run.tasks or []:
+        if task.run_id is None or task.task_key is None:
+            continue
+        logs = client.jobs.get_run_output(task.run_id).logs
+        if logs:
+            tails[task.task_key] = tail(logs)
+    return tails
+
+
 def tail(text: str, *, lines: int = LOG_TAIL_LINES, chars: int = LOG_TAIL_CHARS) -> str:
     """The last ``lines`` lines of ``text``, at most ``chars`` characters."""
     kept = "\n".join(text.rstrip("\n").splitlines()[-lines:])

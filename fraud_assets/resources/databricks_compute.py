@@ -57,7 +57,7 @@ from fraud_assets.databricks.launch import (
     volume_path,
 )
 from fraud_assets.databricks.redaction import secrets_kept_out
-from fraud_assets.databricks.runs import follow_run
+from fraud_assets.databricks.runs import follow_run, task_output_tails
 from fraud_assets.resources.compute import FraudCompute, TaskResults, task_extras
 from fraud_assets.settings import DatabricksSettings, FraudSettings, get_settings
 from fraud_assets.tasks import TaskSpec, task_spec
@@ -165,13 +165,18 @@ class _ServerlessClient(_FollowsRun, PipesDatabricksServerlessClient):
 
 
 def _follow(context: Context, client: WorkspaceClient, run_id: int, s: DatabricksSettings) -> Run:
-    return follow_run(
+    run = follow_run(
         client,
         run_id,
         poll_interval_seconds=s.poll_interval_seconds,
         timeout_seconds=s.timeout_seconds,
         log=context.log,
     )
+    if not s.forward_stdio:
+        # Without live forwarding, the task's output still reaches the Dagster run, at the end.
+        for task_key, output in task_output_tails(client, run).items():
+            context.log.info(f"Output of Databricks task {task_key} (tail):\n{output}")
+    return run
 
 
 def run_metadata(run: Run) -> dict[str, Any]:
