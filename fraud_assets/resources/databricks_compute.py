@@ -190,9 +190,9 @@ def run_metadata(run: Run) -> dict[str, Any]:
 def _submit_args(context: Context, spec: TaskSpec, settings: FraudSettings) -> dict[str, Any]:
     step_key = context.get_step_execution_context().step.key
     return {
-        "run_name": run_name(spec, context.run_id),
+        "run_name": run_name(spec, context.run.run_id),
         "timeout_seconds": int(settings.databricks.timeout_seconds),
-        "idempotency_token": idempotency_token(context.run_id, step_key, context.retry_number),
+        "idempotency_token": idempotency_token(context.run.run_id, step_key, context.retry_number),
     }
 
 
@@ -279,7 +279,7 @@ def _launch_run_now(
         arguments = run_now_arguments(job, spec, session.get_bootstrap_cli_arguments())
         run_id = client.jobs.run_now(
             job_id,
-            idempotency_token=idempotency_token(context.run_id, step_key, context.retry_number),
+            idempotency_token=idempotency_token(context.run.run_id, step_key, context.retry_number),
             **arguments,
         ).run_id
         context.log.info(f"Started run {run_id} of Databricks job {job_id} for step {spec.name}")
