@@ -112,3 +112,14 @@ def test_run_failure_alert_text() -> None:
         "[ERROR] Run 01234567 of retraining_job failed: Steps failed: ['fairness_report'].\n"
         "Run: http://localhost:3000/runs/0123456789abcdef"
     )
+
+
+def test_pipes_reported_checks_carry_their_sentence_in_metadata() -> None:
+    # The task runtime reports checks through Pipes with the verdict's sentence as "why".
+    alert = _alert(
+        "score_drift",
+        {"score_psi": 2.2, "psi_error": 0.2, "why": "PSI of score 'fraud_score' is 2.2010"},
+    )
+
+    assert alert.description == "PSI of score 'fraud_score' is 2.2010"
+    assert "(threshold 0.2). PSI of score 'fraud_score' is 2.2010" in alert.text()

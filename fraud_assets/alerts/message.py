@@ -23,6 +23,8 @@ FALLBACK_VALUE_KEYS: tuple[tuple[str, str | None], ...] = (
 )
 # The limit the value broke; ``<value key>_min`` / ``_max`` are tried after ``threshold``.
 THRESHOLD_KEYS = ("threshold", "psi_error", "regression_tolerance")
+# Checks reported through Pipes carry their sentence in metadata rather than a description.
+DESCRIPTION_KEYS = ("why", "summary")
 
 
 @dataclass(frozen=True)
@@ -119,7 +121,7 @@ def check_failure_alert(
         value=value,
         subject=subject,
         threshold=_first(details, _threshold_keys(value_key)),
-        description=description,
+        description=description or _first(details, DESCRIPTION_KEYS),
         details=details,
     )
 
