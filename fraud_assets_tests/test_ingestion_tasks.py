@@ -139,6 +139,16 @@ def test_a_mapping_without_a_source_is_refused(
         ingest(_ctx("r1"))
 
 
+def test_a_source_given_to_the_run_brings_its_own_mapping(
+    small_synthetic: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The sensor passes a canonical file with no mapping: the settings' mapping must not apply.
+    monkeypatch.setenv("FRAUD_SOURCE_MAPPING", "auto_insurance_claims")
+    landed = ingest(_ctx("r1", source_path=str(BAD / "bom.csv")))
+    assert _metadata(landed, "raw_claims")["mapping"] == "canonical"
+    assert _metadata(landed, "raw_claims")["row_count"] == 3
+
+
 @pytest.mark.skipif(not AUTO_FILE.is_file(), reason=f"shared data file not present: {AUTO_FILE}")
 def test_the_real_auto_insurance_file_end_to_end(
     small_synthetic: Path, spark: Any, monkeypatch: pytest.MonkeyPatch

@@ -32,8 +32,12 @@ ASSET = keys.RAW_CLAIMS.to_user_string()
 def ingest(ctx: TaskContext) -> TaskResult:
     """Read the configured source and write it to bronze with its lineage columns."""
     settings = ctx.settings
-    source_path = ctx.param("source_path") or settings.source_path
-    mapping_name = ctx.param("mapping") or settings.source_mapping
+    # A source given to this run (e.g. by the new-claims sensor) comes with its own mapping,
+    # where none means canonical columns; only without one do the settings apply.
+    if ctx.param("source_path"):
+        source_path, mapping_name = ctx.param("source_path"), ctx.param("mapping")
+    else:
+        source_path, mapping_name = settings.source_path, settings.source_mapping
     loaded_at = datetime.now(UTC)
     batch_id = ctx.run_id
     metadata: dict[str, Any] = {"batch_id": batch_id}
@@ -96,14 +100,18 @@ def ingest(ctx: TaskContext) -> TaskResult:
             ASSET,
             keys.CHECK_RAW_SCHEMA,
             passed=schema.passed,
-            metadata=schema.metadata,
+            metadata={**schema.metadata, "summary": schema.description},
             description=schema.description,
         ),
         CheckOutcome(
             ASSET,
             keys.CHECK_RAW_NOT_EMPTY,
             passed=row_count > 0,
-            metadata={"row_count": row_count, "source": metadata["source"]},
+            metadata={
+                "row_count": row_count,
+                "source": metadata["source"],
+                "summary": f"{row_count} rows landed",
+            },
             description=(
                 f"{row_count} rows landed"
                 if row_count

@@ -59,11 +59,11 @@ def validate(ctx: TaskContext) -> TaskResult:
     spark = get_spark()
 
     bronze_all = store.read_spark(spark, BRONZE)
-    batch_id = str(ctx.param("batch_id") or _latest_batch(bronze_all))
+    batches = _batches_by_load_time(bronze_all)
+    batch_id = str(ctx.param("batch_id") or _latest(batches))
     in_batch = F.col(BATCH_ID_COLUMN) == batch_id
     bronze = bronze_all.filter(in_batch).cache()
-    other_batches = bronze_all.filter(~in_batch).limit(1).count() > 0
-    full_refresh = not other_batches
+    full_refresh = not [b for b in batches if b != batch_id]
 
     known_ids = None
     if not full_refresh and store.exists(SILVER):
@@ -78,7 +78,8 @@ def validate(ctx: TaskContext) -> TaskResult:
 
     silver_table = store.read_spark(spark, SILVER)
     silver_batch = silver_table.filter(in_batch)
-    quarantine_batch = store.read_spark(spark, QUARANTINE).filter(in_batch).cache()
+    quarantine_table = store.read_spark(spark, QUARANTINE)
+    quarantine_batch = quarantine_table.filter(in_batch).cache()
     reconciled = reconcile(bronze, silver_batch, quarantine_batch)
     bronze_count = int(reconciled.metadata["bronze_rows"])
     silver_count = int(reconciled.metadata["silver_rows"])
@@ -102,7 +103,7 @@ def validate(ctx: TaskContext) -> TaskResult:
         (keys.CHECK_NULL_RATES, null_rates(bronze, thresholds=thresholds), "WARN"),
     ]
     silver_total = int(unique_ids.metadata["rows"])
-    quarantine_total = store.read_spark(spark, QUARANTINE).count()
+    quarantine_total = quarantine_table.count()
     bronze.unpersist()
     quarantine_batch.unpersist()
 
@@ -156,18 +157,23 @@ def validate(ctx: TaskContext) -> TaskResult:
     return TaskResult(materializations=materializations, checks=checks)
 
 
-def _latest_batch(bronze: DataFrame) -> str:
+def _batches_by_load_time(bronze: DataFrame) -> list[str]:
+    """Every batch in bronze, the most recently loaded first (one small Spark job)."""
     from pyspark.sql import functions as F
 
-    row = (
+    rows = (
         bronze.groupBy(BATCH_ID_COLUMN)
         .agg(F.max(LOADED_AT_COLUMN).alias("loaded_at"))
         .orderBy(F.desc("loaded_at"))
-        .first()
+        .collect()
     )
-    if row is None:
+    return [str(row[BATCH_ID_COLUMN]) for row in rows]
+
+
+def _latest(batches: list[str]) -> str:
+    if not batches:
         raise ValueError("raw_claims has no rows to validate: materialize raw_claims first")
-    return str(row[BATCH_ID_COLUMN])
+    return batches[0]
 
 
 def _write(
