@@ -177,3 +177,42 @@ def test_databricks_mode_honours_an_explicit_volume_folder(
 def test_sensor_identity(fraud_home: Path) -> None:
     assert SENSOR.name == NEW_CLAIMS_SENSOR
     assert SENSOR.job_name == keys.INGESTION_JOB
+
+
+def test_default_sensor_lists_a_volume_through_the_sdk_against_the_emulator(
+    fraud_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fraud_assets.sensors import new_claims_sensor
+    from fraud_assets_tests.databricks_emulator import DatabricksEmulator
+
+    token = "dapi-emulator-token"
+    with DatabricksEmulator(tmp_path / "workspace", token=token) as workspace:
+        volume = workspace.create_volume("fraud_dev.claims.landing")
+        landing = workspace.volumes_root / "fraud_dev" / "claims" / "landing"
+        _write(landing / "feb.parquet", "not parsed by the sensor")
+        (landing / "nested").mkdir()
+        monkeypatch.setenv("FRAUD_COMPUTE", "databricks")
+        monkeypatch.setenv("DATABRICKS_HOST", workspace.host)
+        monkeypatch.setenv("DATABRICKS_TOKEN", token)
+        for name in ("DATABRICKS_CLIENT_ID", "DATABRICKS_CLIENT_SECRET"):
+            monkeypatch.delenv(name, raising=False)
+
+        (request,) = _requests(_evaluate(None, new_claims_sensor))
+
+    assert _raw_config(request) == {"source_path": f"{volume}/feb.parquet", "mapping": None}
+
+
+def test_missing_databricks_credentials_fail_the_tick_not_the_import(
+    fraud_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fraud_assets.databricks.credentials import DatabricksCredentialsError
+    from fraud_assets.sensors import new_claims_sensor
+
+    monkeypatch.setenv("FRAUD_COMPUTE", "databricks")
+    for name in ("DATABRICKS_HOST", "DATABRICKS_CLIENT_ID", "DATABRICKS_CLIENT_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    # What `import dagster_databricks` leaves behind when the token is unset.
+    monkeypatch.setenv("DATABRICKS_TOKEN", "")
+
+    with pytest.raises(DatabricksCredentialsError, match="DATABRICKS_HOST"):
+        _evaluate(None, new_claims_sensor)
