@@ -8,7 +8,7 @@ export DAGSTER_HOME ?= $(FRAUD_HOME)/dagster_home
 export PYSPARK_PYTHON := $(CURDIR)/$(BIN)/python
 PYTEST_WORKERS ?= 2
 
-.PHONY: help install demo test lint dev mlflow-ui serve bench rollback demo-drift demo-bias \
+.PHONY: help install demo test lint dev mlflow-ui serve rollback demo-drift demo-bias \
         bundle-check lint-workflows deploy-dry-run clean
 
 help: ## List the commands
@@ -52,6 +52,17 @@ dev: install ## Open the Dagster UI on http://localhost:3000
 mlflow-ui: install ## Open the MLflow UI on http://localhost:5000 over the local runs
 	$(BIN)/mlflow ui --backend-store-uri "sqlite:///$(FRAUD_HOME)/mlflow.db" \
 		--default-artifact-root "$(FRAUD_HOME)/mlartifacts" --port 5000
+
+rollback: install ## Move the champion alias back to the previous champion version
+	$(BIN)/python -m fraud_assets.tasks.promote --action rollback
+
+demo-drift: install ## Scenario: injected drift turns psi_report major and triggers retraining
+	mkdir -p "$(DAGSTER_HOME)"
+	$(BIN)/python -m fraud_assets.demo drift
+
+demo-bias: install ## Scenario: injected bias fails the fairness gate; champion stays put
+	mkdir -p "$(DAGSTER_HOME)"
+	$(BIN)/python -m fraud_assets.demo bias
 
 serve: install ## Real-time scoring service (champion/challenger A/B) on http://127.0.0.1:8080
 	$(BIN)/python -m fraud_assets.serving
