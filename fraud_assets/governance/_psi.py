@@ -64,24 +64,14 @@ def population_stability_index(
 
 def quantile_edges(reference: npt.ArrayLike, *, bins: int) -> np.ndarray:
     """Interior bin edges at the reference's quantiles, duplicates merged."""
-    if bins < 2:
-        raise ValueError(f"bins must be at least 2, got {bins}")
-    values = _as_float(reference, "reference")
-    values = values[~np.isnan(values)]
-    if values.size == 0:
-        return np.empty(0)
-    return np.unique(np.quantile(values, np.linspace(0.0, 1.0, bins + 1)[1:-1]))
+    present, _ = _sorted_present(reference, "reference")
+    return _edges_of_sorted(present, bins)
 
 
-def numeric_bucket_counts(
-    values: npt.ArrayLike, edges: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+def numeric_bucket_counts(values: npt.ArrayLike, edges: np.ndarray) -> tuple[np.ndarray, int]:
     """Counts per right-closed bin over ``edges`` (open-ended outer bins), and missing count."""
-    array = _as_float(values, "values")
-    missing = np.isnan(array)
-    # side="left": a value equal to an edge belongs to the bin that edge closes.
-    index = np.searchsorted(edges, array[~missing], side="left")
-    return np.bincount(index, minlength=len(edges) + 1), np.array([missing.sum()])
+    present, missing = _sorted_present(values, "values")
+    return _counts_of_sorted(present, edges), missing
 
 
 def numeric_psi(
@@ -94,12 +84,11 @@ def numeric_psi(
     kind: FeatureKind = "numeric",
 ) -> ColumnPsi:
     """PSI of a numeric column over quantile bins fixed on the reference."""
-    ref_values, cur_values = _as_float(reference, column), _as_float(current, column)
-    edges = quantile_edges(ref_values, bins=bins)
-    ref_bins, ref_missing = numeric_bucket_counts(ref_values, edges)
-    cur_bins, cur_missing = numeric_bucket_counts(cur_values, edges)
-    ref_counts = np.concatenate([ref_bins, ref_missing])
-    cur_counts = np.concatenate([cur_bins, cur_missing])
+    ref_sorted, ref_missing = _sorted_present(reference, column)
+    cur_sorted, cur_missing = _sorted_present(current, column)
+    edges = _edges_of_sorted(ref_sorted, bins)
+    ref_counts = np.append(_counts_of_sorted(ref_sorted, edges), ref_missing)
+    cur_counts = np.append(_counts_of_sorted(cur_sorted, edges), cur_missing)
     labels = [*_interval_labels(edges), MISSING_BUCKET]
     return ColumnPsi(
         column=column,
@@ -110,6 +99,29 @@ def numeric_psi(
         current_share=(cur_counts / cur_counts.sum()).tolist(),
         edges=edges.tolist(),
     )
+
+
+def _sorted_present(values: npt.ArrayLike, column: str) -> tuple[np.ndarray, int]:
+    """The non-missing values sorted, and how many were missing."""
+    array = _as_float(values, column)
+    missing = np.isnan(array)
+    # Sorting once, then locating the few edges in it, is ~2x faster than locating a
+    # million values among the edges, and quantiles of sorted data come cheap.
+    return np.sort(array[~missing]), int(missing.sum())
+
+
+def _edges_of_sorted(present: np.ndarray, bins: int) -> np.ndarray:
+    if bins < 2:
+        raise ValueError(f"bins must be at least 2, got {bins}")
+    if present.size == 0:
+        return np.empty(0)
+    return np.unique(np.quantile(present, np.linspace(0.0, 1.0, bins + 1)[1:-1]))
+
+
+def _counts_of_sorted(present: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    # side="right": a value equal to an edge belongs to the bin that edge closes.
+    at_or_below = np.searchsorted(present, edges, side="right")
+    return np.diff(np.concatenate([[0], at_or_below, [present.size]])).astype(np.int64)
 
 
 def categorical_psi(
