@@ -167,13 +167,20 @@ def test_scoring_path_names_every_missing_or_mistyped_column(scoring_home):
         alias="champion",
     )
 
-    def score_frame(frame: pd.DataFrame) -> pa.Table:
+    def score_frame(frame: pd.DataFrame) -> scoring.ScoredBatch:
         return scoring.score_batch(
-            frame, scoring=model, threshold=0.5, scored_at=LOADED, batch_id="b"
+            pa.Table.from_pandas(frame, preserve_index=False),
+            scoring=model,
+            threshold=0.5,
+            scored_at=LOADED,
+            batch_id="b",
         )
 
-    rows = score_frame(features)
-    assert rows.schema.equals(scoring.FRAUD_SCORES_SCHEMA) and rows.num_rows == 50
+    scored = score_frame(features)
+    assert scored.rows.schema.equals(scoring.FRAUD_SCORES_SCHEMA) and scored.rows.num_rows == 50
+    expected = np.asarray(model.model.predict(features[MODEL_FEATURES]), dtype="float64")
+    np.testing.assert_allclose(scored.scores, expected)
+    assert scored.rows.column("claim_id").to_pylist() == features["claim_id"].tolist()
 
     with pytest.raises(FeatureFrameError, match="claim_amount, diagnosis_code"):
         score_frame(features.drop(columns=["claim_amount", "diagnosis_code"]))

@@ -61,11 +61,36 @@ class ScoringModel:
     alias: str
 
 
-def validate_against_signature(frame: pd.DataFrame, schema: Schema) -> list[str]:
-    """Check ``frame`` holds every input of the model's signature with a usable type.
+def input_schema(scoring: ScoringModel) -> Schema:
+    schema = scoring.model.metadata.get_input_schema()
+    if schema is None:
+        raise FeatureFrameError(
+            f"{scoring.name} version {scoring.version} has no input signature to validate against"
+        )
+    return schema
 
-    Returns the input column names in signature order; raises ``FeatureFrameError`` naming
-    every missing or wrongly typed column (MLflow would name only the first).
+
+def model_inputs(features: pa.Table, schema: Schema) -> pd.DataFrame:
+    """The signature's input columns as pandas, validated, with every bad column named.
+
+    Only the model's inputs leave Arrow: ids and other pass-through columns stay columnar,
+    and the frame handed to the model needs no further selection (no copy, no warning).
+    """
+    names = [str(name) for name in schema.input_names()]
+    missing = [name for name in names if name not in features.column_names]
+    if missing:
+        raise FeatureFrameError(
+            f"scoring frame is missing {len(missing)} model input column(s): {', '.join(missing)}"
+        )
+    frame = features.select(names).to_pandas()
+    validate_against_signature(frame, schema)
+    return frame
+
+
+def validate_against_signature(frame: pd.DataFrame, schema: Schema) -> None:
+    """Raise ``FeatureFrameError`` naming every missing or wrongly typed signature input.
+
+    MLflow's own enforcement stops at the first bad column; an operator needs them all.
     """
     names = [str(name) for name in schema.input_names()]
     missing = [name for name in names if name not in frame.columns]
@@ -85,7 +110,6 @@ def validate_against_signature(frame: pd.DataFrame, schema: Schema) -> list[str]
             problems.append(f"{spec.name} is {column.dtype}, expected text")
     if problems:
         raise FeatureFrameError("scoring frame has wrongly typed columns: " + "; ".join(problems))
-    return names
 
 
 def _is_number(column: pd.Series) -> bool:
@@ -98,21 +122,15 @@ def _is_text(column: pd.Series) -> bool:
     return pd.api.types.is_string_dtype(column)
 
 
-def predict_scores(scoring: ScoringModel, features: pd.DataFrame) -> np.ndarray:
-    """P(fraud) per row, validated first and checked to be one probability per claim."""
-    schema = scoring.model.metadata.get_input_schema()
-    if schema is None:
-        raise FeatureFrameError(
-            f"{scoring.name} version {scoring.version} has no input signature to validate against"
-        )
-    columns = validate_against_signature(features, schema)
-    if features.empty:
+def predict_scores(scoring: ScoringModel, inputs: pd.DataFrame) -> np.ndarray:
+    """P(fraud) per row of validated inputs, checked to be one probability per claim."""
+    if inputs.empty:
         return np.empty(0, dtype="float64")
-    scores = np.asarray(scoring.model.predict(features[columns]), dtype="float64").reshape(-1)
-    if len(scores) != len(features):
+    scores = np.asarray(scoring.model.predict(inputs), dtype="float64").reshape(-1)
+    if len(scores) != len(inputs):
         raise ModelOutputError(
             f"{scoring.name} version {scoring.version} returned {len(scores)} scores "
-            f"for {len(features)} claims"
+            f"for {len(inputs)} claims"
         )
     if not np.all((scores >= 0.0) & (scores <= 1.0)):
         raise ModelOutputError(
@@ -123,7 +141,7 @@ def predict_scores(scoring: ScoringModel, features: pd.DataFrame) -> np.ndarray:
 
 
 def fraud_score_rows(
-    features: pd.DataFrame,
+    claim_ids: pa.Array | pa.ChunkedArray,
     scores: np.ndarray,
     *,
     scoring: ScoringModel,
@@ -132,44 +150,61 @@ def fraud_score_rows(
     batch_id: str,
 ) -> pa.Table:
     """The ``fraud_scores`` rows for one scored batch."""
-    n = len(features)
+    n = len(claim_ids)
     return pa.Table.from_pydict(
         {
-            ID_COLUMN: pa.array(features[ID_COLUMN].astype(str).to_numpy(), pa.string()),
+            ID_COLUMN: claim_ids.cast(pa.string()),
             "fraud_score": pa.array(scores, pa.float64()),
             "decision": pa.array(flag(scores, threshold=threshold), pa.int64()),
-            "model_name": pa.array([scoring.name] * n, pa.string()),
-            "model_version": pa.array([scoring.version] * n, pa.string()),
-            "model_alias": pa.array([scoring.alias] * n, pa.string()),
-            "scored_at": pa.array([scored_at] * n, pa.timestamp("us", tz="UTC")),
-            "batch_id": pa.array([batch_id] * n, pa.string()),
+            "model_name": _constant(scoring.name, n),
+            "model_version": _constant(scoring.version, n),
+            "model_alias": _constant(scoring.alias, n),
+            "scored_at": _constant(scored_at, n, pa.timestamp("us", tz="UTC")),
+            "batch_id": _constant(batch_id, n),
         },
         schema=FRAUD_SCORES_SCHEMA,
     )
 
 
+def _constant(value: object, n: int, type_: pa.DataType | None = None) -> pa.Array:
+    # pa.repeat builds the column in C; a Python list of n copies costs more than predict.
+    return pa.repeat(pa.scalar(value, type_ or pa.string()), n)
+
+
+@dataclass(frozen=True)
+class ScoredBatch:
+    """A batch's scores and its ``fraud_scores`` rows."""
+
+    scores: np.ndarray
+    rows: pa.Table
+
+
 def score_batch(
-    features: pd.DataFrame,
+    features: pa.Table,
     *,
     scoring: ScoringModel,
     threshold: float,
     scored_at: datetime,
     batch_id: str,
-) -> pa.Table:
+) -> ScoredBatch:
     """The score step's scoring path: validate, predict, and shape the ``fraud_scores`` rows."""
-    scores = predict_scores(scoring, features)
-    return fraud_score_rows(
-        features,
+    if ID_COLUMN not in features.column_names:
+        raise FeatureFrameError(f"scoring frame has no {ID_COLUMN} column")
+    inputs = model_inputs(features, input_schema(scoring))
+    scores = predict_scores(scoring, inputs)
+    rows = fraud_score_rows(
+        features.column(ID_COLUMN),
         scores,
         scoring=scoring,
         threshold=threshold,
         scored_at=scored_at,
         batch_id=batch_id,
     )
+    return ScoredBatch(scores=scores, rows=rows)
 
 
 def inference_log_rows(
-    features: pd.DataFrame,
+    features: pa.Table,
     scores: np.ndarray,
     *,
     scoring: ScoringModel,
@@ -179,15 +214,15 @@ def inference_log_rows(
     """Batch rows for ``inference_log`` in the real-time service's schema, so both append."""
     from fraud_assets.serving.inference_log import BATCH, INFERENCE_LOG_SCHEMA
 
-    n = len(features)
-    table = pa.Table.from_pandas(features[[ID_COLUMN, *MODEL_FEATURES]], preserve_index=False)
+    n = features.num_rows
+    table = features.select([ID_COLUMN, *MODEL_FEATURES])
     extra = {
         "fraud_score": pa.array(scores, pa.float64()),
-        "model_version": pa.array([scoring.version] * n, pa.string()),
-        "source": pa.array([BATCH] * n, pa.string()),
-        "window_id": pa.array([window_id] * n, pa.string()),
-        "scored_at": pa.array([scored_at] * n, pa.timestamp("us", tz="UTC")),
-        "model_alias": pa.array([scoring.alias] * n, pa.string()),
+        "model_version": _constant(scoring.version, n),
+        "source": _constant(BATCH, n),
+        "window_id": _constant(window_id, n),
+        "scored_at": _constant(scored_at, n, pa.timestamp("us", tz="UTC")),
+        "model_alias": _constant(scoring.alias, n),
         "request_id": pa.nulls(n, pa.string()),
     }
     for name, values in extra.items():

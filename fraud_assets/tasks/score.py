@@ -15,13 +15,7 @@ from fraud_assets import keys
 from fraud_assets.features.engineering import build_claim_features
 from fraud_assets.lakehouse import table_store
 from fraud_assets.ml import registry
-from fraud_assets.ml.scoring import (
-    ScoringModel,
-    fraud_score_rows,
-    inference_log_rows,
-    latest_batch,
-    predict_scores,
-)
+from fraud_assets.ml.scoring import ScoringModel, inference_log_rows, latest_batch, score_batch
 from fraud_assets.ml.tracking import configure_mlflow, mlflow_client
 from fraud_assets.spark import get_spark
 from fraud_assets.tasks._runtime import Materialization, TaskContext, TaskResult, run_task
@@ -47,20 +41,19 @@ def score(ctx: TaskContext) -> TaskResult:
     features = build_claim_features(
         claims, holdout_fraction=settings.holdout_fraction, seed=settings.seed
     )
-    frame = features.join(batch_ids, on="claim_id", how="left_semi").toArrow().to_pandas()
+    batch = features.join(batch_ids, on="claim_id", how="left_semi").toArrow()
 
     scored_at = datetime.now(UTC)
-    scores = predict_scores(scoring, frame)
-    fraud_scores = fraud_score_rows(
-        frame,
-        scores,
+    scored = score_batch(
+        batch,
         scoring=scoring,
         threshold=settings.thresholds.operating_threshold,
         scored_at=scored_at,
         batch_id=batch_id,
     )
+    fraud_scores, scores = scored.rows, scored.scores
     log_rows = inference_log_rows(
-        frame, scores, scoring=scoring, scored_at=scored_at, window_id=ctx.run_id
+        batch, scores, scoring=scoring, scored_at=scored_at, window_id=ctx.run_id
     )
     version = store.write_arrow(fraud_scores, "fraud_scores")
     log_version = store.write_arrow(log_rows, "inference_log", mode="append")
