@@ -7,12 +7,17 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import mlflow
+import numpy as np
 import pandas as pd
 import pytest
+from mlflow.models import infer_signature
+from mlflow.pyfunc import PythonModel
 
 from fraud_assets import keys
+from fraud_assets.features import MODEL_FEATURES
 from fraud_assets.lakehouse import table_store
 from fraud_assets.ml import registry
 from fraud_assets.ml.tracking import configure_mlflow, mlflow_client
@@ -213,3 +218,33 @@ def test_rollback_and_manual_promotion(three_versions):
     last_line = refused.stderr.strip().splitlines()[-1]
     assert last_line.startswith("promote: fraud_detector version 1 is champion but records no")
     assert "Traceback" not in refused.stderr
+
+
+class _NewerContractModel(PythonModel):
+    """A champion trained on a feature the current gold table no longer has."""
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> Any:
+        return [0.5] * len(model_input)
+
+
+def test_a_champion_that_cannot_score_the_holdout_fails_the_regression_gate(trained_home):
+    example = table_store(get_settings()).read_pandas("claim_features").head(3)
+    example = example[MODEL_FEATURES].assign(retired_feature=1.0)
+    configure_mlflow(get_settings())
+    with mlflow.start_run():
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=_NewerContractModel(),
+            signature=infer_signature(example, np.full(3, 0.5)),
+        )
+    version = str(mlflow.register_model(info.model_uri, MODEL).version)
+    registry.move_champion(mlflow_client(), name=MODEL, version=version, actor="test")
+
+    result = run_task(evaluate.evaluate, ["--run_id", "run-1"], name="evaluate")
+
+    verdicts = {c.check_name: c for c in result.checks}
+    assert verdicts[keys.CHECK_ROC_AUC_FLOOR].passed
+    regression = verdicts[keys.CHECK_NO_REGRESSION]
+    assert not regression.passed
+    assert regression.description is not None
+    assert "needs column(s) retired_feature" in regression.description

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import mlflow
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
@@ -162,8 +163,6 @@ def register_version(
         version = min(existing, key=lambda v: int(v.version))
         log.info("run %s is already %s version %s", run_id, name, version.version)
         return version
-    import mlflow
-
     registered = mlflow.register_model(model_uri, name)
     client.update_model_version(name, registered.version, description=description)
     return client.get_model_version(name, registered.version)

@@ -73,9 +73,9 @@ def evaluate(ctx: TaskContext) -> TaskResult:
     version = store.write_pandas(table, "model_evaluation")
 
     client = mlflow_client()
-    assert candidate.mlflow_run_id is not None
+    candidate_run = next(run for run in runs if run.model_type == candidate.model)
     for name, value in candidate.metrics.as_dict().items():
-        client.log_metric(candidate.mlflow_run_id, f"evaluation_{name}", float(value))
+        client.log_metric(candidate_run.run_id, f"evaluation_{name}", float(value))
 
     no_regression = evaluation.no_regression(
         candidate.metrics, champion.metrics if champion else None, thresholds=thresholds
