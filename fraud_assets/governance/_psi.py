@@ -160,6 +160,8 @@ def drift_level(psi: float, *, warn: float, error: float) -> DriftLevel:
     return "none"
 
 
+# Own implementation, not Evidently's: its PSI bins numeric columns equal-width over both
+# samples; equal to it on the same buckets (bench/bench_governance.py).
 def psi_report(
     reference: pd.DataFrame,
     current: pd.DataFrame,
