@@ -10,10 +10,9 @@ from dagster import AssetKey, materialize
 
 from fraud_assets import keys
 from fraud_assets.assets.ingestion import raw_claims, validate_claims
+from fraud_assets.claims.synthetic import generate_claims, write_claims_file
 from fraud_assets.lakehouse import LocalDeltaStore
 from fraud_assets.resources.compute import LocalPipesCompute
-
-BAD = Path(__file__).parent / "data" / "bad_inputs"
 
 
 def _metadata(result: Any, node: str) -> dict[AssetKey, dict[str, Any]]:
@@ -47,17 +46,22 @@ def test_blocking_checks_are_the_ones_that_must_stop_downstream_assets() -> None
 
 
 @pytest.mark.slow
-def test_synthetic_then_file_batches_materialize_through_pipes(
-    fraud_home: Path, monkeypatch: pytest.MonkeyPatch, dagster_instance: Any
+def test_a_landed_file_materializes_bronze_silver_and_quarantine_through_pipes(
+    fraud_home: Path, dagster_instance: Any, tmp_path: Path
 ) -> None:
-    monkeypatch.setenv("FRAUD_SYNTHETIC_ROWS", "500")
+    # One run, launched as the new-claims sensor launches it: the file comes in run config.
+    # (Synthetic full refreshes and batch semantics are covered in test_ingestion_tasks.py.)
+    landed_file = write_claims_file(generate_claims(300, seed=3), tmp_path / "batch.csv")
+    run_config = {"ops": {"raw_claims": {"config": {"source_path": str(landed_file)}}}}
+    result = materialize(
+        [raw_claims, validate_claims],
+        resources={"compute": LocalPipesCompute()},
+        instance=dagster_instance,
+        run_config=run_config,
+    )
+    assert result.success
+    metadata = {**_metadata(result, "raw_claims"), **_metadata(result, "validate_claims")}
     store = LocalDeltaStore(fraud_home)
-    assets = [raw_claims, validate_claims]
-    resources = {"compute": LocalPipesCompute()}
-
-    first = materialize(assets, resources=resources, instance=dagster_instance)
-    assert first.success
-    metadata = {**_metadata(first, "raw_claims"), **_metadata(first, "validate_claims")}
     for key, table in [
         (keys.RAW_CLAIMS, "raw_claims"),
         (keys.CLAIMS, "claims"),
@@ -66,38 +70,22 @@ def test_synthetic_then_file_batches_materialize_through_pipes(
         assert metadata[key]["delta_version"] == store.version(table)
         assert metadata[key]["table_location"] == store.location(table)
         assert metadata[key]["duration_seconds"] > 0
-    assert metadata[keys.RAW_CLAIMS]["row_count"] == 500
-    assert metadata[keys.CLAIMS]["row_count"] == 500
-    assert metadata[keys.CLAIMS]["batch_id"] == first.run_id
-    checks = _checks(first)
-    assert len(checks) == 7
+    assert metadata[keys.RAW_CLAIMS]["source"] == str(landed_file.resolve())
+    assert metadata[keys.RAW_CLAIMS]["row_count"] == 300
+    assert metadata[keys.CLAIMS]["row_count"] == 300
+    assert metadata[keys.CLAIMS]["batch_id"] == result.run_id
+    assert metadata[keys.CLAIMS_QUARANTINE]["row_count"] == 0
+    checks = _checks(result)
+    assert set(checks) == {
+        (keys.RAW_CLAIMS, keys.CHECK_RAW_SCHEMA),
+        (keys.RAW_CLAIMS, keys.CHECK_RAW_NOT_EMPTY),
+        (keys.CLAIMS, keys.CHECK_SCHEMA),
+        (keys.CLAIMS, keys.CHECK_UNIQUE_CLAIM_ID),
+        (keys.CLAIMS, keys.CHECK_RECONCILES),
+        (keys.CLAIMS, keys.CHECK_VALUE_RANGES),
+        (keys.CLAIMS, keys.CHECK_NULL_RATES),
+    }
     assert all(e.passed for e in checks.values()), [k for k, e in checks.items() if not e.passed]
-
-    # A landed file, as the new-claims sensor would launch it: appended as its own batch.
-    run_config = {
-        "ops": {"raw_claims": {"config": {"source_path": str(BAD / "duplicate_ids.csv")}}}
-    }
-    second = materialize(
-        assets, resources=resources, instance=dagster_instance, run_config=run_config
-    )
-    assert second.success
-    landed = _metadata(second, "raw_claims")[keys.RAW_CLAIMS]
-    assert landed["load_mode"] == "append"
-    assert landed["source"] == str((BAD / "duplicate_ids.csv").resolve())
-    validated = _metadata(second, "validate_claims")
-    assert validated[keys.CLAIMS]["batch_id"] == second.run_id
-    assert validated[keys.CLAIMS]["row_count"] == 504
-    assert validated[keys.CLAIMS_QUARANTINE]["batch_row_count"] == 3
-    assert validated[keys.CLAIMS_QUARANTINE]["reasons"] == {
-        "duplicate claim_id in this batch …": 3,
-        "claim_amount … is below …": 1,
-    }
-    checks = _checks(second)
-    assert checks[(keys.CLAIMS, keys.CHECK_RECONCILES)].passed
-    assert checks[(keys.CLAIMS, keys.CHECK_UNIQUE_CLAIM_ID)].passed
-    # 3 of 7 rows quarantined is above the 20% limit: a warning, not a blocked run.
-    ranges = checks[(keys.CLAIMS, keys.CHECK_VALUE_RANGES)]
-    assert not ranges.passed
-    assert ranges.severity.value == "WARN"
-    assert len(store.read_arrow("raw_claims")) == 507
-    assert store.version("claims") == validated[keys.CLAIMS]["delta_version"]
+    assert checks[(keys.CLAIMS, keys.CHECK_RECONCILES)].metadata["bronze_rows"].value == 300
+    silver = store.read_pandas("claims")
+    assert sorted(silver["claim_id"]) == generate_claims(300, seed=3)["claim_id"].tolist()
