@@ -32,11 +32,18 @@ from fraud_assets_tests.emulator.fixtures import SENTINEL_TOKEN
 pytest_plugins = ["fraud_assets_tests.emulator.fixtures"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def databricks_settings(**values: object) -> DatabricksSettings:
+    # model_validate, not the constructor: mypy reads positional Field defaults as required.
+    return DatabricksSettings.model_validate(values)
+
+
 BOOTSTRAP = {"--dagster-pipes-context": "ctx64", "--dagster-pipes-messages": "msg64"}
 
 
 def test_job_cluster_spec_follows_settings_and_policy() -> None:
-    settings = DatabricksSettings(
+    settings = databricks_settings(
         spark_version="17.3.x-cpu-ml-scala2.13",
         node_type_id="Standard_D4ds_v5",
         min_workers=2,
@@ -53,12 +60,12 @@ def test_job_cluster_spec_follows_settings_and_policy() -> None:
         "apply_policy_default_values": True,
     }
     with pytest.raises(DatabricksLaunchError, match="min_workers"):
-        cluster_spec(DatabricksSettings(min_workers=5, max_workers=2))
+        cluster_spec(databricks_settings(min_workers=5, max_workers=2))
 
 
 @pytest.mark.parametrize("step", sorted(TASKS))
 def test_every_step_launches_its_console_script_from_the_projects_wheel(step: str) -> None:
-    settings = DatabricksSettings(wheel_path="/Volumes/fraud_dev/claims/artifacts/fa.whl")
+    settings = databricks_settings(wheel_path="/Volumes/fraud_dev/claims/artifacts/fa.whl")
     task = job_cluster_task(task_spec(step), settings).as_dict()
     assert task["task_key"] == step
     assert task["python_wheel_task"] == {
@@ -74,7 +81,7 @@ def test_console_scripts_in_pyproject_match_the_task_registry() -> None:
 
 
 def test_serverless_environment_has_the_wheel_as_its_dependency() -> None:
-    settings = DatabricksSettings(wheel_path="/Volumes/c/s/v/fraud_assets-0.1.0-py3-none-any.whl")
+    settings = databricks_settings(wheel_path="/Volumes/c/s/v/fraud_assets-0.1.0-py3-none-any.whl")
     environment = serverless_environment(settings).as_dict()
     assert environment["spec"]["dependencies"] == [settings.wheel_path]
     assert environment["spec"]["environment_version"] == settings.serverless_environment_version
@@ -90,8 +97,8 @@ def test_serverless_environment_has_the_wheel_as_its_dependency() -> None:
 )
 def test_volume_path_is_required_and_checked(path: str | None, error: str) -> None:
     with pytest.raises(DatabricksLaunchError, match=error):
-        volume_path(DatabricksSettings(volume_path=path))
-    assert volume_path(DatabricksSettings(volume_path="/Volumes/c/s/v/")) == "/Volumes/c/s/v"
+        volume_path(databricks_settings(volume_path=path))
+    assert volume_path(databricks_settings(volume_path="/Volumes/c/s/v/")) == "/Volumes/c/s/v"
 
 
 def test_idempotency_token_is_per_step_attempt_and_fits_the_api() -> None:
@@ -163,7 +170,7 @@ def test_the_bundle_deploys_a_step_job_for_every_step_under_the_default_name() -
         for job in bundle_jobs("staging", files="resources/step-jobs-resource.yml").values()
     }
     for spec in TASKS.values():
-        name = bundle_job_name(spec, DatabricksSettings(), target="staging")
+        name = bundle_job_name(spec, databricks_settings(), target="staging")
         assert name in jobs, f"no step job {name!r} in resources/step-jobs-resource.yml"
         (task,) = jobs[name]["tasks"]
         assert task["task_key"] == spec.name
@@ -175,15 +182,15 @@ def _client(emulator: DatabricksEmulator) -> WorkspaceClient:
     credentials = resolve_credentials(
         host=emulator.host, token=SENTINEL_TOKEN, client_id=None, client_secret=None
     )
-    return workspace_client(credentials, DatabricksSettings(api_retry_backoff_seconds=0.1))
+    return workspace_client(credentials, databricks_settings(api_retry_backoff_seconds=0.1))
 
 
 def test_job_lookup_by_id_by_name_and_by_development_prefix(emulator: DatabricksEmulator) -> None:
     client = _client(emulator)
     spec = task_spec("features")
-    settings = DatabricksSettings()
+    settings = databricks_settings()
     assert (
-        find_job_id(client, spec, DatabricksSettings(job_ids={"features": 42}), target="dev") == 42
+        find_job_id(client, spec, databricks_settings(job_ids={"features": 42}), target="dev") == 42
     )
     with pytest.raises(DatabricksLaunchError, match="FRAUD_DATABRICKS__JOB_IDS"):
         find_job_id(client, spec, settings, target="dev")
