@@ -22,7 +22,7 @@ from fraud_assets.lakehouse import table_store
 from fraud_assets.ml import registry
 from fraud_assets.ml.tracking import configure_mlflow, mlflow_client
 from fraud_assets.settings import get_settings
-from fraud_assets.tasks import evaluate, register, train
+from fraud_assets.tasks import evaluate, promote, register, train
 from fraud_assets.tasks._runtime import CheckOutcome, TaskContext, record_check_history, run_task
 from fraud_assets_tests.test_ml_support import make_gold_frame, use_migrated_mlflow_store
 
@@ -218,6 +218,11 @@ def test_rollback_and_manual_promotion(three_versions):
     last_line = refused.stderr.strip().splitlines()[-1]
     assert last_line.startswith("promote: fraud_detector version 1 is champion but records no")
     assert "Traceback" not in refused.stderr
+
+    # Without --version, promote takes the challenger (the bundle's promotion job does this).
+    registry.set_challenger(mlflow_client(), name=MODEL, version=v2)
+    run_task(promote.promote, ["--action", "promote"], name="promote")
+    assert str(registry.champion_version(mlflow_client(), MODEL).version) == v2
 
 
 class _NewerContractModel(PythonModel):

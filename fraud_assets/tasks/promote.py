@@ -1,13 +1,17 @@
 """Move the champion alias by hand: roll back to the previous champion, or promote a version.
 
     python -m fraud_assets.tasks.promote --action rollback
+    python -m fraud_assets.tasks.promote --action promote              # the challenger
     python -m fraud_assets.tasks.promote --action promote --version 3 [--force true]
 
 Rollback follows the ``previous_champion`` tag the automatic promotion left on the current
-champion. Promoting a version whose gates did not all pass needs ``--force true``.
+champion. Promote takes the ``challenger`` unless a version is named; a version whose gates
+did not all pass needs ``--force true``.
 """
 
 from __future__ import annotations
+
+from mlflow import MlflowClient
 
 from fraud_assets import keys
 from fraud_assets.ml import registry
@@ -33,9 +37,7 @@ def promote(ctx: TaskContext) -> TaskResult:
     if action == "rollback":
         move = registry.rollback_champion(client, name=name, actor=actor)
     else:
-        version = ctx.param("version")
-        if not version:
-            raise ValueError("--action promote needs --version N")
+        version = ctx.param("version") or _challenger(client, name)
         force = str(ctx.param("force", "false")).lower() in ("1", "true", "yes")
         move = registry.promote_version(
             client, name=name, version=str(version), actor=actor, force=force
@@ -59,6 +61,15 @@ def promote(ctx: TaskContext) -> TaskResult:
             )
         ]
     )
+
+
+def _challenger(client: MlflowClient, name: str) -> str:
+    version = registry.alias_version(client, name, registry.CHALLENGER)
+    if version is None:
+        raise registry.PromotionError(
+            f"{name} has no {registry.CHALLENGER!r} version to promote; name one with --version N"
+        )
+    return str(version.version)
 
 
 def main(argv: list[str] | None = None) -> None:
