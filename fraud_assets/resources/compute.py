@@ -31,7 +31,7 @@ def task_extras(
     """What every launched task receives: settings (no secrets), parameters and the run id."""
     return {
         "settings": settings.to_payload(),
-        "params": {"run_id": context.run_id, **(params or {})},
+        "params": {"run_id": context.run.run_id, **(params or {})},
     }
 
 

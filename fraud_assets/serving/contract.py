@@ -66,7 +66,7 @@ ClaimRecord: type[BaseModel] = create_model(
 class InvocationRequest(BaseModel):
     """MLflow serving's pandas input: ``dataframe_records``, or ``dataframe_split``."""
 
-    dataframe_records: list[ClaimRecord] = Field(min_length=1)  # type: ignore[valid-type]
+    dataframe_records: list[ClaimRecord] = Field(min_length=1)
 
     @model_validator(mode="before")
     @classmethod

@@ -268,7 +268,9 @@ def latest_verdicts(settings: FraudSettings) -> dict[tuple[str, str], bool]:
         return {}
     history = store.read_pandas("check_history").sort_values("evaluated_at")
     latest = history.groupby(["asset_key", "check_name"]).tail(1)
-    return {(row.asset_key, row.check_name): bool(row.passed) for row in latest.itertuples()}
+    return {
+        (str(row.asset_key), str(row.check_name)): bool(row.passed) for row in latest.itertuples()
+    }
 
 
 def _summary(metadata: Mapping[str, Any]) -> str:
