@@ -8,7 +8,7 @@ export DAGSTER_HOME ?= $(FRAUD_HOME)/dagster_home
 export PYSPARK_PYTHON := $(CURDIR)/$(BIN)/python
 PYTEST_WORKERS ?= 2
 
-.PHONY: help install demo test lint dev mlflow-ui serve rollback demo-drift demo-bias \
+.PHONY: help install demo test test-e2e lint dev mlflow-ui serve rollback demo-drift demo-bias \
         bundle-check lint-workflows deploy-dry-run clean
 
 help: ## List the commands
@@ -26,8 +26,12 @@ demo: install ## Run the whole pipeline (fraud_pipeline job) locally on syntheti
 	mkdir -p "$(DAGSTER_HOME)"
 	$(BIN)/dagster job execute -m fraud_assets.definitions -j fraud_pipeline
 
-test: install ## Run the test suite
-	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile
+test: install ## Run the test suite (the end-to-end jobs run in test-e2e)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile -m "not slow"
+
+test-e2e: install ## End to end: main job + dagster dev UI, Databricks mode per launch style
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile -m slow \
+		fraud_assets_tests/test_e2e_ui.py fraud_assets_tests/test_databricks_e2e.py
 
 lint: install ## ruff (lint + format) and mypy
 	$(BIN)/ruff check .
