@@ -25,7 +25,7 @@ def get_spark(app_name: str = "fraud_assets") -> SparkSession:
     return (
         SparkSession.builder.master(os.environ.get("FRAUD_SPARK_MASTER", "local[2]"))
         .appName(app_name)
-        .config("spark.driver.memory", os.environ.get("FRAUD_SPARK_DRIVER_MEMORY", "2g"))
+        .config("spark.driver.memory", os.environ.get("FRAUD_SPARK_DRIVER_MEMORY", "4g"))
         .config("spark.sql.shuffle.partitions", "4")
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
