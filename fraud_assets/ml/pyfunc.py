@@ -108,13 +108,9 @@ def model_matrix(frame: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
     plain = _checked_text_columns(frame, spec)
     columns: dict[str, Any] = {}
     for c in spec.numeric:
-        column = frame[c]
-        # Plain NumPy numbers pass untouched (no copy); nullable and other extension types
-        # become float64 with NaN, which both boosters read as missing.
-        if isinstance(column.dtype, np.dtype):
-            columns[c] = column
-        else:
-            columns[c] = column.to_numpy(dtype="float64", na_value=np.nan)
+        # One float64 block (NaN for nulls, also from nullable types): CatBoost builds its
+        # pool from a consolidated block noticeably faster than from one block per dtype.
+        columns[c] = frame[c].to_numpy(dtype="float64", na_value=np.nan)
     for c in spec.categorical:
         text = frame[c]
         if spec.model_type == "xgboost":
@@ -123,7 +119,7 @@ def model_matrix(frame: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
             columns[c] = text
         else:
             columns[c] = text.astype("object").fillna(MISSING_CATEGORY)
-    return pd.DataFrame(columns, index=frame.index, copy=False)
+    return pd.DataFrame(columns, index=frame.index)
 
 
 def predict_fraud_probability(booster: Any, frame: pd.DataFrame, spec: FeatureSpec) -> np.ndarray:
