@@ -374,7 +374,7 @@ def _bias_scenario(demo: _Demo) -> None:
         if e.asset_key == keys.REGISTERED_MODEL
     ]
     demo.step(
-        "registered_model skipped",
+        "registered_model not executed",
         not registered,
         "registered_model was not materialized in the run"
         if not registered
