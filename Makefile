@@ -29,9 +29,10 @@ demo: install ## Run the whole pipeline (fraud_pipeline job) locally on syntheti
 test: install ## Run the test suite (the end-to-end jobs run in test-e2e)
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile -m "not slow"
 
-test-e2e: install ## End to end: main job + dagster dev UI, Databricks mode per launch style
+test-e2e: install ## End to end: main job + UI, Databricks mode per launch style, both demos
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile -m slow \
-		fraud_assets_tests/test_e2e_ui.py fraud_assets_tests/test_databricks_e2e.py
+		fraud_assets_tests/test_e2e_ui.py fraud_assets_tests/test_databricks_e2e.py \
+		fraud_assets_tests/test_demo_scenarios.py
 
 lint: install ## ruff (lint + format) and mypy
 	$(BIN)/ruff check .
