@@ -13,16 +13,19 @@ from fraud_assets.assets import (
     scoring,
     training,
 )
+from fraud_assets.catalog import catalog_assets
 from fraud_assets.jobs import ASSET_JOBS
 from fraud_assets.resources.alerts import default_alerts
 from fraud_assets.resources.compute import default_compute
 from fraud_assets.schedules import SCHEDULES
 from fraud_assets.sensors import SENSORS
+from fraud_assets.settings import get_settings
 
 _MODULES = [ingestion, features, training, evaluation, governance, registry, scoring]
 
 defs = Definitions(
-    assets=load_assets_from_modules(_MODULES),
+    # Owners, the databricks kind and code links are set here, by the deployment's settings.
+    assets=catalog_assets(load_assets_from_modules(_MODULES), get_settings()),
     asset_checks=load_asset_checks_from_modules(_MODULES),
     jobs=[*ASSET_JOBS, registry.rollback_champion_job],
     schedules=SCHEDULES,

@@ -149,6 +149,13 @@ class ServingSettings(BaseModel):
         False, description="Challenger scores its share too, but the champion always answers"
     )
     max_records: int = Field(1000, ge=1, description="Most claims accepted in one request")
+    reload_seconds: float = Field(
+        15.0, ge=0, description="How often the registry is polled for alias moves; 0 disables"
+    )
+    batch_max_wait_ms: float = Field(
+        1.0, ge=0, le=50, description="Longest a request waits for others to share a prediction"
+    )
+    batch_max_rows: int = Field(256, ge=1, description="Most claims scored in one prediction")
     log_flush_rows: int = Field(500, ge=1, description="Buffered inference-log rows per write")
     log_flush_seconds: float = Field(5.0, gt=0, description="Longest wait before a buffered write")
     log_max_buffer_rows: int = Field(
@@ -157,6 +164,25 @@ class ServingSettings(BaseModel):
     log_window_minutes: int = Field(
         60, ge=1, le=1440, description="Width of an inference_log window_id for realtime rows"
     )
+
+
+class Owners(BaseModel):
+    """Who answers for the assets, as Dagster shows it: ``team:<name>`` or an email address."""
+
+    ml: str = Field("team:fraud-ml", description="Owner of data, features, models and scores")
+    governance: str = Field(
+        "team:ml-governance", description="Owner of the fairness and drift gates and promotion"
+    )
+
+    @model_validator(mode="after")
+    def _dagster_owners(self) -> Owners:
+        for name, owner in self.model_dump().items():
+            if not (owner.startswith("team:") and len(owner) > 5) and "@" not in owner:
+                raise ValueError(
+                    f"FRAUD_OWNERS__{name.upper()}={owner!r}: an owner is 'team:<name>' "
+                    "or an email address"
+                )
+        return self
 
 
 class FraudSettings(BaseSettings):
@@ -199,6 +225,14 @@ class FraudSettings(BaseSettings):
     slack_channel: str = "#fraud-alerts"
     retrain_cooldown_minutes: int = 360
     dagster_base_url: str = "http://localhost:3000"
+    mlflow_ui_url: str = Field(
+        "http://localhost:5000", description="MLflow UI that local metadata links to (mlflow-ui)"
+    )
+    owners: Owners = Owners()
+    code_repository_url: str | None = Field(
+        None,
+        description="GitHub/GitLab URL the UI links source code to (default: the git remote)",
+    )
 
     @model_validator(mode="before")
     @classmethod

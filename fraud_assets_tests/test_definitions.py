@@ -23,6 +23,23 @@ EXPECTED_ASSETS: dict[str, tuple[str, set[str]]] = {
     "fraud_scores": ("scoring", {"registered_model", "claims"}),
 }
 
+ML, GOVERNANCE = "team:fraud-ml", "team:ml-governance"
+
+# asset -> (owner, kinds in local mode)
+EXPECTED_CATALOG: dict[str, tuple[str, set[str]]] = {
+    "raw_claims": (ML, {"delta", "python"}),
+    "claims": (ML, {"spark", "delta"}),
+    "claims_quarantine": (ML, {"spark", "delta"}),
+    "claim_features": (ML, {"spark", "delta"}),
+    "catboost_model": (ML, {"catboost", "mlflow"}),
+    "xgboost_model": (ML, {"xgboost", "mlflow"}),
+    "model_evaluation": (ML, {"mlflow", "delta"}),
+    "fairness_report": (GOVERNANCE, {"python", "delta", "mlflow"}),
+    "psi_report": (GOVERNANCE, {"python", "delta"}),
+    "registered_model": (GOVERNANCE, {"mlflow"}),
+    "fraud_scores": (ML, {"spark", "mlflow", "delta"}),
+}
+
 # (asset, check) -> blocking
 EXPECTED_CHECKS: dict[tuple[str, str], bool] = {
     ("raw_claims", keys.CHECK_RAW_SCHEMA): True,
@@ -147,3 +164,104 @@ def test_definitions_load_without_credentials_or_clients(
     assert reloaded.defs.resolve_asset_graph().get_all_asset_keys()
     monkeypatch.setenv("FRAUD_COMPUTE", "local")
     importlib.reload(module)
+
+
+def test_every_asset_has_its_owner_and_kinds(defs: Definitions) -> None:
+    graph = defs.resolve_asset_graph()
+    actual = {
+        key.to_user_string(): (list(graph.get(key).owners), set(graph.get(key).kinds))
+        for key in graph.get_all_asset_keys()
+    }
+    assert actual == {name: ([owner], kinds) for name, (owner, kinds) in EXPECTED_CATALOG.items()}
+
+
+def _reloaded_graph(monkeypatch: pytest.MonkeyPatch, **env: str) -> object:
+    import importlib
+
+    import fraud_assets.definitions as module
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    graph = importlib.reload(module).defs.resolve_asset_graph()
+    for name in env:
+        monkeypatch.delenv(name)
+    importlib.reload(module)
+    return graph
+
+
+def test_databricks_mode_marks_every_step_and_owners_are_settable(
+    fraud_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    graph = _reloaded_graph(
+        monkeypatch,
+        FRAUD_COMPUTE="databricks",
+        FRAUD_OWNERS__GOVERNANCE="compliance@example.com",
+    )
+    for name, (owner, kinds) in EXPECTED_CATALOG.items():
+        node = graph.get(AssetKey(name))  # type: ignore[attr-defined]
+        assert set(node.kinds) == kinds | {"databricks"}, name
+        expected_owner = "compliance@example.com" if owner == GOVERNANCE else owner
+        assert list(node.owners) == [expected_owner], name
+
+
+def test_an_invalid_owner_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fraud_assets.settings import FraudSettings
+
+    monkeypatch.setenv("FRAUD_OWNERS__ML", "fraud people")
+    with pytest.raises(ValueError, match="FRAUD_OWNERS__ML"):
+        FraudSettings()
+
+
+def test_every_asset_links_to_its_source_file(defs: Definitions) -> None:
+    from dagster import LocalFileCodeReference
+
+    graph = defs.resolve_asset_graph()
+    for key in graph.get_all_asset_keys():
+        [reference] = graph.get(key).metadata["dagster/code_references"].code_references
+        assert isinstance(reference, LocalFileCodeReference), key
+        source = Path(reference.file_path)
+        assert source.parent.name == "assets" and source.is_file(), key
+        line = source.read_text(encoding="utf-8").splitlines()[reference.line_number - 1]
+        assert line.startswith(("def ", "@")), (key, line)
+
+
+def test_code_links_point_at_the_remote_commit(
+    fraud_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    graph = _reloaded_graph(
+        monkeypatch,
+        FRAUD_CODE_REPOSITORY_URL="git@github.com:example/fraud_assets.git",
+        FRAUD_GIT_COMMIT="0123abc",
+    )
+    references = graph.get(keys.PSI_REPORT).metadata["dagster/code_references"]  # type: ignore[attr-defined]
+    [reference] = references.code_references
+    assert reference.url.startswith(
+        "https://github.com/example/fraud_assets/tree/0123abc/fraud_assets/assets/governance.py#L"
+    )
+
+
+@pytest.mark.parametrize(
+    ("remote", "url"),
+    [
+        ("git@github.com:org/repo.git", "https://github.com/org/repo"),
+        ("https://user:secret@gitlab.com/org/repo.git", "https://gitlab.com/org/repo"),
+        ("https://github.com/org/repo/", "https://github.com/org/repo"),
+        ("https://git.example.com/org/repo.git", None),
+        ("/srv/git/repo.git", None),
+    ],
+)
+def test_browsable_url_of_a_remote(remote: str, url: str | None) -> None:
+    from fraud_assets.catalog import browsable_url
+
+    assert browsable_url(remote) == url
+
+
+def test_no_remote_means_local_code_references_only(
+    fraud_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fraud_assets import catalog
+    from fraud_assets.settings import FraudSettings
+
+    monkeypatch.setattr(catalog, "REPO_ROOT", fraud_home)  # no .git here
+    monkeypatch.delenv("FRAUD_GIT_COMMIT", raising=False)
+    assert catalog.code_repository(FraudSettings()) == (None, None)
