@@ -70,8 +70,9 @@ def settings_at(home: Path, **values: Any) -> FraudSettings:
 
 
 def serving_settings(home: Path, **serving: Any) -> FraudSettings:
-    # Long flush interval: rows reach the table at shutdown, which these tests rely on.
-    options = {"log_flush_seconds": 300.0, "log_flush_rows": 100_000} | serving
+    # Long flush interval: rows reach the table at shutdown, which these tests rely on. No
+    # registry poll unless a test asks for one: the tests move aliases when they choose.
+    options = {"log_flush_seconds": 300.0, "log_flush_rows": 100_000, "reload_seconds": 0} | serving
     return settings_at(home, serving=ServingSettings(**options))
 
 
@@ -273,8 +274,10 @@ def test_no_champion_is_503_until_a_promotion_and_reload(
     settings = serving_settings(with_empty_registry(fraud_home, empty_mlflow_db))
     claims = gold_frame(seed=16, n_rows=30)
     with TestClient(create_app(settings)) as client:
-        health = client.get("/health")
-        assert health.status_code == 503 and health.json()["status"] == "no_champion"
+        assert client.get("/health").json() == {"status": "alive"}
+        ready = client.get("/ready")
+        assert ready.status_code == 503 and ready.json()["status"] == "no_champion"
+        assert client.get("/ping").status_code == 503
         refused = client.post("/invocations", json={"dataframe_records": records(claims)})
         assert refused.status_code == 503
         assert refused.json()["error_code"] == "NO_CHAMPION"
@@ -305,7 +308,7 @@ def test_no_champion_is_503_until_a_promotion_and_reload(
         np.testing.assert_allclose(
             second["predictions"], pyfunc_scores(settings, "champion", claims), atol=1e-12
         )
-        assert client.get("/health").json()["champion_version"] == "2"
+        assert client.get("/ready").json()["champion_version"] == "2"
     logged = table_store(settings).read_pandas(INFERENCE_LOG)
     assert sorted(logged["model_version"].unique()) == ["1", "2"]
     assert len(logged) == 3 * len(claims)  # first, stale and second answers
@@ -339,7 +342,7 @@ def test_the_run_command_serves_and_flushes_the_log_on_sigterm(registry_home: Pa
         while True:
             assert server.poll() is None, server.communicate()[0]
             try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                if httpx.get(f"{base}/ready", timeout=1).status_code == 200:
                     break
             except httpx.TransportError:
                 pass
@@ -383,4 +386,4 @@ def test_a_failed_reload_keeps_serving_the_loaded_models(
         still = client.post("/invocations", json={"dataframe_records": records(claims)})
         assert still.status_code == 200
         assert {s["model_version"] for s in still.json()["scores"]} == {"1"}
-        assert client.get("/health").status_code == 200
+        assert client.get("/ready").status_code == 200

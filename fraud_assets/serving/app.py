@@ -1,29 +1,35 @@
 """HTTP wiring of the scoring service: MLflow-serving-compatible ``/invocations`` and friends.
 
 ``create_app(settings)`` builds nothing until the app starts: the lifespan resolves the
-model aliases, loads the models and starts the inference-log writer, and on shutdown
-writes every buffered log row.
+model aliases, loads the models, starts the micro-batcher, the inference-log writer and
+the registry poll, and on shutdown answers what is queued and writes every buffered log
+row. Bad input is always a 4xx naming the problem, never a 5xx.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
+import orjson
 from fastapi import FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from mlflow.exceptions import MlflowException
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import ValidationError
 
 from fraud_assets.ml.pyfunc import FeatureFrameError
 from fraud_assets.ml.scoring import ModelOutputError
+from fraud_assets.serving.batcher import MicroBatcher
 from fraud_assets.serving.contract import (
+    PAYLOAD_FORMATS,
     ErrorResponse,
     InferenceLogInfo,
     InvocationRequest,
@@ -33,18 +39,28 @@ from fraud_assets.serving.contract import (
     TrafficInfo,
 )
 from fraud_assets.serving.inference_log import InferenceLogBacklogError
+from fraud_assets.serving.metrics import MetricsMiddleware, ServingMetrics
 from fraud_assets.serving.models import NoChampionError, ServedModel
-from fraud_assets.serving.service import ScoringService
+from fraud_assets.serving.service import ClaimsRequest, ScoringService
 from fraud_assets.settings import FraudSettings, get_settings
 
 log = logging.getLogger(__name__)
 
 INVALID_INPUT = "INVALID_PARAMETER_VALUE"
 REQUEST_ID_HEADER = "x-request-id"
+JSON = "application/json"
+SEND = f"send a JSON object with one of {', '.join(PAYLOAD_FORMATS)}"
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    422: {"model": ErrorResponse, "description": "Missing or wrongly typed columns"},
+    415: {"model": ErrorResponse, "description": "The body is not sent as application/json"},
+    422: {"model": ErrorResponse, "description": "Not JSON, unknown format, bad or too many rows"},
     503: {"model": ErrorResponse, "description": "No champion model, or the log is down"},
+}
+_REQUEST_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {JSON: {"schema": {"$ref": "#/components/schemas/InvocationRequest"}}},
+    }
 }
 
 
@@ -52,6 +68,8 @@ def create_app(
     settings: FraudSettings | None = None, *, service: ScoringService | None = None
 ) -> FastAPI:
     """The scoring app; ``service`` replaces the one built from ``settings`` at startup."""
+    holder: dict[str, ScoringService] = {}
+    metrics = ServingMetrics(lambda: holder.get("service"))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -59,10 +77,28 @@ def create_app(
         scoring = service or ScoringService.from_settings(resolved)
         # Loading models and opening the registry block; keep them off the event loop.
         await run_in_threadpool(scoring.start)
-        app.state.service = scoring
+        serving = scoring.settings.serving
+        batcher = MicroBatcher(
+            scoring.score_batch,
+            max_wait_seconds=serving.batch_max_wait_ms / 1000,
+            max_rows=serving.batch_max_rows,
+            on_batch=metrics.observe_batch,
+        )
+        await batcher.start()
+        app.state.service, app.state.batcher = scoring, batcher
+        holder["service"] = scoring
+        poll = None
+        if serving.reload_seconds > 0:
+            poll = asyncio.create_task(
+                _poll_registry(scoring, every=serving.reload_seconds, metrics=metrics),
+                name="registry-poll",
+            )
         try:
             yield
         finally:
+            if poll is not None:
+                poll.cancel()
+            await batcher.stop()
             await run_in_threadpool(scoring.stop)
 
     app = FastAPI(
@@ -70,7 +106,7 @@ def create_app(
         summary="Champion/challenger fraud scores, MLflow serving request format",
         lifespan=lifespan,
     )
-    app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_exception_handler(NoChampionError, _error_handler(503, "NO_CHAMPION"))
     app.add_exception_handler(
         InferenceLogBacklogError, _error_handler(503, "INFERENCE_LOG_UNAVAILABLE")
@@ -79,23 +115,35 @@ def create_app(
     app.add_exception_handler(ModelOutputError, _error_handler(500, "MODEL_OUTPUT_INVALID"))
     app.add_exception_handler(FeatureFrameError, _error_handler(500, "MODEL_INPUT_MISMATCH"))
 
-    @app.post("/invocations", response_model=InvocationResponse, responses=_ERRORS)
-    def invocations(body: InvocationRequest, request: Request, response: Response) -> Any:
+    @app.post(
+        "/invocations",
+        response_model=InvocationResponse,
+        responses=_ERRORS,
+        openapi_extra=_REQUEST_BODY,
+    )
+    async def invocations(request: Request) -> Response:
         """Score claims: each is answered by the alias its claim_id routes to."""
-        scoring = _service(request)
-        limit = scoring.settings.serving.max_records
-        if len(body.dataframe_records) > limit:
+        content_type = request.headers.get("content-type", JSON).split(";")[0].strip().lower()
+        if content_type not in (JSON, ""):
             return _error(
-                422,
-                INVALID_INPUT,
-                f"{len(body.dataframe_records)} records in one request; the limit is {limit} "
-                "(FRAUD_SERVING__MAX_RECORDS)",
+                415, "BAD_REQUEST", f"content-type {content_type[:80]!r} is not supported; {SEND}"
             )
+        scoring = _service(request)
+        try:
+            body = InvocationRequest.model_validate_json(
+                await request.body(),
+                context={"max_records": scoring.settings.serving.max_records},
+            )
+        except ValidationError as exc:
+            return _json(describe_invalid_request(exc.errors(include_input=False)), 422)
         request_id = _request_id(request)
-        scored = scoring.score(body.to_arrow(), request_id=request_id)
-        response.headers[REQUEST_ID_HEADER] = request_id
+        batcher: MicroBatcher = request.app.state.batcher
+        scored = await batcher.score(ClaimsRequest(request_id=request_id, rows=body.rows()))
+        routes = Counter(zip(scored.model_alias, scored.model_version, strict=True))
+        for (alias, version), count in routes.items():
+            metrics.claims.labels(alias, version).inc(count)
         scores = scored.fraud_score.tolist()
-        return {
+        answer = {
             "predictions": scores,
             "scores": [
                 {
@@ -116,10 +164,16 @@ def create_app(
             ],
             "request_id": request_id,
         }
+        return _json(answer, 200, headers={REQUEST_ID_HEADER: request_id})
 
-    @app.get("/health", responses={503: {"description": "No champion loaded"}})
-    def health(request: Request) -> JSONResponse:
-        """Ready only when a champion model is loaded."""
+    @app.get("/health")
+    async def health() -> JSONResponse:
+        """Liveness: the process answers. Whether it can score is ``/ready``."""
+        return JSONResponse({"status": "alive"})
+
+    @app.get("/ready", responses={503: {"description": "No champion loaded"}})
+    async def ready(request: Request) -> JSONResponse:
+        """Readiness: a champion is loaded, so ``/invocations`` can answer."""
         state = _service(request).state
         if state.champion is None:
             return JSONResponse(
@@ -134,29 +188,74 @@ def create_app(
             }
         )
 
-    # MLflow's scoring server answers /ping; load balancers set up for it keep working.
-    app.add_api_route("/ping", health, methods=["GET"], include_in_schema=False)
+    # MLflow's scoring server answers /ping when its model is loaded; load balancers set up
+    # for it keep working.
+    app.add_api_route("/ping", ready, methods=["GET"], include_in_schema=False)
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    async def prometheus_metrics() -> Response:
+        """Request counts and latency, model versions served, inference-log counters."""
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/models", response_model=ModelsResponse)
-    def models(request: Request) -> ModelsResponse:
+    async def models(request: Request) -> ModelsResponse:
         """The versions behind the aliases, the traffic split and the inference-log counters."""
         return _models_response(_service(request), changed=None)
 
     @app.post("/reload", response_model=ModelsResponse, responses=_ERRORS)
-    def reload(request: Request) -> Any:
-        """Re-resolve the aliases after a promotion, without a restart."""
+    async def reload(request: Request) -> Any:
+        """Re-resolve the aliases now, without waiting for the next poll of the registry."""
         scoring = _service(request)
         try:
-            changed = scoring.reload()
+            changed = await run_in_threadpool(scoring.reload)
         except MlflowException as exc:
+            metrics.reloads.labels("api", "failed").inc()
             # The previous models keep serving; the caller learns why nothing changed.
             log.error("reload failed, still serving %s: %s", scoring.state.versions(), exc.message)
             return _error(503, "MODEL_REGISTRY_UNAVAILABLE", f"model registry: {exc.message}")
+        metrics.reloads.labels("api", "changed" if changed else "unchanged").inc()
         if scoring.state.champion is None:
             return _error(503, "NO_CHAMPION", scoring.state.no_champion_message())
         return _models_response(scoring, changed=changed)
 
+    _document_request_body(app)
     return app
+
+
+async def _poll_registry(service: ScoringService, *, every: float, metrics: ServingMetrics) -> None:
+    """Follow alias moves: re-resolve every ``every`` seconds, loading off the request path.
+
+    ``ScoringService.reload`` loads a new version completely before swapping the state in
+    one assignment, so requests in flight finish on the old pair and the next batch uses
+    the new one. A failed poll keeps the loaded models and is retried at the next tick.
+    """
+    while True:
+        await asyncio.sleep(every)
+        try:
+            changed = await run_in_threadpool(service.reload)
+        except Exception:
+            metrics.reloads.labels("poll", "failed").inc()
+            log.exception("registry poll failed; still serving %s", service.state.versions())
+            continue
+        metrics.reloads.labels("poll", "changed" if changed else "unchanged").inc()
+
+
+def _document_request_body(app: FastAPI) -> None:
+    """Put ``InvocationRequest`` in the OpenAPI page; the handler parses the body itself."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            request = InvocationRequest.model_json_schema(
+                ref_template="#/components/schemas/{model}"
+            )
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            components.update(request.pop("$defs", {}))
+            components["InvocationRequest"] = request
+        return app.openapi_schema or schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _service(request: Request) -> ScoringService:
@@ -208,21 +307,21 @@ def _model_info(served: ServedModel | None) -> ServedModelInfo | None:
     )
 
 
-def _error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error_code": code, "message": message}, status_code=status)
+def _json(content: Any, status: int, *, headers: dict[str, str] | None = None) -> Response:
+    # orjson: the answer is built on the event loop, and json.dumps costs 3-5 times more.
+    return Response(orjson.dumps(content), status_code=status, headers=headers, media_type=JSON)
+
+
+def _error(status: int, code: str, message: str) -> Response:
+    return _json({"error_code": code, "message": message}, status)
 
 
 def _error_handler(status: int, code: str) -> Any:
-    async def handle(request: Request, exc: Exception) -> JSONResponse:
+    async def handle(request: Request, exc: Exception) -> Response:
         log.warning("%s %s -> %d %s: %s", request.method, request.url.path, status, code, exc)
         return _error(status, code, str(exc))
 
     return handle
-
-
-async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
-    return JSONResponse(describe_invalid_request(exc.errors()), status_code=422)
 
 
 def describe_invalid_request(errors: Sequence[Any]) -> dict[str, Any]:
@@ -242,10 +341,11 @@ def describe_invalid_request(errors: Sequence[Any]) -> dict[str, Any]:
             else:
                 wrong.setdefault(column, f"record {loc[1]}: {error.get('msg')}")
         elif error.get("type") == "json_invalid":
-            other.append(f"the body is not valid JSON (at character {loc[-1] if loc else 0})")
+            other.append(f"the body is not valid JSON ({error.get('msg')}); {SEND}")
         else:
             where = ".".join(str(part) for part in loc) or "body"
-            other.append(f"{where}: {error.get('msg')}")
+            message = str(error.get("msg")).removeprefix("Value error, ")
+            other.append(f"{where}: {message}")
     parts = []
     if missing:
         parts.append(f"missing column(s): {', '.join(missing)}")

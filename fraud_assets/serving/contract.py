@@ -1,9 +1,10 @@
 """The scoring API's request and response shapes, derived from the gold feature contract.
 
-Requests use MLflow serving's pandas formats (``dataframe_records``, or ``dataframe_split``)
-so one client can call this service or the Databricks Model Serving endpoint. Each record
-carries ``claim_id`` and every model feature with the gold table's type: a number where the
-model expects a number, text where it expects a code. Extra fields are ignored.
+Requests use MLflow serving's input formats (``dataframe_records``, ``dataframe_split`` or
+``instances``) so one client can call this service or the Databricks Model Serving endpoint.
+Each record carries ``claim_id`` and every model feature with the gold table's type: a
+number where the model expects a number, text where it expects a code. Extra fields are
+ignored.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    ValidationInfo,
     create_model,
     model_validator,
 )
@@ -63,38 +65,79 @@ ClaimRecord: type[BaseModel] = create_model(
 )
 
 
+PAYLOAD_FORMATS = ("dataframe_records", "dataframe_split", "instances")
+
+
 class InvocationRequest(BaseModel):
-    """MLflow serving's pandas input: ``dataframe_records``, or ``dataframe_split``."""
+    """MLflow serving's input: ``dataframe_records``, ``dataframe_split`` or ``instances``.
+
+    Validate with ``context={"max_records": n}`` to refuse an oversized batch before any of
+    its records is checked.
+    """
 
     dataframe_records: list[ClaimRecord] = Field(min_length=1)
 
     @model_validator(mode="before")
     @classmethod
-    def _split_to_records(cls, data: Any) -> Any:
+    def _to_records(cls, data: Any, info: ValidationInfo) -> Any:
         if not isinstance(data, dict):
-            return data
-        has_records, has_split = "dataframe_records" in data, "dataframe_split" in data
-        if has_records and has_split:
-            raise ValueError("send either dataframe_records or dataframe_split, not both")
-        if not has_split:
-            return data
-        split = data["dataframe_split"]
-        if not isinstance(split, dict) or not isinstance(split.get("columns"), list):
-            raise ValueError("dataframe_split needs a 'columns' list and a 'data' list of rows")
-        columns, rows = split["columns"], split.get("data")
-        if not isinstance(rows, list) or any(
-            not isinstance(row, list) or len(row) != len(columns) for row in rows
-        ):
             raise ValueError(
-                f"dataframe_split.data must be a list of rows of {len(columns)} values each"
+                f"the body must be a JSON object holding one of {', '.join(PAYLOAD_FORMATS)}"
             )
-        return {"dataframe_records": [dict(zip(columns, row, strict=True)) for row in rows]}
+        given = [name for name in PAYLOAD_FORMATS if name in data]
+        if len(given) != 1:
+            found = ", ".join(repr(str(key)[:40]) for key in list(data)[:5]) or "none"
+            raise ValueError(
+                f"the body must hold exactly one of {', '.join(PAYLOAD_FORMATS)} "
+                f"(keys found: {found})"
+            )
+        records = _records(given[0], data[given[0]])
+        limit = (info.context or {}).get("max_records")
+        if limit is not None and isinstance(records, list) and len(records) > limit:
+            raise ValueError(
+                f"{len(records)} records in one request; the limit is {limit} "
+                "(FRAUD_SERVING__MAX_RECORDS)"
+            )
+        return {"dataframe_records": records}
+
+    def rows(self) -> list[dict[str, Any]]:
+        """The records as dicts of ``REQUEST_SCHEMA`` columns (types already checked)."""
+        return [record.model_dump() for record in cast(list[BaseModel], self.dataframe_records)]
 
     def to_arrow(self) -> pa.Table:
-        """The records as a table with ``REQUEST_SCHEMA`` (types already checked)."""
-        records = cast(list[BaseModel], self.dataframe_records)
-        rows = [record.model_dump() for record in records]
-        return pa.Table.from_pylist(rows, schema=REQUEST_SCHEMA)
+        """The records as a table with ``REQUEST_SCHEMA``."""
+        return pa.Table.from_pylist(self.rows(), schema=REQUEST_SCHEMA)
+
+
+def _records(payload_format: str, payload: Any) -> Any:
+    """``dataframe_split`` and ``instances`` rewritten as records; records pass through."""
+    if payload_format == "dataframe_records":
+        return payload
+    if payload_format == "instances":
+        # MLflow's tensor-style input; a frame model can only take it as named columns.
+        if not isinstance(payload, list) or not all(isinstance(row, dict) for row in payload):
+            raise ValueError(
+                "instances must be a list of objects, one per claim, keyed by column name"
+            )
+        if not payload:
+            raise ValueError("instances is empty: send at least one claim")
+        return payload
+    if not isinstance(payload, dict) or not isinstance(payload.get("columns"), list):
+        raise ValueError("dataframe_split needs a 'columns' list and a 'data' list of rows")
+    columns, rows = payload["columns"], payload.get("data")
+    if not all(isinstance(column, str) for column in columns):
+        raise ValueError("dataframe_split.columns must be column names (strings)")
+    if len(set(columns)) != len(columns):
+        raise ValueError("dataframe_split.columns names a column more than once")
+    if not isinstance(rows, list) or any(
+        not isinstance(row, list) or len(row) != len(columns) for row in rows
+    ):
+        raise ValueError(
+            f"dataframe_split.data must be a list of rows of {len(columns)} values each"
+        )
+    if not rows:
+        raise ValueError("dataframe_split.data is empty: send at least one claim")
+    return [dict(zip(columns, row, strict=True)) for row in rows]
 
 
 class ClaimScore(BaseModel):

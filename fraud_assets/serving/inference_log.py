@@ -78,10 +78,16 @@ def inference_log_rows(
     source: str,
     scored_at: datetime,
     window_minutes: int,
-    request_id: str | None = None,
+    request_id: str | Sequence[str] | None = None,
 ) -> pa.Table:
-    """Rows for ``inference_log`` from the scored claims (``claim_id`` + model features)."""
+    """Rows for ``inference_log`` from the scored claims (``claim_id`` + model features).
+
+    ``request_id`` is one id for every row, or one per row when several requests were
+    scored together.
+    """
     n = features.num_rows
+    if not isinstance(request_id, str | None) and len(request_id) != n:
+        raise ValueError(f"inference log rows need one request id per claim ({n} claims)")
     if not len(fraud_score) == len(model_version) == len(model_alias) == n:
         raise ValueError(
             f"inference log rows need one score, version and alias per claim ({n} claims, "
@@ -96,7 +102,10 @@ def inference_log_rows(
         "window_id": pa.array([window] * n, pa.string()),
         "scored_at": pa.array([scored_at] * n, pa.timestamp("us", tz="UTC")),
         "model_alias": pa.array(model_alias, pa.string()),
-        "request_id": pa.array([request_id] * n, pa.string()),
+        "request_id": pa.array(
+            [request_id] * n if request_id is None or isinstance(request_id, str) else request_id,
+            pa.string(),
+        ),
     }
     return pa.Table.from_pydict(columns).cast(INFERENCE_LOG_SCHEMA)
 

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 from fraud_assets.features import ID_COLUMN, MODEL_FEATURES
+from fraud_assets.serving.contract import REQUEST_SCHEMA
 from fraud_assets.serving.inference_log import (
     INFERENCE_LOG,
     REALTIME,
@@ -28,6 +31,14 @@ from fraud_assets.serving.router import CHALLENGER, CHAMPION, Alias
 from fraud_assets.settings import FraudSettings
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ClaimsRequest:
+    """One request's claims: dicts of ``REQUEST_SCHEMA`` columns, already validated."""
+
+    request_id: str
+    rows: list[dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -106,12 +117,30 @@ class ScoringService:
             log.info("serving %s: %s (was %s)", self._state.model_name, after, before)
         return before != after
 
-    def score(self, claims: pa.Table, *, request_id: str) -> ScoredClaims:
-        """Score claims (``claim_id`` + model features) with the alias each one is routed to."""
+    def score(self, rows: list[dict[str, Any]], *, request_id: str) -> ScoredClaims:
+        """Score one request's claims (dicts of ``REQUEST_SCHEMA`` columns)."""
+        return self.score_batch([ClaimsRequest(request_id=request_id, rows=rows)])[0]
+
+    def score_batch(self, requests: Sequence[ClaimsRequest]) -> list[ScoredClaims]:
+        """Score several requests with one prediction per alias; one answer per request.
+
+        Each claim is answered by the alias its claim_id routes to, and logged under its
+        own request's id. The whole batch sees one state: a promotion that lands meanwhile
+        applies to the next batch, never to half of this one.
+        """
         state = self._state
         if state.champion is None or state.split is None:
             raise NoChampionError(state.model_name)
         scored_at = datetime.now(UTC)
+        claims = pa.Table.from_pylist(
+            [row for request in requests for row in request.rows], schema=REQUEST_SCHEMA
+        )
+        sizes = [len(request.rows) for request in requests]
+        request_ids = [
+            request.request_id
+            for request, size in zip(requests, sizes, strict=True)
+            for _ in range(size)
+        ]
         claim_ids = [str(c) for c in claims.column(ID_COLUMN).to_pylist()]
         features = claims.select(MODEL_FEATURES).to_pandas()
         assignment = state.split.assign(claim_ids)
@@ -121,7 +150,7 @@ class ScoringService:
         model_version = [""] * len(claim_ids)
         for alias, positions in assignment.answered_by.items():
             served = state.model(alias)
-            # One alias answering everything (every 1-claim request) needs no row copy.
+            # One alias answering everything (most 1-claim batches) needs no row copy.
             rows = features if len(positions) == len(features) else features.iloc[positions]
             fraud_score[positions] = served.predict(rows)
             for position in positions:
@@ -129,7 +158,7 @@ class ScoringService:
                 model_version[position] = served.version
 
         window = self.settings.serving.log_window_minutes
-        rows = [
+        log_rows = [
             inference_log_rows(
                 claims,
                 fraud_score=fraud_score,
@@ -138,13 +167,13 @@ class ScoringService:
                 source=REALTIME,
                 scored_at=scored_at,
                 window_minutes=window,
-                request_id=request_id,
+                request_id=request_ids,
             )
         ]
         if assignment.shadowed:
             challenger = state.model(CHALLENGER)
             positions = assignment.shadowed
-            rows.append(
+            log_rows.append(
                 inference_log_rows(
                     claims.take(positions),
                     fraud_score=challenger.predict(features.iloc[positions]),
@@ -153,17 +182,25 @@ class ScoringService:
                     source=SHADOW,
                     scored_at=scored_at,
                     window_minutes=window,
-                    request_id=request_id,
+                    request_id=[request_ids[p] for p in positions],
                 )
             )
-        self.inference_log.append(pa.concat_tables(rows))
+        self.inference_log.append(pa.concat_tables(log_rows))
 
-        threshold = self.settings.thresholds.operating_threshold
-        return ScoredClaims(
-            request_id=request_id,
-            claim_ids=claim_ids,
-            fraud_score=fraud_score,
-            decision=(fraud_score >= threshold).astype("int64"),
-            model_alias=model_alias,
-            model_version=model_version,
-        )
+        decision = (fraud_score >= self.settings.thresholds.operating_threshold).astype("int64")
+        answers = []
+        start = 0
+        for request, size in zip(requests, sizes, strict=True):
+            end = start + size
+            answers.append(
+                ScoredClaims(
+                    request_id=request.request_id,
+                    claim_ids=claim_ids[start:end],
+                    fraud_score=fraud_score[start:end],
+                    decision=decision[start:end],
+                    model_alias=model_alias[start:end],
+                    model_version=model_version[start:end],
+                )
+            )
+            start = end
+        return answers
