@@ -1,24 +1,27 @@
-"""Benchmark: 1-row request latency of the scoring service vs ``mlflow models serve``.
+"""Benchmark: the scoring service vs ``mlflow models serve`` under 32 concurrent clients.
 
-    python bench/bench_serving.py                          # 5 rounds x 200 requests per target
-    python bench/bench_serving.py --rounds 2 --requests 100 --max-seconds 60
+    python bench/bench_serving.py                         # 32 clients x 30 s per target
+    python bench/bench_serving.py --clients 8 --seconds 10 --claims 5000   # a quick look
 
 In a fresh temporary FRAUD_HOME it trains the real XGBoost model on synthetic claims
 (default training parameters), logs it exactly as the training step does, registers it
-twice (``champion`` = version 1, ``challenger`` = version 2, so routing is live), then
-starts on loopback:
+twice (``champion`` = version 1, ``challenger`` = version 2, the same artifact, so the
+10% A/B routing is live), then starts on loopback, one uvicorn worker each:
 
-- this project's service, ``python -m fraud_assets.serving`` (one uvicorn worker, 10%
-  challenger traffic, inference log buffered as configured by default);
-- ``mlflow models serve -m models:/<name>/1 --env-manager local`` (one uvicorn worker).
+- this project's service, ``python -m fraud_assets.serving`` (default settings:
+  micro-batching, buffered inference log, registry poll);
+- ``mlflow models serve -m models:/<name>/1 --env-manager local``.
 
-Both receive the same 1-row ``dataframe_records`` payloads over one keep-alive HTTP
-connection each. The raw model is timed in-process on the same rows: the pyfunc's
-``predict`` on a 1-row frame, and the booster alone. The four targets run in alternating
-rounds, so background load on the machine falls on all of them alike. Every request is
-bounded by a timeout, every target by ``--max-seconds``. On the
-way out, the service is stopped with SIGTERM and the benchmark checks that each of its
-requests left exactly one ``realtime`` row in ``inference_log``. Results go to
+One load generator, the same for both targets, runs in its own process
+(``bench_serving.py load``): ``--clients`` asyncio clients on aiohttp and uvloop, each
+sending 1-row ``dataframe_records`` requests back to back (a closed loop) for
+``--warmup`` seconds unmeasured, then ``--seconds`` measured. It reports requests per
+second, latency percentiles of the 200 answers, and every error or non-200 answer. The
+targets run one after the other, and the load average is recorded around each run.
+
+Before the load, 200 claims are scored through both servers and must agree. On the way
+out the service is stopped with SIGTERM, and each of its answered requests must have left
+exactly one ``realtime`` row in ``inference_log``. Results go to
 ``bench/results/serving.json``.
 """
 
@@ -27,20 +30,22 @@ from __future__ import annotations
 import os
 
 # The service runs XGBoost with one OpenMP thread (fraud_assets.serving.__main__); give the
-# mlflow server and the in-process raw timings the same, so the stacks are compared alike.
+# mlflow server the same, so the stacks are compared alike.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import argparse
+import asyncio
 import json
 import logging
 import platform
+import re
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -61,15 +66,20 @@ log = logging.getLogger("bench_serving")
 RESULTS = Path(__file__).resolve().parent / "results" / "serving.json"
 REQUEST_TIMEOUT = 10.0
 STARTUP_TIMEOUT = 180.0
+SERVICE = "fraud_assets_service"
+MLFLOW = "mlflow_models_serve"
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["load"]:
+        _load_main(argv[1:])
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--claims", type=int, default=20_000, help="synthetic claims to train on")
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--requests", type=int, default=200, help="requests per target per round")
-    parser.add_argument("--warmup", type=int, default=50)
-    parser.add_argument("--max-seconds", type=float, default=120.0, help="time cap per target")
+    parser.add_argument("--clients", type=int, default=32, help="concurrent closed-loop clients")
+    parser.add_argument("--seconds", type=float, default=30.0, help="measured seconds per target")
+    parser.add_argument("--warmup", type=float, default=3.0, help="unmeasured seconds first")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -80,13 +90,15 @@ def main(argv: list[str] | None = None) -> None:
         values: dict[str, Any] = {"home": home}
         settings = FraudSettings(**values)
         gold = _gold(args.claims, settings)
-        booster, pyfunc_model, name = _register(settings, gold)
-        payload_rows = gold[[ID_COLUMN, *MODEL_FEATURES]].head(500).reset_index(drop=True)
+        name = _register(settings, gold)
+        payload_rows = gold[[ID_COLUMN, *MODEL_FEATURES]].head(2000).reset_index(drop=True)
         records = [
             {str(k): v for k, v in row.items()} for row in payload_rows.to_dict(orient="records")
         ]
-
-        frames = [payload_rows.iloc[[i]][MODEL_FEATURES] for i in range(len(payload_rows))]
+        bodies = home / "bodies.json"
+        bodies.write_text(
+            json.dumps([json.dumps({"dataframe_records": [r]}) for r in records]), "utf-8"
+        )
         env = _clean_env(home)
         service_port, mlflow_port = _free_port(), _free_port()
         service_cmd = [
@@ -111,80 +123,196 @@ def main(argv: list[str] | None = None) -> None:
             "--port",
             str(mlflow_port),
         ]
+        urls = {
+            SERVICE: f"http://127.0.0.1:{service_port}",
+            MLFLOW: f"http://127.0.0.1:{mlflow_port}",
+        }
         with (
-            _server(service_cmd, env, f"http://127.0.0.1:{service_port}/health") as service,
-            _server(mlflow_cmd, env, f"http://127.0.0.1:{mlflow_port}/ping") as mlflow_server,
+            _server(service_cmd, env, f"{urls[SERVICE]}/ready") as service,
+            _server(mlflow_cmd, env, f"{urls[MLFLOW]}/ping"),
         ):
-            answers: dict[str, dict[str, Any]] = {}
-            clients: list[httpx.Client] = []
-            targets: dict[str, Callable[[int], object]] = {
-                "pyfunc_predict": lambda i: pyfunc_model.predict(frames[i % len(frames)]),
-                "raw_booster": lambda i: booster.predict_proba(frames[i % len(frames)]),
-            }
-            for target, port in (
-                ("fraud_assets_service", service_port),
-                ("mlflow_models_serve", mlflow_port),
-            ):
-                clients.append(httpx.Client(timeout=REQUEST_TIMEOUT))
-                answers[target] = {"count": 0, "scores": {}}
-                targets[target] = _poster(
-                    clients[-1], f"http://127.0.0.1:{port}/invocations", records, answers[target]
-                )
-            try:
-                latencies = _measure(targets, args)
-            finally:
-                for client in clients:
-                    client.close()
-            agreement = _agreement(answers)
+            agreement, checked = _agreement(urls, records[:200])
+            runs: dict[str, dict[str, Any]] = {}
+            for target in (SERVICE, MLFLOW):
+                runs[target] = _run_load(f"{urls[target]}/invocations", bodies, args)
+                log.info("%s: %s", target, _line(runs[target]))
+            batching = _batching(f"{urls[SERVICE]}/metrics")
             service.send_signal(signal.SIGTERM)
-            service.wait(timeout=60)
-            mlflow_server.send_signal(signal.SIGTERM)
+            service.wait(timeout=120)
         logged = _logged_rows(settings)
 
-    service_requests = answers["fraud_assets_service"]["count"]
-    summary = {name: _summary(values) for name, values in latencies.items()}
-    service_p50 = summary["fraud_assets_service"]["p50_ms"]
-    mlflow_p50 = summary["mlflow_models_serve"]["p50_ms"]
+    service_requests = runs[SERVICE]["ok_total"] + checked
+    ours, theirs = runs[SERVICE], runs[MLFLOW]
     result = {
-        "benchmark": "serving_latency_1_row",
+        "benchmark": "serving_closed_loop_1_row",
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
-            "load_average_at_end": list(os.getloadavg()),
+            "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
             "omp_num_threads": os.environ["OMP_NUM_THREADS"],
         },
         "model": "xgboost probability pyfunc (fraud_assets.ml.pyfunc), default training params",
         "training_claims": args.claims,
-        "requests_per_target": {k: len(v) for k, v in latencies.items()},
-        "latency_ms": summary,
-        "mlflow_p50_over_service_p50": round(mlflow_p50 / service_p50, 2),
-        "service_overhead_over_pyfunc_p50_ms": round(
-            service_p50 - summary["pyfunc_predict"]["p50_ms"], 3
-        ),
+        "load": {
+            "clients": args.clients,
+            "measured_seconds": args.seconds,
+            "warmup_seconds": args.warmup,
+            "rows_per_request": 1,
+            "generator": "aiohttp + uvloop, one process, closed loop, same for both targets",
+        },
+        "targets": runs,
+        "service_over_mlflow_rps": round(ours["rps"] / theirs["rps"], 2),
+        "mlflow_p99_over_service_p99": round(theirs["p99_ms"] / ours["p99_ms"], 2),
+        "service_micro_batching": batching,
+        "aims": {
+            "service_p99_under_10_ms": ours["p99_ms"] < 10.0,
+            "service_rps_at_least_3x_mlflow": ours["rps"] >= 3 * theirs["rps"],
+        },
         "scores_agree_with_mlflow_serve": agreement,
         "inference_log": {
-            "service_requests": service_requests,
+            "service_requests_answered": service_requests,
             "realtime_rows_after_sigterm": logged,
             "complete": logged == service_requests,
         },
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    for key in ("fraud_assets_service", "mlflow_models_serve", "pyfunc_predict", "raw_booster"):
-        figures = summary[key]
-        log.info(
-            "%-22s p50 %7.3f ms  p95 %7.3f ms  (n=%d)",
-            key,
-            figures["p50_ms"],
-            figures["p95_ms"],
-            figures["n"],
-        )
-    log.info("mlflow serve p50 / service p50 = %.2f", result["mlflow_p50_over_service_p50"])
-    log.info("inference log: %d rows for %d requests", logged, service_requests)
+    for target in (SERVICE, MLFLOW):
+        log.info("%-22s %s", target, _line(runs[target]))
+    log.info(
+        "service / mlflow: %.2fx requests per second; mean batch %.1f requests",
+        result["service_over_mlflow_rps"],
+        batching["mean_requests_per_batch"],
+    )
+    log.info("load average at end: %s", result["machine"]["load_average_at_end"])
+    log.info("inference log: %d rows for %d answered requests", logged, service_requests)
     log.info("saved %s", args.output)
     if not agreement or logged != service_requests:
         raise SystemExit("the service disagreed with mlflow serve or lost inference-log rows")
+
+
+def _line(run: dict[str, Any]) -> str:
+    return (
+        f"{run['rps']:8.1f} req/s  p50 {run['p50_ms']:7.2f} ms  p99 {run['p99_ms']:7.2f} ms  "
+        f"errors {sum(run['errors'].values())}  load {run['load_average_before'][0]:.2f}"
+        f"->{run['load_average_after'][0]:.2f}"
+    )
+
+
+def _run_load(url: str, bodies: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """The load generator in its own process, so it never shares an interpreter with a server."""
+    command = [sys.executable, __file__, "load", "--url", url, "--bodies", str(bodies)]
+    command += ["--clients", str(args.clients), "--seconds", str(args.seconds)]
+    command += ["--warmup", str(args.warmup)]
+    before = [round(x, 2) for x in os.getloadavg()]
+    done = subprocess.run(
+        command, capture_output=True, text=True, check=True, timeout=args.seconds * 3 + 120
+    )
+    run: dict[str, Any] = json.loads(done.stdout)
+    run["load_average_before"] = before
+    run["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+    return run
+
+
+def _load_main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="bench_serving.py load")
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--bodies", type=Path, required=True, help="JSON list of request bodies")
+    parser.add_argument("--clients", type=int, required=True)
+    parser.add_argument("--seconds", type=float, required=True)
+    parser.add_argument("--warmup", type=float, required=True)
+    args = parser.parse_args(argv)
+    import uvloop
+
+    bodies = [body.encode() for body in json.loads(args.bodies.read_text("utf-8"))]
+    result = uvloop.run(_closed_loop(args.url, bodies, args.clients, args.seconds, args.warmup))
+    sys.stdout.write(json.dumps(result) + "\n")
+
+
+async def _closed_loop(
+    url: str, bodies: list[bytes], clients: int, seconds: float, warmup: float
+) -> dict[str, Any]:
+    """``clients`` loops, each sending its next request as soon as the last one is answered."""
+    import aiohttp
+
+    latencies: list[float] = []
+    errors: Counter[str] = Counter()
+    ok_total = 0
+    started = time.perf_counter()
+    measure_from = started + warmup
+    stop_at = measure_from + seconds
+    headers = {"content-type": "application/json"}
+
+    async def client(session: aiohttp.ClientSession, first: int) -> None:
+        nonlocal ok_total
+        i = first
+        while (sent := time.perf_counter()) < stop_at:
+            body = bodies[i % len(bodies)]
+            i += clients
+            try:
+                async with session.post(url, data=body, headers=headers) as response:
+                    await response.read()
+                    outcome = str(response.status)
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                outcome = type(exc).__name__
+            answered = time.perf_counter()
+            ok_total += outcome == "200"
+            if sent >= measure_from:
+                if outcome == "200":
+                    latencies.append(answered - sent)
+                else:
+                    errors[outcome] += 1
+
+    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)
+    connector = aiohttp.TCPConnector(limit=clients)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        await asyncio.gather(*(client(session, k) for k in range(clients)))
+    ms = np.asarray(latencies) * 1000.0
+    return {
+        "requests_ok": len(latencies),
+        "errors": dict(errors),
+        "ok_total": ok_total,
+        "rps": round(len(latencies) / seconds, 1),
+        "p50_ms": round(float(np.percentile(ms, 50)), 3),
+        "p90_ms": round(float(np.percentile(ms, 90)), 3),
+        "p99_ms": round(float(np.percentile(ms, 99)), 3),
+        "max_ms": round(float(ms.max()), 3),
+        "mean_ms": round(float(ms.mean()), 3),
+    }
+
+
+def _agreement(urls: dict[str, str], records: list[dict[str, Any]]) -> tuple[bool, int]:
+    """Whether every claim scores the same through both servers, and the requests sent."""
+    scores: dict[str, list[float]] = {}
+    for target, base in urls.items():
+        with httpx.Client(timeout=REQUEST_TIMEOUT) as client:
+            scores[target] = [
+                float(
+                    client.post(f"{base}/invocations", json={"dataframe_records": [record]})
+                    .raise_for_status()
+                    .json()["predictions"][0]
+                )
+                for record in records
+            ]
+    agree = bool(np.allclose(scores[SERVICE], scores[MLFLOW], rtol=0, atol=1e-12))
+    return agree, len(records)
+
+
+def _batching(metrics_url: str) -> dict[str, float]:
+    """How many requests shared a prediction, from the service's own /metrics."""
+    text = httpx.get(metrics_url, timeout=REQUEST_TIMEOUT).text
+    found = {
+        name: float(value)
+        for name, value in re.findall(
+            r"^fraud_serving_batch_requests_(sum|count) (\S+)$", text, re.MULTILINE
+        )
+    }
+    batches = found.get("count", 0.0)
+    return {
+        "batches": batches,
+        "mean_requests_per_batch": round(found.get("sum", 0.0) / batches, 2) if batches else 0.0,
+    }
 
 
 def _gold(n_claims: int, settings: FraudSettings) -> pd.DataFrame:
@@ -194,7 +322,7 @@ def _gold(n_claims: int, settings: FraudSettings) -> pd.DataFrame:
     )
 
 
-def _register(settings: FraudSettings, gold: pd.DataFrame) -> tuple[Any, Any, str]:
+def _register(settings: FraudSettings, gold: pd.DataFrame) -> str:
     import mlflow
 
     from fraud_assets.ml import registry
@@ -223,56 +351,7 @@ def _register(settings: FraudSettings, gold: pd.DataFrame) -> tuple[Any, Any, st
     challenger = mlflow.register_model(run.model_uri, name)
     registry.move_champion(client, name=name, version=str(champion.version), actor="bench")
     registry.set_challenger(client, name=name, version=str(challenger.version))
-    pyfunc_model = mlflow.pyfunc.load_model(f"models:/{name}/{champion.version}")
-    return trained, pyfunc_model, name
-
-
-def _measure(
-    targets: dict[str, Callable[[int], object]], args: argparse.Namespace
-) -> dict[str, list[float]]:
-    """Time each target in alternating rounds, so background load falls on all of them alike."""
-    latencies: dict[str, list[float]] = {name: [] for name in targets}
-    spent = dict.fromkeys(targets, 0.0)
-    for call in targets.values():
-        for i in range(args.warmup):
-            call(i)
-    for round_number in range(args.rounds):
-        for name, call in targets.items():
-            for i in range(args.requests):
-                if spent[name] >= args.max_seconds:
-                    break
-                started = time.perf_counter()
-                call(round_number * args.requests + i)
-                elapsed = time.perf_counter() - started
-                latencies[name].append(elapsed)
-                spent[name] += elapsed
-    return latencies
-
-
-def _poster(
-    client: httpx.Client, url: str, records: list[dict[str, Any]], sink: dict[str, Any]
-) -> Callable[[int], None]:
-    """One 1-row request per call; remembers each claim's score to compare the servers."""
-
-    def post(i: int) -> None:
-        record = records[i % len(records)]
-        response = client.post(url, json={"dataframe_records": [record]})
-        if response.status_code != 200:
-            raise RuntimeError(f"{url} answered {response.status_code}: {response.text[:500]}")
-        sink["count"] += 1
-        sink["scores"][record[ID_COLUMN]] = float(response.json()["predictions"][0])
-
-    return post
-
-
-def _agreement(answers: dict[str, dict[str, Any]]) -> bool:
-    """Every claim scores the same through both servers (versions 1 and 2 share one artifact)."""
-    ours = answers["fraud_assets_service"]["scores"]
-    theirs = answers["mlflow_models_serve"]["scores"]
-    shared = sorted(set(ours) & set(theirs))
-    if not shared:
-        return False
-    return bool(np.allclose([ours[c] for c in shared], [theirs[c] for c in shared], atol=1e-12))
+    return name
 
 
 def _logged_rows(settings: FraudSettings) -> int:
@@ -281,17 +360,6 @@ def _logged_rows(settings: FraudSettings) -> int:
 
     logged = table_store(settings).read_pandas(INFERENCE_LOG)
     return int((logged["source"] == REALTIME).sum())
-
-
-def _summary(seconds: list[float]) -> dict[str, float]:
-    ms = np.asarray(seconds) * 1000.0
-    return {
-        "n": len(ms),
-        "p50_ms": round(float(np.percentile(ms, 50)), 3),
-        "p95_ms": round(float(np.percentile(ms, 95)), 3),
-        "p99_ms": round(float(np.percentile(ms, 99)), 3),
-        "mean_ms": round(float(statistics.fmean(ms)), 3),
-    }
 
 
 def _clean_env(home: Path) -> dict[str, str]:

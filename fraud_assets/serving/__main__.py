@@ -8,6 +8,7 @@ inference-log rows before the process exits.
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 from collections.abc import Sequence
@@ -36,6 +37,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s"
     )
+    # A loaded MLflow model is a heap of long-lived objects, and each full collection walks
+    # all of it while every request waits: with the default thresholds those pauses were
+    # the p99 (bench/bench_serving.py). Fewer, later collections; the objects live anyway.
+    gc.set_threshold(50_000, 50, 100)
     uvicorn.run(
         create_app(settings),
         host=args.host,
