@@ -140,6 +140,7 @@ class BufferedInferenceLog:
         self._max_buffer_rows = max_buffer_rows
         self._pending: list[pa.Table] = []
         self._pending_rows = 0
+        self._writing_rows = 0
         self._written_rows = 0
         self._failed_writes = 0
         self._last_error: str | None = None
@@ -180,6 +181,7 @@ class BufferedInferenceLog:
             with self._buffer_lock:
                 batches, self._pending = self._pending, []
                 count, self._pending_rows = self._pending_rows, 0
+                self._writing_rows = count
             if not batches:
                 return 0
             try:
@@ -190,11 +192,13 @@ class BufferedInferenceLog:
                 with self._buffer_lock:
                     self._pending = batches + self._pending
                     self._pending_rows += count
+                    self._writing_rows = 0
                     self._failed_writes += 1
                     self._last_error = f"{type(exc).__name__}: {exc}"
                 raise
             with self._buffer_lock:
                 self._written_rows += count
+                self._writing_rows = 0
             log.debug("appended %d rows to %s (version %d)", count, self._table, version)
             return count
 
@@ -216,7 +220,8 @@ class BufferedInferenceLog:
         with self._buffer_lock:
             return LogStats(
                 table=self._store.location(self._table),
-                buffered_rows=self._pending_rows,
+                # Rows being written count as buffered until the write commits.
+                buffered_rows=self._pending_rows + self._writing_rows,
                 written_rows=self._written_rows,
                 failed_writes=self._failed_writes,
                 last_error=self._last_error,
