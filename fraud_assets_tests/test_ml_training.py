@@ -221,3 +221,46 @@ def _assert_loads_without_fraud_assets(uri: str, tmp_path: Path) -> None:
     )
     assert completed.returncode == 0, completed.stderr[-2000:]
     assert 0.0 <= float(completed.stdout.strip().splitlines()[-1]) <= 1.0
+
+
+def png_from_markdown(value: dict) -> bytes:
+    """The PNG inside a markdown image metadata value, checked to be small enough for the UI."""
+    import base64
+    import re
+
+    assert value["type"] == "md"
+    match = re.fullmatch(
+        r"!\[[^\]]+\]\(data:image/png;base64,([A-Za-z0-9+/=]+)\)", value["raw_value"]
+    )
+    assert match, value["raw_value"][:80]
+    png = base64.b64decode(match.group(1))
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    assert len(png) < 60_000, f"{len(png)} bytes: too heavy for asset metadata"
+    return png
+
+
+def test_train_task_links_its_mlflow_run_and_charts_its_holdout_curves(trained_run):
+    metadata = trained_run.materializations[0].metadata
+    run = tracking.mlflow_client().get_run(metadata["mlflow_run_id"])
+    assert metadata["mlflow_run"] == {
+        "raw_value": (
+            f"http://localhost:5000/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
+        ),
+        "type": "url",
+    }
+    png_from_markdown(metadata["holdout_curves"])
+
+
+@pytest.mark.parametrize("model_type", ["catboost", "xgboost"])
+def test_training_reports_its_progress(gold, model_type, caplog):
+    import logging
+
+    train, _ = split_gold(gold)
+    logger = logging.getLogger(f"progress.{model_type}")
+    with caplog.at_level(logging.INFO, logger=logger.name):
+        train_model(train, model_type=model_type, params=SMALL, progress=logger)
+    rounds = [m for m in caplog.messages if "round" in m]
+    # 25 rounds, a line every 25 // 6 = 4 rounds and at the end.
+    assert [m.split()[2] for m in rounds] == [f"{n}/25" for n in (4, 8, 12, 16, 20, 24, 25)]
+    assert rounds[0].startswith(f"{model_type}: round 4/25 (16%) after ")
+    assert caplog.messages[-1].startswith(f"trained {model_type} on {len(train)} rows")

@@ -14,7 +14,13 @@ from typing import Any
 import mlflow
 import pyarrow as pa
 import pytest
-from dagster import AssetKey, materialize
+from dagster import (
+    AssetKey,
+    MarkdownMetadataValue,
+    MetadataValue,
+    UrlMetadataValue,
+    materialize,
+)
 
 from fraud_assets import keys
 from fraud_assets.assets.evaluation import model_evaluation
@@ -30,6 +36,7 @@ from fraud_assets.ml.tracking import configure_mlflow, mlflow_client
 from fraud_assets.resources.compute import LocalPipesCompute
 from fraud_assets.settings import get_settings
 from fraud_assets_tests.test_ml_support import make_gold_frame, use_migrated_mlflow_store
+from fraud_assets_tests.test_ml_training import png_from_markdown
 
 pytestmark = pytest.mark.slow
 
@@ -90,6 +97,22 @@ def test_champion_moves_only_when_every_blocking_check_passes(
             assert _check(passing, name), f"{asset.to_user_string()}.{name} failed on good data"
     [registered] = passing.asset_materializations_for_node("registered_model")
     assert registered.metadata["promoted"].value is True
+    # What a user reads at a glance in the UI: links into MLflow and the curves as images.
+    assert registered.metadata["mlflow_model_version"] == MetadataValue.url(
+        f"http://localhost:5000/#/models/{MODEL}/versions/1"
+    )
+    [first_evaluation] = passing.asset_materializations_for_node("model_evaluation")
+    run_link = first_evaluation.metadata["candidate_mlflow_run"]
+    assert isinstance(run_link, UrlMetadataValue)
+    assert run_link.value.endswith(f"/runs/{first_evaluation.metadata['candidate_run_id'].value}")
+    assert "champion_model_version" not in first_evaluation.metadata  # no champion yet
+    for node in ("catboost_model", "xgboost_model", "model_evaluation"):
+        [materialized] = passing.asset_materializations_for_node(node)
+        curves = materialized.metadata["holdout_curves"]
+        assert isinstance(curves, MarkdownMetadataValue)
+        png_from_markdown({"raw_value": curves.value, "type": "md"})
+    models_table = str(first_evaluation.metadata["models"].value)
+    assert "| catboost | " in models_table and "| xgboost | " in models_table
     configure_mlflow(get_settings())
     assert _champion() == "1"
     [scored] = passing.asset_materializations_for_node("fraud_scores")
@@ -121,6 +144,10 @@ def test_champion_moves_only_when_every_blocking_check_passes(
     [evaluated] = failing.asset_materializations_for_node("model_evaluation")
     roc_auc = evaluated.metadata["roc_auc"].value
     assert isinstance(roc_auc, float) and roc_auc < get_settings().thresholds.roc_auc_min
+    assert evaluated.metadata["champion_model_version"] == MetadataValue.url(
+        f"http://localhost:5000/#/models/{MODEL}/versions/1"
+    )
+    assert "| fraud_detector v1 | champion |" in str(evaluated.metadata["models"].value)
     assert _champion() == "1"
     assert [str(v.version) for v in mlflow_client().search_model_versions(f"name='{MODEL}'")] == [
         "1"

@@ -135,3 +135,36 @@ def deployed_by() -> str:
         # Containers often run as a uid with no passwd entry.
         user = UNKNOWN
     return f"{user}@{socket.gethostname()}"
+
+
+def mlflow_ui_base(settings: FraudSettings) -> str | None:
+    """Where a person opens MLflow: the workspace on Databricks, else ``make mlflow-ui``."""
+    if on_databricks_runtime():
+        from mlflow.utils.databricks_utils import get_workspace_url
+
+        host = os.environ.get("DATABRICKS_HOST") or get_workspace_url()
+        if not host:
+            return None
+        return (host if host.startswith("http") else f"https://{host}").rstrip("/")
+    return settings.mlflow_ui_url.rstrip("/")
+
+
+def run_url(settings: FraudSettings, run_id: str) -> str | None:
+    """A link to the run's page in the MLflow UI (``configure_mlflow`` must have run)."""
+    base = mlflow_ui_base(settings)
+    if base is None:
+        return None
+    experiment_id = mlflow_client().get_run(run_id).info.experiment_id
+    if on_databricks_runtime():
+        return f"{base}/ml/experiments/{experiment_id}/runs/{run_id}"
+    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def model_version_url(settings: FraudSettings, name: str, version: str) -> str | None:
+    """A link to a registered model version: Catalog Explorer on Databricks, else MLflow."""
+    base = mlflow_ui_base(settings)
+    if base is None:
+        return None
+    if on_databricks_runtime():
+        return f"{base}/explore/data/models/{name.replace('.', '/')}/version/{version}"
+    return f"{base}/#/models/{name}/versions/{version}"

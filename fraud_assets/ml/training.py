@@ -36,6 +36,7 @@ from fraud_assets.ml.pyfunc import (
 log = logging.getLogger(__name__)
 
 REFERENCE_MAX_ROWS = 50_000
+PROGRESS_REPORTS = 6
 
 
 class TrainingDataError(ValueError):
@@ -120,20 +121,48 @@ def feature_spec(train: pd.DataFrame, model_type: ModelType) -> FeatureSpec:
     )
 
 
+class TrainingProgress:
+    """Logs every ``1/PROGRESS_REPORTS`` of the boosting rounds, with the elapsed time."""
+
+    def __init__(self, logger: logging.Logger, model_type: ModelType, rounds: int) -> None:
+        self.logger = logger
+        self.model_type = model_type
+        self.rounds = rounds
+        self.every = max(1, rounds // PROGRESS_REPORTS)
+        self.started = time.perf_counter()
+
+    def round_done(self, done: int) -> None:
+        """``done`` rounds have finished."""
+        if done % self.every == 0 or done == self.rounds:
+            self.logger.info(
+                "%s: round %d/%d (%.0f%%) after %.1fs",
+                self.model_type,
+                done,
+                self.rounds,
+                100 * done / self.rounds,
+                time.perf_counter() - self.started,
+            )
+
+
 def train_model(
-    train: pd.DataFrame, *, model_type: ModelType, params: TrainingParams
+    train: pd.DataFrame,
+    *,
+    model_type: ModelType,
+    params: TrainingParams,
+    progress: logging.Logger | None = None,
 ) -> TrainedModel:
-    """Fit one booster on the training split."""
+    """Fit one booster on the training split; ``progress`` receives a line per sixth of it."""
     spec = feature_spec(train, model_type)
     features = model_matrix(train, spec)
     labels = train[LABEL_COLUMN].to_numpy(dtype="int64")
+    tracker = TrainingProgress(progress or log, model_type, params.boosting_rounds)
     started = time.perf_counter()
     if model_type == "catboost":
-        booster, library_params, importance = _fit_catboost(features, labels, spec, params)
+        booster, library_params, importance = _fit_catboost(features, labels, spec, params, tracker)
     else:
-        booster, library_params, importance = _fit_xgboost(features, labels, spec, params)
+        booster, library_params, importance = _fit_xgboost(features, labels, spec, params, tracker)
     seconds = time.perf_counter() - started
-    log.info("trained %s on %d rows in %.1fs", model_type, len(train), seconds)
+    (progress or log).info("trained %s on %d rows in %.1fs", model_type, len(train), seconds)
     return TrainedModel(
         model_type=model_type,
         booster=booster,
@@ -150,8 +179,21 @@ def _threads() -> int:
     return max(1, os.cpu_count() or 1)
 
 
+class _CatBoostProgress:
+    def __init__(self, tracker: TrainingProgress) -> None:
+        self.tracker = tracker
+
+    def after_iteration(self, info: Any) -> bool:
+        self.tracker.round_done(int(info.iteration))  # CatBoost counts from 1
+        return True  # keep training
+
+
 def _fit_catboost(
-    features: pd.DataFrame, labels: np.ndarray, spec: FeatureSpec, params: TrainingParams
+    features: pd.DataFrame,
+    labels: np.ndarray,
+    spec: FeatureSpec,
+    params: TrainingParams,
+    tracker: TrainingProgress,
 ) -> tuple[Any, dict[str, Any], dict[str, float]]:
     from catboost import CatBoostClassifier
 
@@ -170,15 +212,25 @@ def _fit_catboost(
         verbose=False,
         allow_writing_files=False,
     )
-    model.fit(features, labels)
+    model.fit(features, labels, callbacks=[_CatBoostProgress(tracker)])
     importance = dict(zip(model.feature_names_, model.get_feature_importance(), strict=True))
     return model, library_params, importance
 
 
 def _fit_xgboost(
-    features: pd.DataFrame, labels: np.ndarray, spec: FeatureSpec, params: TrainingParams
+    features: pd.DataFrame,
+    labels: np.ndarray,
+    spec: FeatureSpec,
+    params: TrainingParams,
+    tracker: TrainingProgress,
 ) -> tuple[Any, dict[str, Any], dict[str, float]]:
     from xgboost import XGBClassifier
+    from xgboost.callback import TrainingCallback
+
+    class Progress(TrainingCallback):
+        def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
+            tracker.round_done(epoch + 1)  # XGBoost counts from 0
+            return False  # keep training
 
     positives = int(labels.sum())
     library_params: dict[str, Any] = {
@@ -192,7 +244,7 @@ def _fit_xgboost(
         "random_state": params.seed,
         "n_jobs": _threads(),
     }
-    model = XGBClassifier(**library_params)
+    model = XGBClassifier(**library_params, callbacks=[Progress()])
     model.fit(features, labels)
     booster = model.get_booster()
     gains = booster.get_score(importance_type="total_gain")

@@ -230,6 +230,16 @@ def pipes_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def link(name: str, url: str | None) -> dict[str, Any]:
+    """``{name: url}`` as a clickable Pipes URL value, or nothing when the URL is unknown."""
+    return {} if url is None else {name: {"raw_value": url, "type": "url"}}
+
+
+def markdown(text: str) -> dict[str, Any]:
+    """Markdown the Dagster UI renders (tables, and charts as data-URI images)."""
+    return {"raw_value": text, "type": "md"}
+
+
 def _is_plain_container(value: Any) -> bool:
     if isinstance(value, dict):
         return set(value) != {"raw_value", "type"}

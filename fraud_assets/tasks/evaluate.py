@@ -13,18 +13,23 @@ import mlflow.pyfunc
 import pandas as pd
 
 from fraud_assets import keys
+from fraud_assets.features import LABEL_COLUMN
+from fraud_assets.governance.charts import markdown_image
 from fraud_assets.lakehouse import table_store
 from fraud_assets.ml import evaluation
+from fraud_assets.ml.charts import ScoredHoldout, roc_pr_chart
 from fraud_assets.ml.evaluation import EvaluatedModel
 from fraud_assets.ml.registry import CHAMPION, alias_version
 from fraud_assets.ml.runs import latest_training_runs
-from fraud_assets.ml.tracking import configure_mlflow, mlflow_client
+from fraud_assets.ml.tracking import configure_mlflow, mlflow_client, model_version_url, run_url
 from fraud_assets.ml.training import split_gold
 from fraud_assets.tasks._runtime import (
     CheckOutcome,
     Materialization,
     TaskContext,
     TaskResult,
+    link,
+    markdown,
     run_task,
 )
 
@@ -93,6 +98,15 @@ def evaluate(ctx: TaskContext) -> TaskResult:
     }
     asset_key = keys.MODEL_EVALUATION.to_user_string()
     metrics = candidate.metrics
+    curves = roc_pr_chart(
+        {_curve_label(e): ScoredHoldout(holdout[LABEL_COLUMN], e.scores) for e in evaluated},
+        threshold=threshold,
+    )
+    champion_link = (
+        model_version_url(settings, settings.registered_model_name, champion.model_version)
+        if champion is not None and champion.model_version is not None
+        else None
+    )
     return TaskResult(
         materializations=[
             Materialization(
@@ -100,6 +114,7 @@ def evaluate(ctx: TaskContext) -> TaskResult:
                 {
                     "candidate_model": candidate.model,
                     "candidate_run_id": candidate.mlflow_run_id,
+                    **link("candidate_mlflow_run", run_url(settings, candidate_run.run_id)),
                     "model_uri": candidate.model_uri,
                     "roc_auc": round(metrics.roc_auc, 4),
                     "pr_auc": round(metrics.pr_auc, 4),
@@ -112,6 +127,9 @@ def evaluate(ctx: TaskContext) -> TaskResult:
                     "holdout_rows": metrics.rows,
                     "champion_version": champion.model_version if champion else "none",
                     "champion_roc_auc": round(champion.metrics.roc_auc, 4) if champion else "none",
+                    **link("champion_model_version", champion_link),
+                    "models": markdown(_models_table(evaluated)),
+                    "holdout_curves": markdown(markdown_image("ROC and PR curves", curves)),
                     "row_count": len(table),
                     "delta_version": version,
                     "table_location": store.location("model_evaluation"),
@@ -132,6 +150,28 @@ def evaluate(ctx: TaskContext) -> TaskResult:
             for name, verdict in verdicts.items()
         ],
     )
+
+
+def _curve_label(evaluated: EvaluatedModel) -> str:
+    if evaluated.role == "champion":
+        return f"champion v{evaluated.model_version}"
+    return f"{evaluated.model} ({evaluated.role.replace('_', '-')})"
+
+
+def _models_table(evaluated: list[EvaluatedModel]) -> str:
+    """Every model on the holdout, side by side, as the UI's markdown table."""
+    lines = [
+        "| model | role | ROC AUC | PR AUC | precision | recall | fraud $ caught |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for e in evaluated:
+        m = e.metrics
+        name = f"{e.model} v{e.model_version}" if e.model_version else e.model
+        lines.append(
+            f"| {name} | {e.role} | {m.roc_auc:.4f} | {m.pr_auc:.4f} | {m.precision:.3f} "
+            f"| {m.recall:.3f} | {m.fraud_dollars_share:.1%} |"
+        )
+    return "\n".join(lines)
 
 
 def _champion(

@@ -13,11 +13,19 @@ from fraud_assets import keys
 from fraud_assets.lakehouse import table_store
 from fraud_assets.ml import registry
 from fraud_assets.ml.runs import TAG_GIT_COMMIT
-from fraud_assets.ml.tracking import UNKNOWN, configure_mlflow, deployed_by, mlflow_client
+from fraud_assets.ml.tracking import (
+    UNKNOWN,
+    configure_mlflow,
+    deployed_by,
+    mlflow_client,
+    model_version_url,
+    run_url,
+)
 from fraud_assets.tasks._runtime import (
     Materialization,
     TaskContext,
     TaskResult,
+    link,
     run_task,
 )
 
@@ -87,11 +95,13 @@ def register(ctx: TaskContext) -> TaskResult:
                     "registered_model_name": name,
                     "model_version": int(version),
                     "model_uri": f"models:/{name}/{version}",
+                    **link("mlflow_model_version", model_version_url(settings, name, version)),
                     "champion_version": champion_number,
                     "challenger_version": version,
                     "promoted": report.passed,
                     "reason": report.reason,
                     "mlflow_run_id": run_id,
+                    **link("mlflow_run", run_url(settings, run_id)),
                     "deployed_by": actor,
                     **{f"gate.{gate}": verdict for gate, verdict in report.verdicts.items()},
                 },

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from fraud_assets import keys
 from fraud_assets.features import AMOUNT_COLUMN, LABEL_COLUMN
+from fraud_assets.governance.charts import markdown_image
 from fraud_assets.lakehouse import table_store
 from fraud_assets.ml import metrics
+from fraud_assets.ml.charts import ScoredHoldout, roc_pr_chart
 from fraud_assets.ml.runs import TrainingData, log_training_run
-from fraud_assets.ml.tracking import configure_mlflow, git_commit
+from fraud_assets.ml.tracking import configure_mlflow, git_commit, run_url
 from fraud_assets.ml.training import (
     TrainingParams,
     parse_model_type,
@@ -24,6 +26,8 @@ from fraud_assets.tasks._runtime import (
     Materialization,
     TaskContext,
     TaskResult,
+    link,
+    markdown,
     run_task,
 )
 
@@ -47,12 +51,20 @@ def train(ctx: TaskContext) -> TaskResult:
     version = store.version(GOLD_TABLE)
     gold = store.read_pandas(GOLD_TABLE, version=version)
     train_rows, holdout_rows = split_gold(gold)
-    trained = train_model(train_rows, model_type=model_type, params=params)
+    ctx.log.info(
+        "training %s: %d rounds on %d claims (claim_features v%d)",
+        model_type,
+        params.boosting_rounds,
+        len(train_rows),
+        version,
+    )
+    trained = train_model(train_rows, model_type=model_type, params=params, progress=ctx.log)
 
     threshold = settings.thresholds.operating_threshold
+    holdout_scores = trained.predict_proba(holdout_rows)
     holdout = metrics.holdout_metrics(
         holdout_rows[LABEL_COLUMN],
-        trained.predict_proba(holdout_rows),
+        holdout_scores,
         amounts=holdout_rows[AMOUNT_COLUMN],
         threshold=threshold,
     )
@@ -68,6 +80,10 @@ def train(ctx: TaskContext) -> TaskResult:
         metrics={f"holdout_{k}": float(v) for k, v in holdout.as_dict().items()},
     )
 
+    curves = roc_pr_chart(
+        {model_type: ScoredHoldout(holdout_rows[LABEL_COLUMN], holdout_scores)},
+        threshold=threshold,
+    )
     floor = settings.thresholds.roc_auc_min
     return TaskResult(
         materializations=[
@@ -75,6 +91,7 @@ def train(ctx: TaskContext) -> TaskResult:
                 asset_key,
                 {
                     "mlflow_run_id": run.run_id,
+                    **link("mlflow_run", run_url(settings, run.run_id)),
                     "model_uri": run.model_uri,
                     "roc_auc": round(holdout.roc_auc, 4),
                     "pr_auc": round(holdout.pr_auc, 4),
@@ -83,6 +100,7 @@ def train(ctx: TaskContext) -> TaskResult:
                     "training_delta_version": version,
                     "training_seconds": round(trained.training_seconds, 2),
                     "git_commit": commit,
+                    "holdout_curves": markdown(markdown_image(f"{model_type} ROC and PR", curves)),
                 },
             )
         ],
