@@ -14,6 +14,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from pypdf import PdfReader
 
 from fraud_assets import keys
 from fraud_assets.features import CATEGORICAL_FEATURES, MODEL_FEATURES, NUMERIC_FEATURES
@@ -24,6 +25,7 @@ from fraud_assets.settings import FraudSettings, get_settings
 from fraud_assets.tasks._runtime import TaskResult, run_task
 from fraud_assets.tasks.compute_psi import DriftInputMissing, compute_psi
 from fraud_assets.tasks.fairness import fairness
+from fraud_assets_tests.test_ml_training import png_from_markdown
 
 ATTRIBUTES = ["patient_gender", "patient_age_group", "geographic_region"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -111,6 +113,11 @@ def test_fair_candidate_passes_and_the_audit_embeds_its_charts(governed_home: Pa
     store.write_pandas(holdout_predictions(), "holdout_predictions")
     run_id = _candidate_run(settings)
     _write_evaluation(settings, run_id)
+    # The weekly audit looks at a candidate that was registered and promoted meanwhile.
+    client = mlflow_client()
+    client.create_registered_model("fraud_detector")
+    client.create_model_version("fraud_detector", f"runs:/{run_id}/model", run_id=run_id)
+    client.set_registered_model_alias("fraud_detector", "champion", "1")
 
     result = _run_fairness(["--run_id", "pipeline-1", "--write_audit_report", "true"])
 
@@ -129,6 +136,8 @@ def test_fair_candidate_passes_and_the_audit_embeds_its_charts(governed_home: Pa
     assert metadata["holdout_rows"] == 4_000
     assert 0.8 < metadata["patient_gender.disparate_impact_ratio"] <= 1.0
     assert "| patient_gender | yes |" in metadata["summary"]["raw_value"]
+    png_from_markdown(metadata["chart"])  # selection rate and TPR per group, with intervals
+    assert metadata["mlflow_run"]["raw_value"].endswith(f"/runs/{run_id}")
 
     # The Delta table holds the candidate's figures only, tagged with the pipeline run.
     table = store.read_pandas("fairness_report")
@@ -148,13 +157,29 @@ def test_fair_candidate_passes_and_the_audit_embeds_its_charts(governed_home: Pa
     assert 'Overall verdict: <span class="pass">PASS</span>' in document
     assert run_id in document and "Delta version" in document
     assert "disparate_impact_min" in document and "0.8" in document
+    assert "fraud_detector version 1" in document
+
+    # The same audit as a PDF whose text a reader can search: verdicts, gates, model version.
+    pdf = Path(metadata["audit_report_pdf"]["raw_value"])
+    assert pdf.name == audit.name.replace(".html", ".pdf")
+    assert pdf.read_bytes().startswith(b"%PDF-")
+    reader = PdfReader(pdf)
+    assert len(reader.pages) >= 4  # summary, chart, cross-group figures, groups
+    text = "\n".join(page.extract_text() for page in reader.pages)
+    assert "Overall verdict: PASS" in text
+    for gate in ("Disparate impact: pass", "Equal opportunity: pass", "Minimum group size: pass"):
+        assert gate in text
+    assert "Model registered version: fraud_detector version 1" in text
+    assert "Model champion version: fraud_detector version 1" in text
+    assert run_id in text and "pipeline-1" in text
+    assert "patient_gender" in text and "geographic_region" in text
 
     # Evidence on the candidate's own MLflow run.
-    client = mlflow_client()
     listed = {a.path for a in client.list_artifacts(run_id, "fairness")}
     assert {"fairness/fairness_report.json", "fairness/fairness_chart.png"} <= listed
-    assert [a.path for a in client.list_artifacts(run_id, "fairness/audits")] == [
-        f"fairness/audits/{audit.name}"
+    assert sorted(a.path for a in client.list_artifacts(run_id, "fairness/audits")) == [
+        f"fairness/audits/{audit.name}",
+        f"fairness/audits/{pdf.name}",
     ]
     logged = client.get_run(run_id).data.metrics
     assert logged["fairness.patient_gender.disparate_impact_ratio"] == pytest.approx(
@@ -304,6 +329,7 @@ def test_psi_flags_the_drifted_feature_and_judges_only_the_champions_scores(
     assert metadata["max_psi"] >= 0.2
     assert metadata["drifted_features"]["raw_value"] == ["claim_amount"]
     assert metadata["chart"]["raw_value"].startswith("![PSI per feature](data:image/png;base64,")
+    png_from_markdown(metadata["chart"])
     per_feature = metadata["psi"]["raw_value"]
     assert set(per_feature) == {*MODEL_FEATURES, "fraud_score"}
     assert per_feature["fraud_score"]["drift_level"] == "none"

@@ -1,21 +1,29 @@
-"""The fairness audit report: one self-contained HTML file a reviewer can archive or email.
+"""The fairness audit report: a self-contained HTML file and a PDF a reviewer can archive.
 
-Charts are embedded as base64 PNG and every table is inline, so the file needs nothing else
-to open: no server, no MLflow, no network.
+In the HTML, charts are embedded as base64 PNG and every table is inline, so the file needs
+nothing else to open: no server, no MLflow, no network. The PDF carries the same verdicts,
+provenance and tables, drawn with matplotlib's PDF backend (no system libraries needed),
+with real text a reader can search and copy.
 """
 
 from __future__ import annotations
 
 import html
+import io
 import os
 import tempfile
+import textwrap
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import matplotlib as mpl
 import pandas as pd
+from matplotlib.backends.backend_pdf import PdfPages
+from matplotlib.figure import Figure
+from matplotlib.image import imread
 
 from fraud_assets.governance._fairness import FIGURES, GROUP_METRICS, FairnessReport
 from fraud_assets.governance.charts import png_data_uri
@@ -54,11 +62,7 @@ def render_fairness_audit(
     context: AuditContext,
 ) -> str:
     """The audit as a complete HTML document (every value escaped)."""
-    verdicts = [
-        ("Disparate impact", gates.disparate_impact),
-        ("Equal opportunity", gates.equal_opportunity),
-        ("Minimum group size", gates.min_group_size),
-    ]
+    verdicts = _named_verdicts(gates)
     overall = all(v.passed for _, v in verdicts)
     parts = [
         "<!DOCTYPE html>",
@@ -97,12 +101,170 @@ def render_fairness_audit(
 
 def write_fairness_audit(document: str, reports_dir: Path, *, generated_at: datetime) -> Path:
     """Write ``fairness_audit_<UTC timestamp>.html`` atomically and return its path."""
+    return _write(document.encode("utf-8"), reports_dir, generated_at, "html")
+
+
+def write_fairness_audit_pdf(pdf: bytes, reports_dir: Path, *, generated_at: datetime) -> Path:
+    """Write ``fairness_audit_<UTC timestamp>.pdf`` atomically and return its path."""
+    return _write(pdf, reports_dir, generated_at, "pdf")
+
+
+# A4 in inches; a table page holds this many rows.
+_PORTRAIT = (8.27, 11.69)
+_LANDSCAPE = (11.69, 8.27)
+_ROWS_PER_PAGE = 28
+
+
+def render_fairness_audit_pdf(
+    report: FairnessReport,
+    gates: FairnessGates,
+    *,
+    chart_png: bytes,
+    context: AuditContext,
+) -> bytes:
+    """The audit as a PDF: verdicts and provenance, the chart, then every table."""
+    verdicts = _named_verdicts(gates)
+    overall = all(v.passed for _, v in verdicts)
+    buffer = io.BytesIO()
+    # Type 42 (TrueType) fonts keep the text extractable; the default Type 3 does not.
+    with mpl.rc_context({"pdf.fonttype": 42}), PdfPages(buffer, metadata=_pdf_info(context)) as pdf:
+        pdf.savefig(_summary_page(verdicts, overall, context))
+        pdf.savefig(_chart_page(chart_png))
+        confidence = report.parameters.get("confidence_level")
+        samples = report.parameters.get("bootstrap_samples")
+        for title, frame in (
+            (
+                f"Cross-group figures ({confidence} bootstrap intervals, {samples} resamples; "
+                "intersections are reported, not gated)",
+                _figures_view(report.figures),
+            ),
+            ("Selection rate, TPR and FPR per group, with intervals", _groups_view(report.groups)),
+        ):
+            for page in _table_pages(title, frame):
+                pdf.savefig(page)
+    return buffer.getvalue()
+
+
+def _named_verdicts(gates: FairnessGates) -> list[tuple[str, GateVerdict]]:
+    return [
+        ("Disparate impact", gates.disparate_impact),
+        ("Equal opportunity", gates.equal_opportunity),
+        ("Minimum group size", gates.min_group_size),
+    ]
+
+
+def _pdf_info(context: AuditContext) -> dict[str, Any]:
+    return {
+        "Title": f"Fairness audit {context.generated_at.isoformat()}",
+        "Subject": f"Claims fraud model {context.model.get('name', '')}",
+        "Creator": "fraud_assets",
+    }
+
+
+def _summary_page(
+    verdicts: list[tuple[str, GateVerdict]], overall: bool, context: AuditContext
+) -> Figure:
+    fig = Figure(figsize=_PORTRAIT)
+    writer = _TextWriter(fig)
+    writer.line("Fairness audit: claims fraud model", size=16, weight="bold")
+    writer.line(
+        f"Overall verdict: {'PASS' if overall else 'FAIL'}",
+        size=13,
+        weight="bold",
+        color=_verdict_color(overall),
+    )
+    writer.gap()
+    writer.line("Verdict per gate", size=12, weight="bold")
+    for name, verdict in verdicts:
+        writer.line(
+            f"{name}: {'pass' if verdict.passed else 'FAIL'}",
+            weight="bold",
+            color=_verdict_color(verdict.passed),
+        )
+        writer.wrapped(verdict.description, indent=1)
+    writer.gap()
+    writer.line("Provenance", size=12, weight="bold")
+    provenance = {
+        "Generated at": context.generated_at.isoformat(),
+        "Pipeline run": context.pipeline_run_id,
+        **{f"Model {k}": v for k, v in context.model.items()},
+        **{f"Data {k}": v for k, v in context.data_version.items()},
+    }
+    for key, value in provenance.items():
+        writer.wrapped(f"{key}: {value}")
+    writer.gap()
+    writer.line("Thresholds", size=12, weight="bold")
+    for key, value in context.thresholds.items():
+        writer.wrapped(f"{key}: {value}")
+    return fig
+
+
+def _chart_page(chart_png: bytes) -> Figure:
+    fig = Figure(figsize=_LANDSCAPE)
+    fig.suptitle("Selection rate and true positive rate per group (bars: interval)")
+    ax = fig.add_axes((0.03, 0.03, 0.94, 0.88))
+    ax.imshow(imread(io.BytesIO(chart_png), format="png"))
+    ax.set_axis_off()
+    return fig
+
+
+def _table_pages(title: str, frame: pd.DataFrame) -> list[Figure]:
+    pages = []
+    chunks = range(0, max(len(frame), 1), _ROWS_PER_PAGE)
+    for number, start in enumerate(chunks, start=1):
+        fig = Figure(figsize=_LANDSCAPE)
+        suffix = f" (page {number} of {len(chunks)})" if len(chunks) > 1 else ""
+        fig.suptitle(textwrap.fill(title + suffix, 110), fontsize=11)
+        ax = fig.add_axes((0.02, 0.02, 0.96, 0.88))
+        ax.set_axis_off()
+        chunk = frame.iloc[start : start + _ROWS_PER_PAGE].astype(str)
+        if chunk.empty:
+            ax.text(0, 1, "no rows", va="top")
+        else:
+            table = ax.table(
+                cellText=chunk.to_numpy().tolist(),
+                colLabels=list(chunk.columns),
+                loc="upper center",
+                cellLoc="left",
+            )
+            table.auto_set_font_size(False)
+            table.set_fontsize(7)
+            table.auto_set_column_width(list(range(len(chunk.columns))))
+        pages.append(fig)
+    return pages
+
+
+class _TextWriter:
+    """Lines of text down a page, top to bottom, in figure coordinates."""
+
+    def __init__(self, fig: Figure, *, top: float = 0.95, left: float = 0.08) -> None:
+        self.fig = fig
+        self.y = top
+        self.left = left
+
+    def line(self, text: str, *, size: float = 9, indent: int = 0, **style: Any) -> None:
+        self.fig.text(self.left + 0.03 * indent, self.y, text, fontsize=size, va="top", **style)
+        self.y -= 0.0022 * size + 0.008
+
+    def wrapped(self, text: str, *, indent: int = 0) -> None:
+        for part in textwrap.wrap(str(text), width=100 - 4 * indent) or [""]:
+            self.line(part, indent=indent)
+
+    def gap(self) -> None:
+        self.y -= 0.012
+
+
+def _verdict_color(passed: bool) -> str:
+    return "#1b7f3b" if passed else "#b3261e"
+
+
+def _write(data: bytes, reports_dir: Path, generated_at: datetime, suffix: str) -> Path:
     reports_dir.mkdir(parents=True, exist_ok=True)
     stamp = generated_at.strftime("%Y%m%dT%H%M%SZ")
-    target = reports_dir / f"fairness_audit_{stamp}.html"
+    target = reports_dir / f"fairness_audit_{stamp}.{suffix}"
     handle, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", dir=reports_dir)
-    with os.fdopen(handle, "w", encoding="utf-8") as out:
-        out.write(document)
+    with os.fdopen(handle, "wb") as out:
+        out.write(data)
     Path(tmp_name).replace(target)
     return target
 

@@ -32,16 +32,20 @@ from fraud_assets.governance import (
 from fraud_assets.governance.audit import (
     AuditContext,
     render_fairness_audit,
+    render_fairness_audit_pdf,
     write_fairness_audit,
+    write_fairness_audit_pdf,
 )
 from fraud_assets.governance.charts import fairness_chart, png_data_uri
 from fraud_assets.lakehouse import TableStore, table_store
+from fraud_assets.ml.tracking import run_url
 from fraud_assets.settings import FraudSettings
 from fraud_assets.tasks._runtime import (
     CheckOutcome,
     Materialization,
     TaskContext,
     TaskResult,
+    link,
     run_task,
 )
 
@@ -107,32 +111,34 @@ def fairness(ctx: TaskContext) -> TaskResult:
     table.insert(4, "holdout_delta_version", holdout_version)
     version = store.write_pandas(table, REPORT_TABLE, mode="append")
 
-    audit_path: Path | None = None
+    audit_paths: list[Path] = []
     if _flag(ctx.param("write_audit_report", False)):
-        document = render_fairness_audit(
-            report,
-            gates,
-            chart_png=chart,
-            context=AuditContext(
-                model={
-                    "name": candidate.model,
-                    "MLflow run": candidate.mlflow_run_id or "unknown",
-                    "URI": candidate.model_uri or "unknown",
-                },
-                data_version={
-                    "table": store.location(PREDICTIONS_TABLE),
-                    "Delta version": holdout_version,
-                    "rows judged": len(rows),
-                },
-                thresholds=_fairness_thresholds(settings),
-                generated_at=evaluated_at,
-                pipeline_run_id=ctx.run_id,
-            ),
+        audit_context = AuditContext(
+            model={
+                "name": candidate.model,
+                **registered_versions(settings, candidate),
+                "MLflow run": candidate.mlflow_run_id or "unknown",
+                "URI": candidate.model_uri or "unknown",
+            },
+            data_version={
+                "table": store.location(PREDICTIONS_TABLE),
+                "Delta version": holdout_version,
+                "rows judged": len(rows),
+            },
+            thresholds=_fairness_thresholds(settings),
+            generated_at=evaluated_at,
+            pipeline_run_id=ctx.run_id,
         )
-        audit_path = write_fairness_audit(
-            document, settings.fraud_home / "reports", generated_at=evaluated_at
+        reports = settings.fraud_home / "reports"
+        html_document = render_fairness_audit(report, gates, chart_png=chart, context=audit_context)
+        pdf_document = render_fairness_audit_pdf(
+            report, gates, chart_png=chart, context=audit_context
         )
-        ctx.log.info("wrote the fairness audit report to %s", audit_path)
+        audit_paths = [
+            write_fairness_audit(html_document, reports, generated_at=evaluated_at),
+            write_fairness_audit_pdf(pdf_document, reports, generated_at=evaluated_at),
+        ]
+        ctx.log.info("wrote the fairness audit report to %s", " and ".join(map(str, audit_paths)))
 
     payload = {
         "model": candidate.model,
@@ -153,7 +159,7 @@ def fairness(ctx: TaskContext) -> TaskResult:
         payload=payload,
         chart=chart,
         report=report,
-        audit_path=audit_path,
+        audit_paths=audit_paths,
     )
 
     metadata: dict[str, Any] = {
@@ -164,13 +170,14 @@ def fairness(ctx: TaskContext) -> TaskResult:
         "holdout_delta_version": holdout_version,
         "candidate_model": candidate.model,
         "mlflow_run_id": mlflow_run_id,
+        **link("mlflow_run", run_url(settings, mlflow_run_id)),
         "summary": {"raw_value": summary_markdown(report), "type": "md"},
         "chart": {"raw_value": f"![fairness chart]({png_data_uri(chart)})", "type": "md"},
         "figures": {"raw_value": payload["figures"], "type": "json"},
         **attribute_figures(report),
     }
-    if audit_path is not None:
-        metadata["audit_report"] = {"raw_value": str(audit_path), "type": "path"}
+    for key, path in zip(("audit_report", "audit_report_pdf"), audit_paths, strict=False):
+        metadata[key] = {"raw_value": str(path), "type": "path"}
 
     verdicts = _verdicts(gates)
     checks = [
@@ -242,7 +249,7 @@ def log_to_mlflow(
     payload: dict[str, Any],
     chart: bytes,
     report: FairnessReport,
-    audit_path: Path | None,
+    audit_paths: list[Path],
 ) -> str:
     """Log JSON, chart, figures (and the audit) on the candidate's run; return that run's id.
 
@@ -273,8 +280,8 @@ def log_to_mlflow(
         (folder / "fairness_chart.png").write_bytes(chart)
         for path in folder.iterdir():
             client.log_artifact(run_id, str(path), artifact_path=MLFLOW_DIR)
-    if audit_path is not None:
-        client.log_artifact(run_id, str(audit_path), artifact_path=f"{MLFLOW_DIR}/audits")
+    for path in audit_paths:
+        client.log_artifact(run_id, str(path), artifact_path=f"{MLFLOW_DIR}/audits")
     now = int(time.time() * 1000)
     metrics = [
         Metric(key=f"fairness.{name}", value=value, timestamp=now, step=0)
@@ -283,6 +290,29 @@ def log_to_mlflow(
     ]
     client.log_batch(run_id, metrics=metrics)
     return run_id
+
+
+def registered_versions(settings: FraudSettings, candidate: Candidate) -> dict[str, str]:
+    """The registry version of the candidate (if registered yet) and the current champion."""
+    from fraud_assets.ml.registry import CHAMPION, alias_version
+    from fraud_assets.ml.tracking import configure_mlflow, mlflow_client
+
+    configure_mlflow(settings)
+    client = mlflow_client()
+    name = settings.registered_model_name
+    registered = "not registered yet"
+    if candidate.mlflow_run_id is not None:
+        versions = client.search_model_versions(
+            f"name='{name}' and run_id='{candidate.mlflow_run_id}'"
+        )
+        if versions:
+            newest = max(int(v.version) for v in versions)
+            registered = f"{name} version {newest}"
+    champion = alias_version(client, name, CHAMPION)
+    return {
+        "registered version": registered,
+        "champion version": f"{name} version {champion.version}" if champion else "none",
+    }
 
 
 def summary_markdown(report: FairnessReport) -> str:
