@@ -34,7 +34,10 @@ class NoChampionError(registry.NoChampionError):
 
     def __init__(self, model_name: str) -> None:
         super().__init__(model_name)
-        self.args = (f"{self.args[0]}; after the promotion, POST /reload",)
+        self.args = (
+            f"{self.args[0]}; the service follows a promotion at its next registry poll "
+            "(FRAUD_SERVING__RELOAD_SECONDS), or at once on POST /reload",
+        )
 
 
 @dataclass(frozen=True)
