@@ -49,7 +49,8 @@ def _field_type(data_type: pa.DataType) -> Any:
     if pa.types.is_floating(data_type):
         return Annotated[float, Field(strict=True, allow_inf_nan=False)]
     if pa.types.is_string(data_type) or pa.types.is_large_string(data_type):
-        return Annotated[str, Field(strict=True)]
+        # Codes are short; the bound keeps a runaway value out of the inference log.
+        return Annotated[str, Field(strict=True, max_length=256)]
     raise TypeError(f"no request type for gold column type {data_type}")
 
 
