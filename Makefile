@@ -22,9 +22,9 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed ## Create .venv and install the project with its dev extra
 
-demo: install ## Run the whole pipeline (fraud_pipeline job) locally on synthetic claims
+demo: install ## Run the whole pipeline (fraud_pipeline job) locally, with progress and a summary
 	mkdir -p "$(DAGSTER_HOME)"
-	$(BIN)/dagster job execute -m fraud_assets.definitions -j fraud_pipeline
+	$(BIN)/python -m fraud_assets.run fraud_pipeline --audit-report
 
 test: install ## Run the test suite (the end-to-end jobs run in test-e2e)
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile -m "not slow"

@@ -121,7 +121,9 @@ def build_features(ctx: TaskContext) -> TaskResult:
     features = build_claim_features(
         claims, holdout_fraction=settings.holdout_fraction, seed=settings.seed
     )
+    ctx.log.info("building claim_features from silver claims and writing it (Spark)")
     version = store.write_spark(features, "claim_features", mode="overwrite")
+    ctx.log.info("wrote claim_features version %d; profiling it against silver", version)
     # Profile what was committed, not the plan that produced it.
     profile = profile_feature_table(store.read_spark(spark, "claim_features"), claims)
 

@@ -41,7 +41,15 @@ def score(ctx: TaskContext) -> TaskResult:
     features = build_claim_features(
         claims, holdout_fraction=settings.holdout_fraction, seed=settings.seed
     )
+    ctx.log.info("building features of batch %s over all of silver (Spark)", batch_id)
     batch = features.join(batch_ids, on="claim_id", how="left_semi").toArrow()
+    ctx.log.info(
+        "scoring %d claims of batch %s with %s version %s",
+        batch.num_rows,
+        batch_id,
+        name,
+        scoring.version,
+    )
 
     scored_at = datetime.now(UTC)
     scored = score_batch(
