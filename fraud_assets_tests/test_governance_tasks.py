@@ -163,6 +163,7 @@ def test_fair_candidate_passes_and_the_audit_embeds_its_charts(governed_home: Pa
     pdf = Path(metadata["audit_report_pdf"]["raw_value"])
     assert pdf.name == audit.name.replace(".html", ".pdf")
     assert pdf.read_bytes().startswith(b"%PDF-")
+    assert {path.stat().st_mode & 0o777 for path in (audit, pdf)} == {0o644}  # others read it
     reader = PdfReader(pdf)
     assert len(reader.pages) >= 4  # summary, chart, cross-group figures, groups
     text = "\n".join(page.extract_text() for page in reader.pages)

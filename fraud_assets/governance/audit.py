@@ -265,6 +265,8 @@ def _write(data: bytes, reports_dir: Path, generated_at: datetime, suffix: str) 
     handle, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", dir=reports_dir)
     with os.fdopen(handle, "wb") as out:
         out.write(data)
+    # mkstemp creates 0600; a report is meant to be read by others (reviewers, CI uploads).
+    os.chmod(tmp_name, 0o644)
     Path(tmp_name).replace(target)
     return target
 
