@@ -14,6 +14,7 @@ from dagster import (
     asset,
     materialize,
 )
+from pypdf import PdfReader
 
 from fraud_assets import keys
 from fraud_assets.assets.governance import fairness_report, psi_report
@@ -86,6 +87,9 @@ def test_biased_predictions_fail_the_blocking_gate_and_stop_promotion(
         r'<img alt="fairness chart" src="data:image/png;base64,[A-Za-z0-9+/]', document
     )
     assert '<span class="fail">FAIL</span>' in document
+    pdf = Path(str(metadata["audit_report_pdf"].value))
+    assert pdf.read_bytes().startswith(b"%PDF-")
+    assert "Disparate impact: FAIL" in "".join(p.extract_text() for p in PdfReader(pdf).pages)
     ratio = metadata["patient_gender.disparate_impact_ratio"].value
     assert isinstance(ratio, float) and ratio < 0.8
 

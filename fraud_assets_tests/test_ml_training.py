@@ -264,3 +264,18 @@ def test_training_reports_its_progress(gold, model_type, caplog):
     assert [m.split()[2] for m in rounds] == [f"{n}/25" for n in (4, 8, 12, 16, 20, 24, 25)]
     assert rounds[0].startswith(f"{model_type}: round 4/25 (16%) after ")
     assert caplog.messages[-1].startswith(f"trained {model_type} on {len(train)} rows")
+
+
+def test_model_version_links_locally_and_on_databricks(fraud_home, monkeypatch):
+    monkeypatch.delenv("DATABRICKS_RUNTIME_VERSION", raising=False)
+    settings = get_settings()
+    assert (
+        tracking.model_version_url(settings, "fraud_detector", "3")
+        == "http://localhost:5000/#/models/fraud_detector/versions/3"
+    )
+    monkeypatch.setenv("DATABRICKS_RUNTIME_VERSION", "17.3")
+    monkeypatch.setenv("DATABRICKS_HOST", "adb-1.azuredatabricks.net")
+    assert (
+        tracking.model_version_url(settings, "main.fraud.fraud_detector", "3")
+        == "https://adb-1.azuredatabricks.net/explore/data/models/main/fraud/fraud_detector/version/3"
+    )
