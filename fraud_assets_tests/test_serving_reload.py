@@ -18,12 +18,16 @@ from fastapi.testclient import TestClient
 from mlflow.exceptions import MlflowException
 from prometheus_client.parser import text_string_to_metric_families
 
+from fraud_assets.features import MODEL_FEATURES
+from fraud_assets.governance import latest_scored_window
 from fraud_assets.lakehouse import table_store
 from fraud_assets.ml import registry
 from fraud_assets.ml.tracking import configure_mlflow, mlflow_client
 from fraud_assets.serving.app import create_app
 from fraud_assets.serving.inference_log import INFERENCE_LOG
 from fraud_assets.settings import FraudSettings
+from fraud_assets.tasks._runtime import run_task
+from fraud_assets.tasks.compute_psi import compute_psi
 from fraud_assets_tests.test_serving_app import (
     empty_mlflow_db,  # noqa: F401  (a fixture this module uses)
     records,
@@ -190,3 +194,34 @@ def test_metrics_are_prometheus_text(champion_only_home: Path) -> None:
     )
     assert log_rows == 15
     assert value("fraud_serving_inference_log_failed_writes_total") == 0
+
+
+def test_real_time_traffic_is_the_current_window_of_psi_report(
+    champion_only_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The drift task reads the service's rows as its current sample, with nothing else."""
+    settings = serving_settings(champion_only_home, challenger_traffic=0.0)
+    set_alias(settings, "champion", "1")
+    claims = gold_frame(seed=24, n_rows=400)
+    with TestClient(create_app(settings)) as client:
+        answers = [
+            client.post("/invocations", json={"dataframe_records": records(claims.iloc[i::4])})
+            for i in range(4)
+        ]
+    assert all(answer.status_code == 200 for answer in answers)
+    logged = table_store(settings).read_pandas(INFERENCE_LOG)
+    current, window = latest_scored_window(logged)
+    # With no batch window, the latest real-time window is the current sample, every row of it.
+    latest = logged[logged["window_id"] == logged["window_id"].max()]
+    assert window.window_id == latest["window_id"].iloc[0]
+    assert len(current) == len(latest) and set(current["source"]) == {"realtime"}
+    mine = current[current["request_id"].isin({a.json()["request_id"] for a in answers})]
+    assert sorted(mine["claim_id"]) == sorted(claims["claim_id"])
+
+    monkeypatch.setenv("FRAUD_HOME", str(champion_only_home))
+    result = run_task(compute_psi, ["--run_id", "serving-psi"], name="psi")
+    metadata = result.materializations[0].metadata
+    assert metadata["window_id"] == window.window_id
+    assert metadata["current_rows"] == len(current)
+    assert metadata["current_realtime_rows"] == 0  # they are the window, not extra rows
+    assert set(metadata["psi"]["raw_value"]) == {*MODEL_FEATURES, "fraud_score"}
