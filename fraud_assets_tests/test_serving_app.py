@@ -500,3 +500,13 @@ def test_a_failed_reload_keeps_serving_the_loaded_models(
         assert still.status_code == 200
         assert {s["model_version"] for s in still.json()["scores"]} == {"1"}
         assert client.get("/ready").status_code == 200
+
+
+def test_the_openapi_page_documents_the_request_formats(registry_home: Path) -> None:
+    with TestClient(create_app(serving_settings(registry_home))) as client:
+        spec = client.get("/openapi.json").json()
+    body = spec["paths"]["/invocations"]["post"]["requestBody"]["content"]["application/json"]
+    assert body["schema"] == {"$ref": "#/components/schemas/InvocationRequest"}
+    schemas = spec["components"]["schemas"]
+    assert "dataframe_records" in schemas["InvocationRequest"]["properties"]
+    assert set(MODEL_FEATURES) <= set(schemas["ClaimRecord"]["properties"])
