@@ -16,14 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from fraud_assets.serving.service import ClaimsRequest, ScoredClaims
-
-log = logging.getLogger(__name__)
 
 ScoreBatch = Callable[[Sequence[ClaimsRequest]], list[ScoredClaims]]
 
@@ -65,7 +62,7 @@ class MicroBatcher:
 
     async def stop(self) -> None:
         """Answer what is queued, then stop; the server has stopped taking requests."""
-        while self._queue:
+        while self._queue and self._worker is not None and not self._worker.done():
             await asyncio.sleep(self._max_wait_seconds or 0.001)
         if self._worker is not None:
             self._worker.cancel()
