@@ -92,7 +92,7 @@ class ProgressPrinter:
             if not step or not message or message.startswith(_QUIET_PREFIXES):
                 return
             if message.endswith(_NOT_EXECUTING):
-                reason = message.removesuffix(_NOT_EXECUTING).rstrip(".")
+                reason = message.removesuffix(_NOT_EXECUTING).rstrip(". ")
                 self.write(f"{_clock(entry.timestamp)} · {step} not run: {reason}")
             else:
                 self.write(f"{'':9}{step}: {_first_line(message)}")
@@ -239,9 +239,9 @@ def summary(
         for asset, meta in tables:
             version = meta.get("delta_version")
             where = meta.get("table_location", "")
-            lines.append(
-                f"  {asset:<{width}}  {meta['row_count']:>9,} rows  v{version}  {where}".rstrip()
-            )
+            count = int(meta["row_count"])
+            noun = "row " if count == 1 else "rows"
+            lines.append(f"  {asset:<{width}}  {count:>9,} {noun}  v{version}  {where}".rstrip())
     lines += _model_lines(outcome)
     lines += _gate_lines(outcome, settings)
     lines += _next_lines(outcome, settings=settings, log_path=log_path)
