@@ -1,11 +1,17 @@
-"""End to end: the README's main job on a fresh FRAUD_HOME, then `dagster dev` over its runs.
+"""End to end through the Dagster UI: `dagster dev` on workspace.yaml over a fresh FRAUD_HOME.
 
-The pipeline runs once per module through the same command `make demo` runs; the UI is then
-driven through its GraphQL API and rendered in headless Chromium.
+The first test launches the `fraud_pipeline` job through Dagster's GraphQL API and checks
+the gates and the champion alias. The second drives Debian's Chromium with playwright-core
+(fraud_assets_tests/e2e/ui_materialize.mjs): it clicks "Materialize all" in the asset graph
+like a user, waits for that run, and screenshots the graph with its checks. Screenshots and
+the server's log go to $FRAUD_E2E_ARTIFACTS, by default .e2e-artifacts/ at the repository root.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import logging
 import os
 import shutil
 import signal
@@ -15,18 +21,27 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import pytest
 import requests
 
 from fraud_assets import keys
 from fraud_assets.lakehouse import LocalDeltaStore
+from fraud_assets.ml.registry import CHAMPION, TAG_GATES_PASSED
 from fraud_assets_tests.test_definitions import EXPECTED_ASSETS
 
 pytestmark = pytest.mark.slow
 
+log = logging.getLogger(__name__)
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+UI_SCRIPT = Path(__file__).parent / "e2e" / "ui_materialize.mjs"
+LOCATION = "fraud_assets"
+MODEL_NAME = "fraud_detector"
+RUN_TIMEOUT_S = 1800
+FINISHED = {"SUCCESS", "FAILURE", "CANCELED"}
 
 
 def _free_port() -> int:
@@ -35,113 +50,136 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _artifacts_dir() -> Path:
+    directory = Path(os.environ.get("FRAUD_E2E_ARTIFACTS", REPO_ROOT / ".e2e-artifacts"))
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory.resolve()
+
+
+def _graphql(url: str, query: str, **variables: Any) -> dict[str, Any]:
+    response = requests.post(
+        f"{url}/graphql", json={"query": query, "variables": variables}, timeout=60
+    )
+    response.raise_for_status()
+    body = response.json()
+    assert "errors" not in body, body
+    return dict(body["data"])
+
+
+WORKSPACE_QUERY = """
+{
+  workspaceOrError {
+    ... on Workspace {
+      locationEntries {
+        name
+        loadStatus
+        locationOrLoadError {
+          __typename
+          ... on RepositoryLocation { name repositories { name jobs { name } } }
+          ... on PythonError { message stack }
+        }
+      }
+    }
+    ... on PythonError { message }
+  }
+}
+"""
+
+
+def _loaded_location(url: str) -> dict[str, Any] | None:
+    """The fraud_assets code location once the webserver finished loading it."""
+    workspace = _graphql(url, WORKSPACE_QUERY)["workspaceOrError"]
+    assert "locationEntries" in workspace, workspace
+    for entry in workspace["locationEntries"]:
+        if entry["name"] != LOCATION or entry["loadStatus"] != "LOADED":
+            continue
+        location = entry["locationOrLoadError"]
+        assert location["__typename"] == "RepositoryLocation", location
+        return dict(location)
+    return None
+
+
+class DagsterDev(NamedTuple):
+    url: str
+    fraud_home: Path
+
+
 @pytest.fixture(scope="module")
-def demo_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """Environment of a user who just cloned the repository and ran the main job."""
+def dagster_dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagsterDev]:
+    """`dagster dev -w workspace.yaml` on a free loopback port, over a fresh FRAUD_HOME."""
     home = tmp_path_factory.mktemp("e2e") / "fraud_home"
     dagster_home = home / "dagster_home"
     dagster_home.mkdir(parents=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FRAUD_", "DATABRICKS_"))}
-    env.update(
-        FRAUD_HOME=str(home),
-        DAGSTER_HOME=str(dagster_home),
-        PYSPARK_PYTHON=sys.executable,
-    )
-    completed = subprocess.run(
-        [
-            str(BIN / "dagster"),
-            "job",
-            "execute",
-            "-m",
-            "fraud_assets.definitions",
-            "-j",
-            "fraud_pipeline",
-        ],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1500,
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stdout[-4000:] + completed.stderr[-4000:]
-    return env
-
-
-def test_main_job_leaves_every_layer_and_a_champion(demo_env: dict[str, str]) -> None:
-    store = LocalDeltaStore(Path(demo_env["FRAUD_HOME"]))
-    for table in ("raw_claims", "claims", "claims_quarantine", "claim_features", "fraud_scores"):
-        assert store.exists(table), table
-    bronze = store.read_arrow("raw_claims").num_rows
-    silver = store.read_arrow("claims").num_rows
-    quarantined = store.read_arrow("claims_quarantine").num_rows
-    assert bronze == silver + quarantined > 0
-    for layer in ("bronze", "silver", "gold", "monitoring"):
-        assert (Path(demo_env["FRAUD_HOME"]) / layer).is_dir(), layer
-
-    import mlflow
-    from mlflow import MlflowClient
-
-    mlflow.set_tracking_uri(f"sqlite:///{demo_env['FRAUD_HOME']}/mlflow.db")
-    client = MlflowClient(registry_uri=f"sqlite:///{demo_env['FRAUD_HOME']}/mlflow.db")
-    champion = client.get_model_version_by_alias("fraud_detector", "champion")
-    assert champion.tags  # the evidence tags of the audit log
-    scores = store.read_pandas("fraud_scores")
-    assert set(scores["model_version"].astype(str)) == {str(champion.version)}
-
-
-@pytest.fixture(scope="module")
-def dagster_dev(demo_env: dict[str, str]) -> Iterator[str]:
-    """`dagster dev` on the workspace, over the instance the main job just wrote to."""
+    env.update(FRAUD_HOME=str(home), DAGSTER_HOME=str(dagster_home), PYSPARK_PYTHON=sys.executable)
     port = _free_port()
-    process = subprocess.Popen(
-        [str(BIN / "dagster"), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
-        cwd=REPO_ROOT,
-        env=demo_env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    server_log = _artifacts_dir() / "dagster_dev.log"
+    with server_log.open("w") as output:
+        process = subprocess.Popen(
+            [
+                *(str(BIN / "dagster"), "dev", "-w", "workspace.yaml"),
+                *("-h", "127.0.0.1", "-p", str(port)),
+            ],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 180
+        deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
+            assert process.poll() is None, f"dagster dev exited early; see {server_log}"
             try:
-                if requests.get(f"{url}/server_info", timeout=2).ok and _graphql(
-                    url, "{ workspaceOrError { __typename } }"
-                ):
+                if _loaded_location(url) is not None:
                     break
             except requests.ConnectionError:
                 pass
-            assert process.poll() is None, "dagster dev exited early"
-            time.sleep(1)
+            time.sleep(2)
         else:
-            pytest.fail("dagster dev did not answer within 180 s")
-        yield url
+            pytest.fail(f"dagster dev did not load {LOCATION} within 300 s; see {server_log}")
+        yield DagsterDev(url, home)
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
+        # dagster dev treats SIGTERM as Ctrl-C and stops its webserver and daemon itself;
+        # whatever of its session is left after that (a run worker, say) is killed.
+        process.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=60)
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
 
 
-def _graphql(url: str, query: str) -> dict:
-    response = requests.post(f"{url}/graphql", json={"query": query}, timeout=30)
-    response.raise_for_status()
-    body = response.json()
-    assert "errors" not in body, body
-    return body["data"]
+LAUNCH_MUTATION = """
+mutation Launch($executionParams: ExecutionParams!) {
+  launchRun(executionParams: $executionParams) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message stack }
+    ... on RunConfigValidationInvalid { errors { message } }
+    ... on Error { message }
+  }
+}
+"""
 
+RUN_QUERY = """
+query Run($runId: ID!) {
+  runOrError(runId: $runId) {
+    __typename
+    ... on Run { status jobName }
+    ... on Error { message }
+  }
+}
+"""
 
-ASSET_QUERY = """
-{
-  assetNodes {
-    assetKey { path }
-    groupName
-    assetChecksOrError {
-      ... on AssetChecks {
-        checks { name blocking executionForLatestMaterialization { status } }
+RUN_ERRORS_QUERY = """
+query RunErrors($runId: ID!) {
+  logsForRun(runId: $runId, limit: 5000) {
+    ... on EventConnection {
+      events {
+        __typename
+        ... on MessageEvent { message stepKey level }
+        ... on ErrorEvent { error { message stack } }
       }
     }
   }
@@ -149,70 +187,166 @@ ASSET_QUERY = """
 """
 
 
-def _asset_nodes(url: str) -> dict[str, dict]:
-    deadline = time.monotonic() + 120
-    while True:
-        nodes = _graphql(url, ASSET_QUERY)["assetNodes"]
-        if nodes or time.monotonic() > deadline:
-            return {"/".join(node["assetKey"]["path"]): node for node in nodes}
-        time.sleep(2)
+def _run_errors(url: str, run_id: str) -> str:
+    events = _graphql(url, RUN_ERRORS_QUERY, runId=run_id)["logsForRun"]["events"]
+    failures = [
+        f"{event.get('stepKey') or ''} {event['__typename']}: {event['message']}\n"
+        f"{(event.get('error') or {}).get('message', '')}"
+        for event in events
+        if event.get("level") == "ERROR" or event.get("error")
+    ]
+    return "\n".join(failures)[-8000:]
 
 
-def test_ui_shows_the_asset_graph_with_passing_checks(dagster_dev: str) -> None:
-    nodes = _asset_nodes(dagster_dev)
-    assert set(nodes) == set(EXPECTED_ASSETS)
-    statuses: dict[tuple[str, str], str] = {}
-    for name, node in nodes.items():
+def _wait_for_run(url: str, run_id: str) -> str:
+    """Poll the run until it finished; fail with its error events unless it succeeded."""
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    status = "UNKNOWN"
+    while time.monotonic() < deadline:
+        run = _graphql(url, RUN_QUERY, runId=run_id)["runOrError"]
+        assert run["__typename"] == "Run", run
+        status = run["status"]
+        if status in FINISHED:
+            break
+        time.sleep(5)
+    assert status == "SUCCESS", f"run {run_id} ended {status}:\n{_run_errors(url, run_id)}"
+    return status
+
+
+@pytest.fixture(scope="module")
+def pipeline_run(dagster_dev: DagsterDev) -> str:
+    """The id of a `fraud_pipeline` run launched through GraphQL, once it succeeded."""
+    location = _loaded_location(dagster_dev.url)
+    assert location is not None
+    (repository,) = [
+        repo
+        for repo in location["repositories"]
+        if keys.MAIN_JOB in {job["name"] for job in repo["jobs"]}
+    ]
+    launched = _graphql(
+        dagster_dev.url,
+        LAUNCH_MUTATION,
+        executionParams={
+            "selector": {
+                "repositoryLocationName": location["name"],
+                "repositoryName": repository["name"],
+                "jobName": keys.MAIN_JOB,
+            },
+            "runConfigData": {},
+        },
+    )["launchRun"]
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+    run_id = str(launched["run"]["runId"])
+    _wait_for_run(dagster_dev.url, run_id)
+    return run_id
+
+
+CHECKS_QUERY = """
+{
+  assetNodes {
+    assetKey { path }
+    assetChecksOrError {
+      ... on AssetChecks {
+        checks { name blocking executionForLatestMaterialization { runId status } }
+      }
+    }
+  }
+}
+"""
+
+
+def _assert_blocking_checks_passed_in(url: str, run_id: str) -> None:
+    """Every blocking check, the promotion gates among them, passed in this run."""
+    checks = {}
+    for node in _graphql(url, CHECKS_QUERY)["assetNodes"]:
+        asset = "/".join(node["assetKey"]["path"])
         for check in node["assetChecksOrError"].get("checks", []):
-            execution = check["executionForLatestMaterialization"]
-            statuses[(name, check["name"])] = execution["status"] if execution else "NONE"
+            checks[(asset, check["name"])] = check
     gates = {
         (asset.to_user_string(), check)
-        for asset, checks in keys.PROMOTION_GATES.items()
-        for check in checks
+        for asset, names in keys.PROMOTION_GATES.items()
+        for check in names
     }
-    for gate in gates:
-        assert statuses[gate] == "SUCCEEDED", (gate, statuses[gate])
-    blocking_data_checks = [
-        ("claims", keys.CHECK_UNIQUE_CLAIM_ID),
-        ("claims", keys.CHECK_RECONCILES),
-        ("claim_features", keys.CHECK_FEATURES_COMPLETE),
-    ]
-    for check in blocking_data_checks:
-        assert statuses[check] == "SUCCEEDED", (check, statuses[check])
-    # the scored claims come from the distribution the champion was trained on
-    assert statuses[("psi_report", keys.CHECK_FEATURE_DRIFT)] == "SUCCEEDED"
+    blocking = {key for key, check in checks.items() if check["blocking"]}
+    assert gates <= blocking, gates - blocking
+    for key in sorted(blocking):
+        execution = checks[key]["executionForLatestMaterialization"]
+        assert execution is not None, f"{key} never ran"
+        assert (execution["runId"], execution["status"]) == (run_id, "SUCCEEDED"), (key, execution)
 
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+def test_graphql_launched_pipeline_passes_every_gate_and_crowns_a_champion(
+    dagster_dev: DagsterDev, pipeline_run: str
+) -> None:
+    _assert_blocking_checks_passed_in(dagster_dev.url, pipeline_run)
+
+    from mlflow import MlflowClient
+
+    registry = f"sqlite:///{dagster_dev.fraud_home}/mlflow.db"
+    client = MlflowClient(tracking_uri=registry, registry_uri=registry)
+    champion = client.get_model_version_by_alias(MODEL_NAME, CHAMPION)
+    assert champion.tags[TAG_GATES_PASSED] == "true", champion.tags
+    store = LocalDeltaStore(dagster_dev.fraud_home)
+    scores = store.read_pandas("fraud_scores")
+    assert set(scores["model_version"].astype(str)) == {str(champion.version)}
+    bronze = store.read_arrow("raw_claims").num_rows
+    silver = store.read_arrow("claims").num_rows
+    quarantined = store.read_arrow("claims_quarantine").num_rows
+    assert bronze == silver + quarantined > 0
 
 
-@pytest.mark.skipif(
-    CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)"
-)
-def test_asset_graph_renders_in_headless_chromium(dagster_dev: str, tmp_path: Path) -> None:
-    assert CHROMIUM is not None
-    dom = subprocess.run(
-        [
-            CHROMIUM,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            f"--user-data-dir={tmp_path / 'profile'}",
-            "--virtual-time-budget=30000",
-            "--window-size=1600,1000",
-            "--dump-dom",
-            f"{dagster_dev}/assets",
-        ],
+RUN_TAGS_QUERY = """
+query RunTags($runId: ID!) {
+  runOrError(runId: $runId) { ... on Run { tags { key value } } }
+}
+"""
+
+
+def _browser(command: str, url: str, out: Path, *args: str) -> dict[str, Any]:
+    """Run one step of ui_materialize.mjs; fail with its reason and failure screenshot."""
+    node = shutil.which("node")
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if node is None:
+        pytest.fail("node is not on PATH; the UI test drives Chromium with playwright-core")
+    if chromium is None:
+        pytest.fail("Debian's chromium is not installed; `.ci/run` apt-installs it")
+    if not (REPO_ROOT / "node_modules" / "playwright-core").is_dir():
+        pytest.fail(
+            "playwright-core is not installed; run `npm ci` (scripts/lint_workflows.sh does)"
+        )
+    completed = subprocess.run(
+        [node, str(UI_SCRIPT), command, "--url", url, "--out", str(out), *args],
+        cwd=REPO_ROOT,
+        env={**os.environ, "CHROMIUM": chromium},
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=600,
         check=False,
-    ).stdout
-    for name in ("claim_features", "fraud_scores", "registered_model", "psi_report"):
-        assert name in dom, f"{name} not rendered in the asset catalog"
+    )
+    assert completed.returncode == 0, f"browser step {command!r} failed:\n{completed.stderr}"
+    return dict(json.loads(completed.stdout.splitlines()[-1]))
+
+
+def test_materialize_all_clicked_in_the_ui_succeeds_and_the_graph_shows_its_checks(
+    dagster_dev: DagsterDev, pipeline_run: str, record_property: Any
+) -> None:
+    artifacts = _artifacts_dir()
+    log.info("browser screenshots go to %s", artifacts)
+    run_id = str(_browser("launch", dagster_dev.url, artifacts)["runId"])
+    assert run_id != pipeline_run
+    tags = _graphql(dagster_dev.url, RUN_TAGS_QUERY, runId=run_id)["runOrError"]["tags"]
+    assert {"key": "dagster/from_ui", "value": "true"} in tags, tags
+    _wait_for_run(dagster_dev.url, run_id)
+    _assert_blocking_checks_passed_in(dagster_dev.url, run_id)
+
+    shown = _browser(
+        "screenshot",
+        dagster_dev.url,
+        artifacts,
+        *("--run-id", run_id, "--assets", ",".join(EXPECTED_ASSETS)),
+    )
+    # each asset node drawn in full has its "Asset checks" row
+    assert shown["assetChecksRows"] == len(EXPECTED_ASSETS), shown
+    screenshot = Path(shown["screenshot"])
+    assert screenshot.stat().st_size > 50_000, f"{screenshot} looks blank"
+    record_property("screenshot", str(screenshot))
