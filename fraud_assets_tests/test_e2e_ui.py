@@ -305,7 +305,10 @@ query RunTags($runId: ID!) {
 def _browser(command: str, url: str, out: Path, *args: str) -> dict[str, Any]:
     """Run one step of ui_materialize.mjs; fail with its reason and failure screenshot."""
     node = shutil.which("node")
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    # $CHROMIUM names another build of the browser (GitHub's runners are not Debian).
+    chromium = (
+        os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    )
     if node is None:
         pytest.fail("node is not on PATH; the UI test drives Chromium with playwright-core")
     if chromium is None:
