@@ -432,6 +432,9 @@ def persistent_instance(settings: FraudSettings) -> Iterator[DagsterInstance]:
     """The instance under ``$DAGSTER_HOME``, which defaults to ``$FRAUD_HOME/dagster_home``."""
     home = Path(os.environ.get("DAGSTER_HOME") or settings.fraud_home / "dagster_home")
     home.mkdir(parents=True, exist_ok=True)
+    # An empty dagster.yaml is the documented "defaults are fine"; without one every start
+    # prints a notice saying so.
+    (home / "dagster.yaml").touch(exist_ok=True)
     os.environ["DAGSTER_HOME"] = str(home)
     with DagsterInstance.get() as instance:
         yield instance
