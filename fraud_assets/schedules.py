@@ -49,6 +49,12 @@ def build_schedules(settings: FraudSettings) -> list[ScheduleDefinition]:
             "Recompute fairness metrics and write the HTML audit report.",
         ),
     ]
+    # Running in staging/prod when Dagster is the orchestrator of record (FRAUD_SCHEDULES__START).
+    status = (
+        DefaultScheduleStatus.RUNNING
+        if settings.automation_running
+        else DefaultScheduleStatus.STOPPED
+    )
     schedules = []
     for name, job, field, description in specs:
         cron = getattr(config, field)
@@ -65,7 +71,7 @@ def build_schedules(settings: FraudSettings) -> list[ScheduleDefinition]:
                 execution_timezone=config.timezone,
                 description=description,
                 tags={"fraud_assets/trigger": "schedule"},
-                default_status=DefaultScheduleStatus.STOPPED,
+                default_status=status,
             )
         )
     return schedules

@@ -78,9 +78,12 @@ class Thresholds(BaseModel):
 
 
 class Schedules(BaseModel):
-    """Cron strings for the three schedules."""
+    """Cron strings for the three schedules, and whether automation starts on its own."""
 
     timezone: str = "America/Los_Angeles"
+    # auto: running in staging and prod where the bundle names Dagster the orchestrator,
+    # stopped elsewhere (a laptop or dev workspace should not start jobs on its own).
+    start: Literal["auto", "running", "stopped"] = "auto"
     ingestion_cron: str = "0 2 * * *"
     drift_monitoring_cron: str = "0 */6 * * *"
     fairness_audit_cron: str = "0 6 * * 0"
@@ -251,6 +254,17 @@ class FraudSettings(BaseSettings):
                 given = given.model_dump(exclude_unset=True)
             values["thresholds"] = {**overrides, **given}
         return values
+
+    @property
+    def automation_running(self) -> bool:
+        """Whether schedules and the sensors that launch jobs start running when deployed."""
+        start = self.schedules.start
+        if start != "auto":
+            return start == "running"
+        return (
+            self.target in ("staging", "prod")
+            and bundle_variables(self.target).get("orchestrator") == "dagster"
+        )
 
     @property
     def fraud_home(self) -> Path:

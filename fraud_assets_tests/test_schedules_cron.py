@@ -105,3 +105,54 @@ def test_a_bad_cron_or_timezone_names_the_setting(
     monkeypatch.setenv("FRAUD_SCHEDULES__TIMEZONE", "Pacific/Nowhere")
     with pytest.raises(ValueError, match="FRAUD_SCHEDULES__TIMEZONE='Pacific/Nowhere'"):
         build_schedules(get_settings())
+
+
+@pytest.mark.parametrize(
+    ("target", "start", "running"),
+    [
+        ("dev", None, False),
+        ("staging", None, True),
+        ("prod", None, True),
+        ("prod", "stopped", False),
+        ("dev", "running", True),
+    ],
+)
+def test_automation_runs_by_itself_only_where_dagster_orchestrates_a_deployed_target(
+    fraud_home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    target: str,
+    start: str | None,
+    running: bool,
+) -> None:
+    from dagster import DefaultSensorStatus
+
+    from fraud_assets.sensors import build_new_claims_sensor
+    from fraud_assets.sensors._automation import launching_sensor_status
+
+    monkeypatch.setenv("FRAUD_TARGET", target)
+    if start is not None:
+        monkeypatch.setenv("FRAUD_SCHEDULES__START", start)
+    settings = get_settings()
+
+    expected = DefaultScheduleStatus.RUNNING if running else DefaultScheduleStatus.STOPPED
+    assert {s.default_status for s in build_schedules(settings)} == {expected}
+    sensor_status = DefaultSensorStatus.RUNNING if running else DefaultSensorStatus.STOPPED
+    assert launching_sensor_status(settings) == sensor_status
+    assert build_new_claims_sensor(settings=settings).default_status == sensor_status
+
+
+def test_a_target_the_bundle_orchestrates_keeps_dagster_automation_stopped(
+    fraud_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where the bundle's own schedules run (orchestrator=databricks), Dagster's stay off."""
+    from fraud_assets import settings as settings_module
+
+    real = settings_module.bundle_variables
+    monkeypatch.setattr(
+        settings_module,
+        "bundle_variables",
+        lambda target: {**real(target), "orchestrator": "databricks"},
+    )
+    monkeypatch.setenv("FRAUD_TARGET", "prod")
+
+    assert not get_settings().automation_running

@@ -16,6 +16,7 @@ from dagster import (
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
 from fraud_assets import keys
+from fraud_assets.sensors._automation import launching_sensor_status
 from fraud_assets.sensors.drift_policy import DriftCursor, PsiObservation, decide
 from fraud_assets.settings import get_settings
 
@@ -58,6 +59,7 @@ def latest_psi_observation(instance: DagsterInstance) -> PsiObservation | None:
     name=DRIFT_SENSOR,
     job_name=keys.RETRAINING_JOB,
     minimum_interval_seconds=300,
+    default_status=launching_sensor_status(get_settings()),
     description=(
         "Start retraining_job when the latest psi_report shows major drift (drift_level major "
         "or a failed ERROR drift check). One run per psi_report materialization, then a "

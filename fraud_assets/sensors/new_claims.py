@@ -15,6 +15,7 @@ from dagster import (
 )
 
 from fraud_assets import keys
+from fraud_assets.sensors._automation import launching_sensor_status
 from fraud_assets.sensors.landing import (
     LandedFile,
     VolumeClient,
@@ -75,7 +76,9 @@ def list_landing(
 
 
 def build_new_claims_sensor(
-    *, volume_client: VolumeClientFactory = default_volume_client
+    *,
+    volume_client: VolumeClientFactory = default_volume_client,
+    settings: FraudSettings | None = None,
 ) -> SensorDefinition:
     """The new-claims sensor; tests pass a fake ``volume_client`` for the Databricks branch."""
 
@@ -83,6 +86,7 @@ def build_new_claims_sensor(
         name=NEW_CLAIMS_SENSOR,
         job_name=keys.INGESTION_JOB,
         minimum_interval_seconds=60,
+        default_status=launching_sensor_status(settings or get_settings()),
         description=(
             "Start ingestion_job for each new *.csv / *.parquet claim file in the landing "
             "folder (FRAUD_LANDING_DIR; a UC Volume on Databricks). A sidecar "
