@@ -18,6 +18,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -52,20 +53,31 @@ def with_empty_registry(home: Path, template: Path) -> Path:
     return home
 
 
-@pytest.fixture(scope="module")
-def registry_home(
-    tmp_path_factory: pytest.TempPathFactory, empty_mlflow_db: Path
-) -> Iterator[Path]:
-    """A FRAUD_HOME whose registry has version 1 as champion and 2 as challenger."""
-    home = with_empty_registry(tmp_path_factory.mktemp("serving_registry"), empty_mlflow_db)
+@contextmanager
+def two_version_registry(home: Path, template: Path, aliases: dict[str, str]) -> Iterator[Path]:
+    """``home`` with a registry holding versions 1 and 2 (seeds 1 and 2) and these aliases."""
+    home = with_empty_registry(home, template)
     with pytest.MonkeyPatch.context() as patch:
         for name in [n for n in os.environ if n.startswith("FRAUD_")]:
             patch.delenv(name)
         settings = settings_at(home)
         assert register_version(settings, seed=1) == "1"
         assert register_version(settings, seed=2) == "2"
-        set_alias(settings, "champion", "1")
-        set_alias(settings, "challenger", "2")
+        for alias, version in aliases.items():
+            set_alias(settings, alias, version)
+        yield home
+
+
+@pytest.fixture(scope="module")
+def registry_home(
+    tmp_path_factory: pytest.TempPathFactory, empty_mlflow_db: Path
+) -> Iterator[Path]:
+    """A FRAUD_HOME whose registry has version 1 as champion and 2 as challenger."""
+    with two_version_registry(
+        tmp_path_factory.mktemp("serving_registry"),
+        empty_mlflow_db,
+        {"champion": "1", "challenger": "2"},
+    ) as home:
         yield home
 
 

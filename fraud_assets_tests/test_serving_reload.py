@@ -6,7 +6,6 @@ a registry is in before the first challenger is evaluated.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -33,9 +32,9 @@ from fraud_assets_tests.test_serving_app import (
     records,
     serving_settings,
     settings_at,
-    with_empty_registry,
+    two_version_registry,
 )
-from fraud_assets_tests.test_serving_support import gold_frame, register_version, set_alias
+from fraud_assets_tests.test_serving_support import gold_frame, set_alias
 
 
 @pytest.fixture(scope="module")
@@ -44,14 +43,9 @@ def champion_only_home(
     empty_mlflow_db: Path,  # noqa: F811
 ) -> Iterator[Path]:
     """A FRAUD_HOME whose registry has versions 1 and 2, version 1 champion, no challenger."""
-    home = with_empty_registry(tmp_path_factory.mktemp("serving_reload"), empty_mlflow_db)
-    with pytest.MonkeyPatch.context() as patch:
-        for name in [n for n in os.environ if n.startswith("FRAUD_")]:
-            patch.delenv(name)
-        settings = settings_at(home)
-        assert register_version(settings, seed=1) == "1"
-        assert register_version(settings, seed=2) == "2"
-        set_alias(settings, "champion", "1")
+    with two_version_registry(
+        tmp_path_factory.mktemp("serving_reload"), empty_mlflow_db, {"champion": "1"}
+    ) as home:
         yield home
 
 
