@@ -215,15 +215,14 @@ def _launch_on_job_cluster(
         poll_interval_seconds=settings.databricks.poll_interval_seconds,
         forward_termination=True,
     )
-    pipes._follow_settings(settings.databricks)
-    invocation = pipes.run(
-        context=context,
+    return _submit_and_follow(
+        pipes,
+        context,
+        settings.databricks,
         extras=extras,
         task=job_cluster_task(spec, settings.databricks),
         submit_args=_submit_args(context, spec, settings),
     )
-    pipes._reraise_interrupt()
-    return list(invocation.get_results())
 
 
 def _launch_serverless(
@@ -247,9 +246,10 @@ def _launch_serverless(
         poll_interval_seconds=settings.databricks.poll_interval_seconds,
         forward_termination=True,
     )
-    pipes._follow_settings(settings.databricks)
-    invocation = pipes.run(
-        context=context,
+    return _submit_and_follow(
+        pipes,
+        context,
+        settings.databricks,
         extras=extras,
         task=serverless_task(spec),
         submit_args={
@@ -257,6 +257,20 @@ def _launch_serverless(
             "environments": [serverless_environment(settings.databricks)],
         },
     )
+
+
+def _submit_and_follow(
+    pipes: _JobClusterClient | _ServerlessClient,
+    context: Context,
+    settings: DatabricksSettings,
+    *,
+    extras: dict[str, Any],
+    task: Any,
+    submit_args: dict[str, Any],
+) -> TaskResults:
+    """Submit one run through a Pipes client and follow it to its end under our rules."""
+    pipes._follow_settings(settings)
+    invocation = pipes.run(context=context, extras=extras, task=task, submit_args=submit_args)
     pipes._reraise_interrupt()
     return list(invocation.get_results())
 
