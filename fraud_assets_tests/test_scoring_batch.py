@@ -104,6 +104,9 @@ def test_score_task_scores_only_the_latest_batch_with_history_aware_features(sco
     logged = log.to_pandas().query("window_id == 'drift-run-7'")
     assert len(logged) == len(scores)
     assert set(logged["source"]) == {"batch"}
+    answered = logged.set_index("claim_id")["decision"]
+    assert (answered.loc[scores["claim_id"]].to_numpy() == scores["decision"].to_numpy()).all()
+    assert set(logged["operating_threshold"]) == {threshold}
 
     # The batch's features are the ones computed over all of silver, not over the batch alone.
     everything = build_claim_features(

@@ -163,6 +163,8 @@ def test_traffic_split_scores_and_inference_log(registry_home: Path) -> None:
     np.testing.assert_array_equal(first["fraud_score"], scores["fraud_score"])
     assert first["model_version"].tolist() == scores["model_version"].tolist()
     assert first["model_alias"].tolist() == scores["model_alias"].tolist()
+    assert first["decision"].tolist() == scores["decision"].tolist()
+    assert set(logged["operating_threshold"]) == {settings.thresholds.operating_threshold}
     for name in MODEL_FEATURES:
         assert first[name].tolist() == claims[name].tolist(), name
     assert (logged["window_id"] == [window_id(t, minutes=60) for t in logged["scored_at"]]).all()

@@ -59,6 +59,7 @@ def rows(start: int, n: int, *, request_id: str = "r") -> pa.Table:
     return inference_log_rows(
         claims(start, n),
         fraud_score=np.linspace(0.0, 1.0, n),
+        threshold=0.5,
         model_version=["3"] * n,
         model_alias=["champion"] * n,
         source=REALTIME,
@@ -113,6 +114,9 @@ def test_rows_carry_features_score_version_and_source() -> None:
     for name in ["claim_id", *MODEL_FEATURES]:
         assert table.column(name).to_pylist() == source.column(name).to_pylist()
     assert table.column("fraud_score").to_pylist() == pytest.approx([0, 1 / 3, 2 / 3, 1])
+    # The answer the caller got: flagged at or above the threshold in force (0.5 here).
+    assert table.column("decision").to_pylist() == [0, 0, 1, 1]
+    assert set(table.column("operating_threshold").to_pylist()) == {0.5}
     assert set(table.column("source").to_pylist()) == {"realtime"}
     assert set(table.column("window_id").to_pylist()) == {"2025-03-01T14:00Z"}
     assert set(table.column("scored_at").to_pylist()) == {SCORED_AT}
@@ -124,6 +128,7 @@ def test_rows_need_one_score_per_claim() -> None:
         inference_log_rows(
             claims(0, 3),
             fraud_score=np.zeros(2),
+            threshold=0.5,
             model_version=["1"] * 3,
             model_alias=["champion"] * 3,
             source=REALTIME,

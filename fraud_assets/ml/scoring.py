@@ -208,6 +208,7 @@ def inference_log_rows(
     scores: np.ndarray,
     *,
     scoring: ScoringModel,
+    threshold: float,
     scored_at: datetime,
     window_id: str,
 ) -> pa.Table:
@@ -218,6 +219,8 @@ def inference_log_rows(
     table = features.select([ID_COLUMN, *MODEL_FEATURES])
     extra = {
         "fraud_score": pa.array(scores, pa.float64()),
+        "decision": pa.array(flag(scores, threshold=threshold), pa.int64()),
+        "operating_threshold": _constant(threshold, n, pa.float64()),
         "model_version": _constant(scoring.version, n),
         "source": _constant(BATCH, n),
         "window_id": _constant(window_id, n),

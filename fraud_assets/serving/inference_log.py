@@ -25,6 +25,7 @@ import pyarrow as pa
 
 from fraud_assets.features import CLAIM_FEATURES_SCHEMA, ID_COLUMN, MODEL_FEATURES
 from fraud_assets.lakehouse import TableStore
+from fraud_assets.ml.metrics import flag
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,9 @@ INFERENCE_LOG_SCHEMA = pa.schema(
         pa.field(ID_COLUMN, pa.string()),
         *(pa.field(name, CLAIM_FEATURES_SCHEMA.field(name).type) for name in MODEL_FEATURES),
         pa.field("fraud_score", pa.float64()),
+        # The answer as the caller got it: the decision and the threshold it was taken at.
+        pa.field("decision", pa.int64()),
+        pa.field("operating_threshold", pa.float64()),
         pa.field("model_version", pa.string()),
         pa.field("source", pa.string()),
         pa.field("window_id", pa.string()),
@@ -73,6 +77,7 @@ def inference_log_rows(
     features: pa.Table,
     *,
     fraud_score: np.ndarray,
+    threshold: float,
     model_version: Sequence[str],
     model_alias: Sequence[str],
     source: str,
@@ -97,6 +102,8 @@ def inference_log_rows(
     window = window_id(scored_at, minutes=window_minutes)
     columns |= {
         "fraud_score": pa.array(fraud_score, pa.float64()),
+        "decision": pa.array(flag(fraud_score, threshold=threshold), pa.int64()),
+        "operating_threshold": pa.array([threshold] * n, pa.float64()),
         "model_version": pa.array(model_version, pa.string()),
         "source": pa.array([source] * n, pa.string()),
         "window_id": pa.array([window] * n, pa.string()),

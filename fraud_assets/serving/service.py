@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 
 from fraud_assets.features import ID_COLUMN, MODEL_FEATURES
+from fraud_assets.ml.metrics import flag
 from fraud_assets.serving.contract import REQUEST_SCHEMA
 from fraud_assets.serving.inference_log import (
     INFERENCE_LOG,
@@ -158,10 +159,12 @@ class ScoringService:
                 model_version[position] = served.version
 
         window = self.settings.serving.log_window_minutes
+        threshold = self.settings.thresholds.operating_threshold
         log_rows = [
             inference_log_rows(
                 claims,
                 fraud_score=fraud_score,
+                threshold=threshold,
                 model_version=model_version,
                 model_alias=model_alias,
                 source=REALTIME,
@@ -177,6 +180,7 @@ class ScoringService:
                 inference_log_rows(
                     claims.take(positions),
                     fraud_score=challenger.predict(features.iloc[positions]),
+                    threshold=threshold,
                     model_version=[challenger.version] * len(positions),
                     model_alias=[CHALLENGER] * len(positions),
                     source=SHADOW,
@@ -187,7 +191,7 @@ class ScoringService:
             )
         self.inference_log.append(pa.concat_tables(log_rows))
 
-        decision = (fraud_score >= self.settings.thresholds.operating_threshold).astype("int64")
+        decision = flag(fraud_score, threshold=threshold)
         answers = []
         start = 0
         for request, size in zip(requests, sizes, strict=True):

@@ -61,7 +61,12 @@ def score(ctx: TaskContext) -> TaskResult:
     )
     fraud_scores, scores = scored.rows, scored.scores
     log_rows = inference_log_rows(
-        batch, scores, scoring=scoring, scored_at=scored_at, window_id=ctx.run_id
+        batch,
+        scores,
+        scoring=scoring,
+        threshold=settings.thresholds.operating_threshold,
+        scored_at=scored_at,
+        window_id=ctx.run_id,
     )
     version = store.write_arrow(fraud_scores, "fraud_scores")
     log_version = store.write_arrow(log_rows, "inference_log", mode="append")
