@@ -29,7 +29,11 @@ demo: install ## Run the whole pipeline (fraud_pipeline job) locally, with progr
 test: install ## Run the test suite (the end-to-end jobs run in test-e2e)
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile -m "not slow"
 
-test-e2e: install ## End to end: main job + UI, Databricks mode per launch style, both demos
+# The UI end-to-end test drives Chromium with playwright-core, pinned in package-lock.json.
+node_modules/.package-lock.json: package-lock.json
+	npm ci --ignore-scripts --no-audit --no-fund
+
+test-e2e: install node_modules/.package-lock.json ## End to end: main job + UI, Databricks mode per launch style, both demos
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile -m slow \
 		fraud_assets_tests/test_e2e_ui.py fraud_assets_tests/test_databricks_e2e.py \
 		fraud_assets_tests/test_demo_scenarios.py
