@@ -25,6 +25,11 @@ Target = Literal["dev", "staging", "prod"]
 ComputeMode = Literal["local", "databricks"]
 LaunchStyle = Literal["job_cluster", "serverless", "run_now"]
 AlertSink = Literal["log", "webhook", "slack"]
+# Who a fraud label belongs to: one claim, every claim of a provider, or of a patient.
+LabelUnit = Literal["claim", "provider", "patient"]
+SplitStrategy = Literal["out_of_time", "random"]
+OperatingPointKind = Literal["flag_rate", "min_precision", "fixed"]
+SyntheticBiasKind = Literal["proxy", "base_rate"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -65,6 +70,9 @@ class Thresholds(BaseModel):
     psi_error: float = 0.2
     psi_bins: int = 10
     psi_epsilon: float = 1e-4
+    psi_min_bucket_count: int = Field(
+        50, description="Fewest expected rows per PSI bucket in the smaller sample"
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> Thresholds:
@@ -75,6 +83,48 @@ class Thresholds(BaseModel):
         if not 0.0 < self.operating_threshold < 1.0:
             raise ValueError("operating_threshold must lie strictly between 0 and 1")
         return self
+
+
+class OperatingPoint(BaseModel):
+    """How the score threshold that flags a claim for review is chosen on the holdout."""
+
+    kind: OperatingPointKind = "flag_rate"
+    flag_rate: float = Field(
+        0.05, gt=0.0, lt=1.0, description="Share of claims investigators can review"
+    )
+    min_precision: float = Field(
+        0.5, gt=0.0, lt=1.0, description="Lowest share of flagged claims that must be fraud"
+    )
+    fixed_threshold: float = Field(0.5, gt=0.0, lt=1.0, description="Threshold for kind=fixed")
+
+
+class SyntheticShape(BaseModel):
+    """Shapes of real claims the synthetic generator can take on (FRAUD_SYNTHETIC__*)."""
+
+    label_unit: LabelUnit = "claim"
+    regions: int = Field(5, ge=1, description="Distinct geographic_region values")
+    diagnosis_codes: int = Field(32, ge=1, description="Distinct diagnosis codes")
+    prevalence: float | None = Field(
+        None, gt=0.0, lt=1.0, description="Share of fraud claims (default: the patterns' own)"
+    )
+    minor_share: float = Field(0.0, ge=0.0, lt=1.0, description="Share of patients under 18")
+    inpatient_without_procedures: float = Field(
+        0.0, ge=0.0, le=1.0, description="Share of inpatient claims that bill no procedure"
+    )
+    unlabelled_days: int = Field(
+        0, ge=0, description="Claims of the last N days are not adjudicated yet (no label)"
+    )
+    bias_kind: SyntheticBiasKind = Field(
+        "proxy", description="How inject_bias acts: proxy (false accusations) or base_rate"
+    )
+
+
+class FairnessOverrides(BaseModel):
+    """Run-time changes to the pinned fairness policy (FRAUD_FAIRNESS__*); unset keeps it."""
+
+    gates: dict[str, float] | None = None
+    confidence_level: float | None = None
+    min_group_size: int | None = None
 
 
 class Schedules(BaseModel):
@@ -217,6 +267,19 @@ class FraudSettings(BaseSettings):
     inject_drift: float = Field(0.0, description="0 = none, 1 = strong shift in amounts and mix")
     inject_bias: float = Field(0.0, description="0 = none, 1 = strong label bias against one group")
     holdout_fraction: float = 0.2
+    split_strategy: SplitStrategy = Field(
+        "out_of_time", description="Holdout = the most recent labelled claims, or random"
+    )
+    label_unit: LabelUnit | None = Field(
+        None, description="Unit the label belongs to (default: the source mapping's, or claim)"
+    )
+    allowed_protected_inputs: list[str] = Field(
+        default_factory=list,
+        description="Protected attributes (or their sources) a model may use, by name",
+    )
+    synthetic: SyntheticShape = SyntheticShape()
+    operating_point: OperatingPoint = OperatingPoint()
+    fairness: FairnessOverrides = FairnessOverrides()
 
     thresholds: Thresholds = Thresholds()
     schedules: Schedules = Schedules()
