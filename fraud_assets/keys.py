@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from dagster import AssetKey
 
 RAW_CLAIMS = AssetKey("raw_claims")
@@ -39,13 +41,35 @@ CHECK_ROC_AUC_FLOOR = "roc_auc_floor"
 CHECK_PR_AUC_FLOOR = "pr_auc_floor"
 CHECK_NO_REGRESSION = "no_regression_vs_champion"
 CHECK_DISPARATE_IMPACT = "disparate_impact_ratio"
+CHECK_FALSE_POSITIVE_RATE_RATIO = "false_positive_rate_ratio"
 CHECK_EQUAL_OPPORTUNITY = "equal_opportunity_difference"
 CHECK_MIN_GROUP_SIZE = "min_group_size"
+CHECK_FAIRNESS_POLICY = "policy_at_least_pinned"
 CHECK_FEATURE_DRIFT = "feature_drift"
 CHECK_SCORE_DRIFT = "score_drift"
 
-# The checks that gate promotion: registered_model must not run when one of them fails.
-PROMOTION_GATES: dict[AssetKey, list[str]] = {
-    MODEL_EVALUATION: [CHECK_ROC_AUC_FLOOR, CHECK_PR_AUC_FLOOR, CHECK_NO_REGRESSION],
-    FAIRNESS_REPORT: [CHECK_DISPARATE_IMPACT, CHECK_EQUAL_OPPORTUNITY, CHECK_MIN_GROUP_SIZE],
-}
+# Fairness checks: one per gateable figure (the pinned policy decides which of them gate),
+# then the group-size and policy checks, which always gate.
+FAIRNESS_FIGURE_CHECKS: list[str] = [
+    CHECK_FALSE_POSITIVE_RATE_RATIO,
+    CHECK_EQUAL_OPPORTUNITY,
+    CHECK_DISPARATE_IMPACT,
+]
+FAIRNESS_CHECKS: list[str] = [*FAIRNESS_FIGURE_CHECKS, CHECK_MIN_GROUP_SIZE, CHECK_FAIRNESS_POLICY]
+MODEL_QUALITY_GATES: list[str] = [CHECK_ROC_AUC_FLOOR, CHECK_PR_AUC_FLOOR, CHECK_NO_REGRESSION]
+
+
+def promotion_gates(gated_figures: Iterable[str]) -> dict[AssetKey, list[str]]:
+    """The checks that gate promotion: registered_model must not run when one of them fails.
+
+    ``gated_figures`` are the fairness figures the target's pinned policy gates.
+    """
+    gated = set(gated_figures)
+    return {
+        MODEL_EVALUATION: list(MODEL_QUALITY_GATES),
+        FAIRNESS_REPORT: [
+            *(check for check in FAIRNESS_FIGURE_CHECKS if check in gated),
+            CHECK_MIN_GROUP_SIZE,
+            CHECK_FAIRNESS_POLICY,
+        ],
+    }

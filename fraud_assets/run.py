@@ -40,6 +40,7 @@ from dagster._core.definitions.reconstruct import ReconstructableRepository
 
 from fraud_assets import keys
 from fraud_assets.demo import persistent_instance
+from fraud_assets.governance.policy import pinned_policy
 from fraud_assets.settings import FraudSettings, get_settings
 
 DEFINITIONS_MODULE = "fraud_assets.definitions"
@@ -281,8 +282,9 @@ def _gate_lines(outcome: RunOutcome, settings: FraudSettings) -> list[str]:
         return []
     lines = ["", "Gates:"]
     width = max(len(f"{asset}.{check}") for asset, check in outcome.checks)
+    promotion = keys.promotion_gates(pinned_policy(settings.target).gates)
     for (asset, check), (passed, severity) in outcome.checks.items():
-        gate = " (blocks promotion)" if check in keys.PROMOTION_GATES.get(_key(asset), []) else ""
+        gate = " (blocks promotion)" if check in promotion.get(_key(asset), []) else ""
         verdict = "pass" if passed else f"FAIL {severity}"
         lines.append(f"  {asset + '.' + check:<{width}}  {verdict}{gate}")
     return lines

@@ -34,6 +34,15 @@ SyntheticBiasKind = Literal["proxy", "base_rate"]
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+_MOVED_TO_FAIRNESS_POLICY = {
+    "disparate_impact_min",
+    "equal_opportunity_max",
+    "min_group_size",
+    "bootstrap_samples",
+    "confidence_level",
+}
+
+
 class Thresholds(BaseModel):
     """Every gate's threshold. Assets and checks read these; they never hard-code numbers."""
 
@@ -59,12 +68,7 @@ class Thresholds(BaseModel):
     regression_tolerance: float = Field(
         0.02, description="Largest ROC AUC drop allowed versus champion"
     )
-    # fairness
-    disparate_impact_min: float = 0.8
-    equal_opportunity_max: float = 0.1
-    min_group_size: int = 30
-    bootstrap_samples: int = 200
-    confidence_level: float = 0.95
+    # fairness: the pinned policy in fraud_assets/governance/fairness_policy.yaml
     # drift
     psi_warn: float = 0.1
     psi_error: float = 0.2
@@ -73,6 +77,20 @@ class Thresholds(BaseModel):
     psi_min_bucket_count: int = Field(
         50, description="Fewest expected rows per PSI bucket in the smaller sample"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved_to_the_fairness_policy(cls, values: Any) -> Any:
+        moved = sorted(set(values) & _MOVED_TO_FAIRNESS_POLICY) if isinstance(values, dict) else []
+        if moved:
+            raise ValueError(
+                f"{', '.join(f'FRAUD_THRESHOLDS__{m.upper()}' for m in moved)}: fairness "
+                "thresholds moved to the pinned policy "
+                "(fraud_assets/governance/fairness_policy.yaml); override one run with "
+                "FRAUD_FAIRNESS__GATES='{\"false_positive_rate_ratio\": 0.8}', "
+                "FRAUD_FAIRNESS__CONFIDENCE_LEVEL or FRAUD_FAIRNESS__MIN_GROUP_SIZE"
+            )
+        return values
 
     @model_validator(mode="after")
     def _ordered(self) -> Thresholds:
@@ -253,7 +271,9 @@ class FraudSettings(BaseSettings):
     model_name: str | None = None
     experiment_name: str | None = None
 
-    protected_attributes: list[str] = ["patient_gender", "patient_age_group", "geographic_region"]
+    protected_attributes: list[str] | None = Field(
+        None, description="Attributes the fairness report judges (default: the pinned policy's)"
+    )
 
     # source of claims: synthetic by default, else an external file and its mapping
     source_path: str | None = None
@@ -359,11 +379,12 @@ class FraudSettings(BaseSettings):
         return cls(**payload)
 
 
-# Stricter gates where the model touches real decisions. Env vars still win.
+# Stricter gates where the model touches real decisions. Env vars still win. (Fairness
+# thresholds are pinned per target in fraud_assets/governance/fairness_policy.yaml.)
 TARGET_THRESHOLD_OVERRIDES: dict[str, dict[str, Any]] = {
     "dev": {},
-    "staging": {"min_group_size": 50},
-    "prod": {"min_group_size": 100, "roc_auc_min": 0.75},
+    "staging": {},
+    "prod": {"roc_auc_min": 0.75},
 }
 
 

@@ -8,6 +8,7 @@ import pytest
 from dagster import AssetKey, Definitions
 
 from fraud_assets import keys
+from fraud_assets.governance.policy import pinned_policy
 
 EXPECTED_ASSETS: dict[str, tuple[str, set[str]]] = {
     "raw_claims": ("ingestion", set()),
@@ -55,9 +56,11 @@ EXPECTED_CHECKS: dict[tuple[str, str], bool] = {
     ("model_evaluation", keys.CHECK_ROC_AUC_FLOOR): True,
     ("model_evaluation", keys.CHECK_PR_AUC_FLOOR): True,
     ("model_evaluation", keys.CHECK_NO_REGRESSION): True,
-    ("fairness_report", keys.CHECK_DISPARATE_IMPACT): True,
+    ("fairness_report", keys.CHECK_FALSE_POSITIVE_RATE_RATIO): True,
     ("fairness_report", keys.CHECK_EQUAL_OPPORTUNITY): True,
+    ("fairness_report", keys.CHECK_DISPARATE_IMPACT): True,
     ("fairness_report", keys.CHECK_MIN_GROUP_SIZE): True,
+    ("fairness_report", keys.CHECK_FAIRNESS_POLICY): True,
     ("psi_report", keys.CHECK_FEATURE_DRIFT): False,
     ("psi_report", keys.CHECK_SCORE_DRIFT): False,
 }
@@ -96,7 +99,7 @@ def test_every_promotion_gate_is_a_blocking_check_upstream_of_registration(
 ) -> None:
     graph = defs.resolve_asset_graph()
     upstream = graph.get(keys.REGISTERED_MODEL).parent_keys
-    for asset_key, check_names in keys.PROMOTION_GATES.items():
+    for asset_key, check_names in keys.promotion_gates(pinned_policy("prod").gates).items():
         assert asset_key in upstream
         for name in check_names:
             assert EXPECTED_CHECKS[(asset_key.to_user_string(), name)] is True

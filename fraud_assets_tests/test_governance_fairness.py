@@ -1,4 +1,4 @@
-"""Fairness metrics: equal to fairlearn, honest intervals, and gates that catch injected bias."""
+"""Fairness metrics: equal to fairlearn, analytic intervals, and gates that catch injected bias."""
 
 from __future__ import annotations
 
@@ -23,10 +23,12 @@ from fraud_assets.governance import (
     STATUS_INSUFFICIENT,
     STATUS_OK,
     FairnessGates,
+    FairnessPolicy,
     FairnessReport,
     compute_fairness_report,
     disparate_impact_ratio,
     fairness_gates,
+    false_positive_rate_ratio,
     group_metrics,
 )
 from fraud_assets.governance import (
@@ -38,6 +40,14 @@ from fraud_assets.governance import (
 
 ATTRIBUTES = ["gender", "age_group", "region"]
 MIN_GROUP = 30
+# The old defaults: disparate impact and equal opportunity gate (the pinned default gates
+# false-positive-rate parity instead; tests/test_fairness_policy.py covers it).
+POLICY = FairnessPolicy(
+    attributes=tuple(ATTRIBUTES),
+    gates={"disparate_impact_ratio": 0.8, "equal_opportunity_difference": 0.1},
+    confidence_level=0.95,
+    min_group_size=MIN_GROUP,
+)
 
 
 def _dataset(seed: int, n: int = 3_000) -> pd.DataFrame:
@@ -59,15 +69,14 @@ def _dataset(seed: int, n: int = 3_000) -> pd.DataFrame:
     return frame
 
 
-def _report(frame: pd.DataFrame, *, samples: int = 200, seed: int = 7) -> FairnessReport:
+def _report(frame: pd.DataFrame) -> FairnessReport:
     return compute_fairness_report(
-        frame,
-        protected_attributes=ATTRIBUTES,
-        min_group_size=MIN_GROUP,
-        bootstrap_samples=samples,
-        confidence_level=0.95,
-        seed=seed,
+        frame, protected_attributes=ATTRIBUTES, min_group_size=MIN_GROUP, confidence_level=0.95
     )
+
+
+def _judge(report: FairnessReport, policy: FairnessPolicy = POLICY) -> FairnessGates:
+    return fairness_gates(report, policy=policy, pinned=policy)
 
 
 def _fairlearn_frame(frame: pd.DataFrame, columns: list[str]) -> MetricFrame:
@@ -88,7 +97,7 @@ def _fairlearn_frame(frame: pd.DataFrame, columns: list[str]) -> MetricFrame:
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_group_rates_equal_fairlearn_group_by_group(seed: int) -> None:
     frame = _dataset(seed)
-    report = _report(frame, samples=20)
+    report = _report(frame)
     for columns in (["gender"], ["region"], ["gender", "age_group"], ATTRIBUTES):
         ours = report.groups.loc[report.groups["slice"] == " & ".join(columns)]
         theirs = _fairlearn_frame(frame, columns).by_group
@@ -121,7 +130,7 @@ def test_group_rates_equal_fairlearn_group_by_group(seed: int) -> None:
 @pytest.mark.parametrize("seed", [0, 1, 3])
 def test_cross_group_figures_equal_fairlearn_on_sufficient_groups(seed: int) -> None:
     frame = _dataset(seed)
-    report = _report(frame, samples=20)
+    report = _report(frame)
     for attribute in ATTRIBUTES:
         sizes = frame[attribute].value_counts()
         sufficient = frame.loc[frame[attribute].isin(sizes[sizes >= MIN_GROUP].index)]
@@ -146,6 +155,13 @@ def test_cross_group_figures_equal_fairlearn_on_sufficient_groups(seed: int) -> 
         assert report.figure(attribute, "equalized_odds_difference") == pytest.approx(
             expected_eqodds, abs=1e-12
         )
+        fpr = MetricFrame(metrics=false_positive_rate, y_true=y, y_pred=d, sensitive_features=s)
+        assert report.figure(attribute, "false_positive_rate_ratio") == pytest.approx(
+            fpr.ratio(), abs=1e-12
+        )
+        assert report.figure(attribute, "false_positive_rate_difference") == pytest.approx(
+            fpr.difference(), abs=1e-12
+        )
         if with_frauds.all():
             assert report.figure(attribute, "equalized_odds_difference") == pytest.approx(
                 equalized_odds_difference(y, d, sensitive_features=s), abs=1e-12
@@ -164,6 +180,10 @@ def test_standalone_metric_functions_equal_fairlearn() -> None:
     assert our_equalized_odds_difference(y, d, sensitive_features=s) == pytest.approx(
         equalized_odds_difference(y, d, sensitive_features=s), abs=1e-12
     )
+    assert false_positive_rate_ratio(y, d, sensitive_features=s) == pytest.approx(
+        MetricFrame(metrics=false_positive_rate, y_true=y, y_pred=d, sensitive_features=s).ratio(),
+        abs=1e-12,
+    )
     rates = group_metrics(y, d, sensitive_features=s)
     np.testing.assert_allclose(
         rates["selection_rate"],
@@ -174,7 +194,7 @@ def test_standalone_metric_functions_equal_fairlearn() -> None:
 
 def test_small_groups_are_reported_as_insufficient_and_left_out_of_figures() -> None:
     frame = _dataset(0)
-    report = _report(frame, samples=20)
+    report = _report(frame)
     region = report.groups.loc[report.groups["slice"] == "region"].set_index("group")
     assert region.at["west", "status"] == STATUS_INSUFFICIENT
     assert region["size"]["west"] < MIN_GROUP
@@ -185,14 +205,14 @@ def test_small_groups_are_reported_as_insufficient_and_left_out_of_figures() -> 
     # Moving the tiny group's selection rate to anything leaves the figure unchanged.
     flipped = frame.copy()
     flipped.loc[flipped["region"] == "west", "decision"] = 1
-    assert _report(flipped, samples=20).figure("region", "disparate_impact_ratio") == (
+    assert _report(flipped).figure("region", "disparate_impact_ratio") == (
         report.figure("region", "disparate_impact_ratio")
     )
 
 
 def test_group_without_frauds_has_undefined_tpr_and_does_not_drive_equal_opportunity() -> None:
     frame = _dataset(1)
-    report = _report(frame, samples=20)
+    report = _report(frame)
     age = report.groups.loc[report.groups["slice"] == "age_group"].set_index("group")
     assert age.at["65+", "positives"] == 0
     assert np.isnan(age["true_positive_rate"]["65+"])
@@ -202,17 +222,23 @@ def test_group_without_frauds_has_undefined_tpr_and_does_not_drive_equal_opportu
     )
 
 
-def test_intervals_contain_the_estimate_and_repeat_with_the_seed() -> None:
+def test_intervals_contain_the_estimate_and_need_no_seed() -> None:
     frame = _dataset(2)
-    first, again, other = _report(frame, seed=3), _report(frame, seed=3), _report(frame, seed=4)
+    first, again = _report(frame), _report(frame)
     pd.testing.assert_frame_equal(first.groups, again.groups)
     pd.testing.assert_frame_equal(first.figures, again.figures)
-    assert not first.groups["selection_rate_ci_low"].equals(other.groups["selection_rate_ci_low"])
+    assert first.parameters["interval"] == "mover-wilson-bonferroni"
+    assert "seed" not in first.parameters and "bootstrap_samples" not in first.parameters
     for table, names in (
         (first.groups, ["selection_rate", "false_positive_rate", "precision"]),
         (
             first.figures,
-            ["disparate_impact_ratio", "equal_opportunity_difference", "equalized_odds_difference"],
+            [
+                "disparate_impact_ratio",
+                "false_positive_rate_ratio",
+                "equal_opportunity_difference",
+                "equalized_odds_difference",
+            ],
         ),
     ):
         for name in names:
@@ -222,26 +248,16 @@ def test_intervals_contain_the_estimate_and_repeat_with_the_seed() -> None:
             assert (rows[f"{name}_ci_low"] < rows[f"{name}_ci_high"]).any(), name
 
 
-def test_cell_bootstrap_matches_resampling_rows() -> None:
-    """Drawing cell counts from a multinomial is the row bootstrap: same spread of each rate."""
-    frame = _dataset(5, n=1_500)
-    samples = 2_000
-    ours = _report(frame, samples=samples, seed=11)
-    rng = np.random.default_rng(0)
-    female = (frame["gender"] == "F").to_numpy()
-    decision = frame["decision"].to_numpy()
-    draws = rng.integers(0, len(frame), size=(samples, len(frame)))
-    rates = (decision[draws] * female[draws]).sum(axis=1) / female[draws].sum(axis=1)
-    female_rows = ours.groups.loc[
-        (ours.groups["slice"] == "gender") & (ours.groups["group"] == "F")
-    ]
-    ci_low = float(female_rows["selection_rate_ci_low"].iloc[0])
-    ci_high = float(female_rows["selection_rate_ci_high"].iloc[0])
-    low, high = np.quantile(rates, [0.025, 0.975])
-    # Quantiles of 2,000 resamples agree to Monte Carlo error (~0.1 of the interval width).
-    width = high - low
-    assert ci_low == pytest.approx(low, abs=0.1 * width)
-    assert ci_high == pytest.approx(high, abs=0.1 * width)
+def test_group_intervals_are_wilson_intervals() -> None:
+    from statsmodels.stats.proportion import proportion_confint
+
+    frame = _dataset(4)
+    gender = _report(frame).groups.loc[lambda g: g["slice"] == "gender"].set_index("group")
+    low, high = proportion_confint(
+        gender["flagged"].to_numpy(), gender["size"].to_numpy(), alpha=0.05, method="wilson"
+    )
+    np.testing.assert_allclose(gender["selection_rate_ci_low"], low, atol=1e-12)
+    np.testing.assert_allclose(gender["selection_rate_ci_high"], high, atol=1e-12)
 
 
 def test_bad_input_is_a_clear_error() -> None:
@@ -261,7 +277,7 @@ def test_bad_input_is_a_clear_error() -> None:
 def test_missing_attribute_is_its_own_reported_group() -> None:
     frame = _dataset(0)
     frame.loc[:99, "gender"] = None
-    groups = _report(frame, samples=20).groups
+    groups = _report(frame).groups
     gender = groups.loc[groups["slice"] == "gender"].set_index("group")
     assert gender.at["(missing)", "size"] == 100
     assert gender["size"].sum() == len(frame)
@@ -291,15 +307,16 @@ def _holdout_decisions(bias: float, seed: int) -> pd.DataFrame:
 
 
 def _gates(holdout: pd.DataFrame) -> tuple[FairnessReport, FairnessGates]:
+    policy = POLICY.model_copy(
+        update={"attributes": ("patient_gender", "patient_age_group", "geographic_region")}
+    )
     report = compute_fairness_report(
         holdout,
-        protected_attributes=["patient_gender", "patient_age_group", "geographic_region"],
+        protected_attributes=policy.attributes,
         min_group_size=MIN_GROUP,
-        bootstrap_samples=200,
         confidence_level=0.95,
-        seed=42,
     )
-    return report, fairness_gates(report, disparate_impact_min=0.8, equal_opportunity_max=0.1)
+    return report, _judge(report, policy)
 
 
 @pytest.mark.parametrize("seed", [42, 7, 2024])
@@ -307,16 +324,18 @@ def test_unbiased_synthetic_claims_pass_every_gate(seed: int) -> None:
     holdout = _holdout_decisions(bias=0.0, seed=seed)
     assert 3_500 <= len(holdout) <= 4_500
     _, gates = _gates(holdout)
-    assert gates.disparate_impact.passed, gates.disparate_impact.description
-    assert gates.equal_opportunity.passed, gates.equal_opportunity.description
-    assert gates.min_group_size.passed, gates.min_group_size.description
+    assert gates["disparate_impact_ratio"].passed, gates["disparate_impact_ratio"].description
+    assert gates["equal_opportunity_difference"].passed, gates[
+        "equal_opportunity_difference"
+    ].description
+    assert gates["min_group_size"].passed, gates["min_group_size"].description
 
 
 def test_injected_bias_fails_disparate_impact_on_the_biased_attribute() -> None:
     holdout = _holdout_decisions(bias=1.0, seed=42)
     report, gates = _gates(holdout)
-    assert not gates.disparate_impact.passed
-    assert gates.disparate_impact.metadata["failing_attributes"] == [BIAS_ATTRIBUTE]
+    assert not gates["disparate_impact_ratio"].passed
+    assert gates["disparate_impact_ratio"].metadata["failing_attributes"] == [BIAS_ATTRIBUTE]
     figures = report.figures.set_index("slice")
     assert figures["disparate_impact_ratio_ci_high"][BIAS_ATTRIBUTE] < 0.8
     rates = report.groups.loc[report.groups["slice"] == BIAS_ATTRIBUTE].set_index("group")
@@ -340,23 +359,27 @@ def test_point_estimate_alone_would_fail_fair_data_but_the_gate_does_not() -> No
         frame["decision"] = np.where(
             frame["is_fraud"] == 1, rng.random(n) < 0.75, rng.random(n) < 0.02
         ).astype(int)
-        report = _report(frame, seed=seed)
+        report = _report(frame)
         single = report.figures.loc[~report.figures["intersection"]]
         failures_by_point += int((single["disparate_impact_ratio"] < 0.8).any())
-        gates = fairness_gates(report, disparate_impact_min=0.8, equal_opportunity_max=0.1)
-        assert gates.disparate_impact.passed, gates.disparate_impact.description
-        assert gates.equal_opportunity.passed, gates.equal_opportunity.description
+        gates = _judge(report)
+        assert gates["disparate_impact_ratio"].passed, gates["disparate_impact_ratio"].description
+        assert gates["equal_opportunity_difference"].passed, gates[
+            "equal_opportunity_difference"
+        ].description
     assert failures_by_point >= 6
 
 
 def test_too_few_sufficient_groups_fails_the_size_gate_and_leaves_figures_undefined() -> None:
     frame = _dataset(0)
     frame["gender"] = np.where(np.arange(len(frame)) < 10, "X", "F")
-    report = _report(frame, samples=20)
-    gates = fairness_gates(report, disparate_impact_min=0.8, equal_opportunity_max=0.1)
-    assert not gates.min_group_size.passed
-    assert gates.min_group_size.metadata["attributes_without_two_sufficient_groups"] == ["gender"]
-    assert "X (n=10)" in gates.min_group_size.metadata["gender.insufficient_groups"]
+    report = _report(frame)
+    gates = _judge(report)
+    assert not gates["min_group_size"].passed
+    assert gates["min_group_size"].metadata["attributes_without_two_sufficient_groups"] == [
+        "gender"
+    ]
+    assert "X (n=10)" in gates["min_group_size"].metadata["gender.insufficient_groups"]
     assert np.isnan(report.figure("gender", "disparate_impact_ratio"))
-    assert not gates.disparate_impact.passed
-    assert gates.disparate_impact.metadata["undefined_attributes"] == ["gender"]
+    assert not gates["disparate_impact_ratio"].passed
+    assert gates["disparate_impact_ratio"].metadata["undefined_attributes"] == ["gender"]

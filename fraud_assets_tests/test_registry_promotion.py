@@ -18,6 +18,7 @@ from mlflow.pyfunc import PythonModel
 
 from fraud_assets import keys
 from fraud_assets.features import MODEL_FEATURES
+from fraud_assets.governance.policy import pinned_policy
 from fraud_assets.lakehouse import table_store
 from fraud_assets.ml import registry
 from fraud_assets.ml.tracking import configure_mlflow, mlflow_client
@@ -28,7 +29,8 @@ from fraud_assets_tests.test_ml_support import make_gold_frame, use_migrated_mlf
 
 MODEL = "fraud_detector"
 FAIRNESS = keys.FAIRNESS_REPORT.to_user_string()
-FAIRNESS_GATES = keys.PROMOTION_GATES[keys.FAIRNESS_REPORT]
+PROMOTION_GATES = keys.promotion_gates(pinned_policy("dev").gates)
+FAIRNESS_GATES = PROMOTION_GATES[keys.FAIRNESS_REPORT]
 
 
 def _train_both(run_id: str) -> None:
@@ -50,12 +52,19 @@ def _register(run_id: str) -> dict[str, object]:
 
 
 def _fairness(run_id: str, *, failing: tuple[str, ...] = ()) -> None:
-    """Stand in for the fairness step: record its gate verdicts as it would."""
+    """Stand in for the fairness step: record its gate verdicts, with their policy, as it would."""
+    settings = get_settings()
     ctx = TaskContext(
-        settings=get_settings(), params={}, log=logging.getLogger("fairness"), run_id=run_id
+        settings=settings, params={}, log=logging.getLogger("fairness"), run_id=run_id
     )
+    policy = pinned_policy(settings.target)
+    recorded = {"policy": policy.to_dict(), "policy_fingerprint": policy.fingerprint}
     record_check_history(
-        ctx, [CheckOutcome(FAIRNESS, name, passed=name not in failing) for name in FAIRNESS_GATES]
+        ctx,
+        [
+            CheckOutcome(FAIRNESS, name, passed=name not in failing, metadata=recorded)
+            for name in FAIRNESS_GATES
+        ],
     )
 
 
@@ -81,21 +90,21 @@ def test_champion_moves_only_when_every_gate_has_a_fresh_passing_verdict(trained
     first = _register("run-1")
     assert first["promoted"] is False
     assert first["champion_version"] == "none" and first["challenger_version"] == "1"
-    assert "fairness_report.disparate_impact_ratio (missing)" in str(first["reason"])
+    assert "fairness_report.false_positive_rate_ratio (missing)" in str(first["reason"])
     client = mlflow_client()
     assert _version(client, registry.CHAMPION) is None
     assert _version(client, registry.CHALLENGER) == "1"
 
-    _fairness("run-1", failing=(keys.CHECK_DISPARATE_IMPACT,))
+    _fairness("run-1", failing=(keys.CHECK_FALSE_POSITIVE_RATE_RATIO,))
     second = _register("run-1")
     assert second["model_version"] == 1, "re-registering the same candidate reuses its version"
     assert second["promoted"] is False
-    assert "fairness_report.disparate_impact_ratio (failed)" in str(second["reason"])
+    assert "fairness_report.false_positive_rate_ratio (failed)" in str(second["reason"])
 
     _fairness("run-1")
     third = _register("run-1")
     assert third["promoted"] is True and third["champion_version"] == "1"
-    assert third["reason"] == "all 6 promotion gates passed"
+    assert third["reason"] == "all 7 promotion gates passed"
 
     version = client.get_model_version(MODEL, "1")
     evaluation = table_store(get_settings()).read_pandas("model_evaluation")
@@ -108,7 +117,7 @@ def test_champion_moves_only_when_every_gate_has_a_fresh_passing_verdict(trained
     assert version.tags["git_commit"] == "c0ffee"
     assert version.tags["deployed_by"] == "ci-bot"
     assert version.tags["gates_passed"] == "true"
-    for asset, checks in keys.PROMOTION_GATES.items():
+    for asset, checks in PROMOTION_GATES.items():
         for check in checks:
             assert version.tags[f"gate.{asset.to_user_string()}.{check}"] == "passed"
     assert "previous_champion" not in version.tags

@@ -77,7 +77,8 @@ def test_summary_names_the_model_version_alias_gates_and_audit(fraud_home: Path)
             },
         },
         checks={
-            ("fairness_report", keys.CHECK_DISPARATE_IMPACT): (True, "ERROR"),
+            ("fairness_report", keys.CHECK_FALSE_POSITIVE_RATE_RATIO): (True, "ERROR"),
+            ("fairness_report", keys.CHECK_DISPARATE_IMPACT): (False, "WARN"),
             ("psi_report", keys.CHECK_SCORE_DRIFT): (False, "WARN"),
         },
     )
@@ -88,7 +89,11 @@ def test_summary_names_the_model_version_alias_gates_and_audit(fraud_home: Path)
     assert "candidate xgboost: holdout ROC AUC 0.97, PR AUC 0.81" in text
     assert "fraud_detector version 2: alias champion (and challenger)" in text
     assert "  http://localhost:5000/#/models/fraud_detector/versions/2\n" in text
-    assert f"fairness_report.{keys.CHECK_DISPARATE_IMPACT}  pass (blocks promotion)" in text
+    assert (
+        f"fairness_report.{keys.CHECK_FALSE_POSITIVE_RATE_RATIO}  pass (blocks promotion)" in text
+    )
+    # The default policy reports disparate impact without gating it.
+    assert re.search(rf"fairness_report\.{keys.CHECK_DISPARATE_IMPACT} +FAIL WARN\n", text)
     assert re.search(rf"psi_report\.{keys.CHECK_SCORE_DRIFT} +FAIL WARN\n", text)
     assert "fairness audit  /r/fairness_audit_1.html" in text
     assert "/r/fairness_audit_1.pdf" in text

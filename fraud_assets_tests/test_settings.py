@@ -8,6 +8,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
+from fraud_assets.governance.policy import protected_attributes
 from fraud_assets.settings import FraudSettings, bundle_variables, get_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -18,12 +19,13 @@ def test_defaults_are_local_dev(fraud_home: Path) -> None:
     assert settings.target == "dev"
     assert settings.compute == "local"
     assert settings.fraud_home == fraud_home.resolve()
-    assert settings.protected_attributes == [
+    # Unset: the target's pinned fairness policy names them (governance/fairness_policy.yaml).
+    assert settings.protected_attributes is None
+    assert protected_attributes(settings) == [
         "patient_gender",
         "patient_age_group",
         "geographic_region",
     ]
-    assert settings.thresholds.disparate_impact_min == 0.8
     assert settings.thresholds.psi_warn == 0.1
     assert settings.thresholds.psi_error == 0.2
 
@@ -45,11 +47,11 @@ def test_env_overrides_nested_thresholds_and_beats_target_overrides(
     fraud_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("FRAUD_TARGET", "prod")
-    assert get_settings().thresholds.min_group_size == 100
-    monkeypatch.setenv("FRAUD_THRESHOLDS__MIN_GROUP_SIZE", "7")
+    assert get_settings().thresholds.roc_auc_min == 0.75
+    monkeypatch.setenv("FRAUD_THRESHOLDS__MAX_NULL_RATE", "0.07")
     monkeypatch.setenv("FRAUD_THRESHOLDS__PSI_WARN", "0.05")
     settings = get_settings()
-    assert settings.thresholds.min_group_size == 7
+    assert settings.thresholds.max_null_rate == 0.07
     assert settings.thresholds.psi_warn == 0.05
     # an override of one field keeps the target's other overrides
     assert settings.thresholds.roc_auc_min == 0.75

@@ -27,34 +27,40 @@ class FairnessReportConfig(Config):
     )
 
 
+_FAIRNESS_DESCRIPTIONS = {
+    keys.CHECK_FALSE_POSITIVE_RATE_RATIO: (
+        "Per protected attribute: fails when the whole simultaneous interval of the lowest "
+        "over the highest group false-positive rate (honest claims flagged) lies below the "
+        "policy's threshold"
+    ),
+    keys.CHECK_EQUAL_OPPORTUNITY: (
+        "Per protected attribute: fails when the whole simultaneous interval of the highest "
+        "minus the lowest group true-positive rate lies above the policy's threshold"
+    ),
+    keys.CHECK_DISPARATE_IMPACT: (
+        "Per protected attribute: fails when the whole simultaneous interval of the lowest "
+        "over the highest group flag rate lies below the policy's threshold (the four-fifths "
+        "rule of US employment law); advisory (WARN) unless the policy gates it"
+    ),
+    keys.CHECK_MIN_GROUP_SIZE: (
+        "Every protected attribute has at least two groups of the policy's min_group_size "
+        "claims; smaller groups are reported as insufficient data"
+    ),
+    keys.CHECK_FAIRNESS_POLICY: (
+        "The policy in force (attributes, gated figures and thresholds, confidence, method) "
+        "is at least as strict as the target's pinned policy"
+    ),
+}
+# Blocking: a failure with severity ERROR (a figure the policy gates, group sizes, the policy
+# itself) stops registered_model; an advisory figure fails with WARN and blocks nothing.
 FAIRNESS_CHECKS = [
     AssetCheckSpec(
-        keys.CHECK_DISPARATE_IMPACT,
+        name,
         asset=keys.FAIRNESS_REPORT,
         blocking=True,
-        description=(
-            "Four-fifths rule per protected attribute: fails when the whole confidence "
-            "interval of min/max selection rate lies below disparate_impact_min"
-        ),
-    ),
-    AssetCheckSpec(
-        keys.CHECK_EQUAL_OPPORTUNITY,
-        asset=keys.FAIRNESS_REPORT,
-        blocking=True,
-        description=(
-            "Per protected attribute: fails when the whole confidence interval of the "
-            "max-min true positive rate lies above equal_opportunity_max"
-        ),
-    ),
-    AssetCheckSpec(
-        keys.CHECK_MIN_GROUP_SIZE,
-        asset=keys.FAIRNESS_REPORT,
-        blocking=True,
-        description=(
-            "Every protected attribute has at least two groups of min_group_size claims; "
-            "smaller groups are reported as insufficient data"
-        ),
-    ),
+        description=_FAIRNESS_DESCRIPTIONS[name],
+    )
+    for name in keys.FAIRNESS_CHECKS
 ]
 
 DRIFT_CHECKS = [

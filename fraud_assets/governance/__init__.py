@@ -5,6 +5,7 @@ Plain modules with no Dagster imports; ``fraud_assets.tasks.fairness`` and
 """
 
 from fraud_assets.governance._fairness import (
+    FIGURE_RATES,
     FIGURES,
     GROUP_METRICS,
     STATUS_INSUFFICIENT,
@@ -15,7 +16,12 @@ from fraud_assets.governance._fairness import (
     equal_opportunity_difference,
     equalized_odds_difference,
     fairness_slices,
+    false_positive_rate_ratio,
+    figure_interval,
     group_metrics,
+    mover_ratio_interval,
+    newcombe_difference_interval,
+    wilson_interval,
 )
 from fraud_assets.governance._psi import (
     MISSING_BUCKET,
@@ -38,9 +44,19 @@ from fraud_assets.governance.gates import (
     drift_gates,
     fairness_gates,
 )
+from fraud_assets.governance.policy import (
+    GATEABLE_FIGURES,
+    FairnessPolicy,
+    PolicyError,
+    pinned_policy,
+    policy_in_force,
+    protected_attributes,
+)
 
 __all__ = [
     "FIGURES",
+    "FIGURE_RATES",
+    "GATEABLE_FIGURES",
     "GROUP_METRICS",
     "MISSING_BUCKET",
     "STATUS_INSUFFICIENT",
@@ -50,8 +66,10 @@ __all__ = [
     "DriftGates",
     "DriftLevel",
     "FairnessGates",
+    "FairnessPolicy",
     "FairnessReport",
     "GateVerdict",
+    "PolicyError",
     "ScoredWindow",
     "categorical_psi",
     "compute_fairness_report",
@@ -62,10 +80,18 @@ __all__ = [
     "equalized_odds_difference",
     "fairness_gates",
     "fairness_slices",
+    "false_positive_rate_ratio",
+    "figure_interval",
     "group_metrics",
     "latest_scored_window",
+    "mover_ratio_interval",
+    "newcombe_difference_interval",
     "numeric_psi",
+    "pinned_policy",
+    "policy_in_force",
     "population_stability_index",
+    "protected_attributes",
     "psi_report",
     "quantile_edges",
+    "wilson_interval",
 ]

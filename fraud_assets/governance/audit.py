@@ -63,7 +63,7 @@ def render_fairness_audit(
 ) -> str:
     """The audit as a complete HTML document (every value escaped)."""
     verdicts = _named_verdicts(gates)
-    overall = all(v.passed for _, v in verdicts)
+    overall = not gates.blocking_failures
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -83,14 +83,12 @@ def render_fairness_audit(
         ),
         "<h2>Verdicts</h2>",
         _verdict_table(verdicts),
-        "<h2>Thresholds</h2>",
+        "<h2>Policy and thresholds</h2>",
         _definition_list(context.thresholds),
         "<h2>Selection rate and true positive rate per group</h2>",
         f'<img alt="fairness chart" src="{png_data_uri(chart_png)}">',
         "<h2>Cross-group figures</h2>",
-        "<p>Single attributes are gated; intersections are reported only. Intervals are "
-        f"simultaneous {_e(report.parameters.get('confidence_level'))} bootstrap intervals "
-        f"over {_e(report.parameters.get('bootstrap_samples'))} resamples.</p>",
+        f"<p>{_e(_interval_note(report))}</p>",
         _table(_figures_view(report.figures)),
         "<h2>Groups</h2>",
         _table(_groups_view(report.groups)),
@@ -124,20 +122,14 @@ def render_fairness_audit_pdf(
 ) -> bytes:
     """The audit as a PDF: verdicts and provenance, the chart, then every table."""
     verdicts = _named_verdicts(gates)
-    overall = all(v.passed for _, v in verdicts)
+    overall = not gates.blocking_failures
     buffer = io.BytesIO()
     # Type 42 (TrueType) fonts keep the text extractable; the default Type 3 does not.
     with mpl.rc_context({"pdf.fonttype": 42}), PdfPages(buffer, metadata=_pdf_info(context)) as pdf:
         pdf.savefig(_summary_page(verdicts, overall, context))
         pdf.savefig(_chart_page(chart_png))
-        confidence = report.parameters.get("confidence_level")
-        samples = report.parameters.get("bootstrap_samples")
         for title, frame in (
-            (
-                f"Cross-group figures ({confidence} bootstrap intervals, {samples} resamples; "
-                "intersections are reported, not gated)",
-                _figures_view(report.figures),
-            ),
+            (f"Cross-group figures. {_interval_note(report)}", _figures_view(report.figures)),
             ("Selection rate, TPR and FPR per group, with intervals", _groups_view(report.groups)),
         ):
             for page in _table_pages(title, frame):
@@ -146,11 +138,31 @@ def render_fairness_audit_pdf(
 
 
 def _named_verdicts(gates: FairnessGates) -> list[tuple[str, GateVerdict]]:
+    """Every fairness check, named for a reader, gated figures first."""
     return [
-        ("Disparate impact", gates.disparate_impact),
-        ("Equal opportunity", gates.equal_opportunity),
-        ("Minimum group size", gates.min_group_size),
+        (_CHECK_TITLES.get(name, name), verdict)
+        for name, verdict in sorted(
+            gates.verdicts.items(), key=lambda item: item[1].severity != "ERROR"
+        )
     ]
+
+
+_CHECK_TITLES = {
+    "false_positive_rate_ratio": "False positive rate ratio",
+    "equal_opportunity_difference": "Equal opportunity",
+    "disparate_impact_ratio": "Disparate impact",
+    "min_group_size": "Minimum group size",
+    "policy_at_least_pinned": "Policy at least the pinned one",
+}
+
+
+def _interval_note(report: FairnessReport) -> str:
+    level = report.parameters.get("confidence_level")
+    return (
+        "Single attributes are judged; intersections are reported only. Cross-group intervals "
+        f"are simultaneous {level} intervals ({report.parameters.get('interval')}: MOVER-Wilson "
+        "per pair of groups, Bonferroni over the pairs); group intervals are Wilson."
+    )
 
 
 def _pdf_info(context: AuditContext) -> dict[str, Any]:
@@ -177,7 +189,7 @@ def _summary_page(
     writer.line("Verdict per gate", size=12, weight="bold")
     for name, verdict in verdicts:
         writer.line(
-            f"{name}: {'pass' if verdict.passed else 'FAIL'}",
+            f"{name}: {_verdict_word(verdict)}",
             weight="bold",
             color=_verdict_color(verdict.passed),
         )
@@ -193,7 +205,7 @@ def _summary_page(
     for key, value in provenance.items():
         writer.wrapped(f"{key}: {value}")
     writer.gap()
-    writer.line("Thresholds", size=12, weight="bold")
+    writer.line("Policy and thresholds", size=12, weight="bold")
     for key, value in context.thresholds.items():
         writer.wrapped(f"{key}: {value}")
     return fig
@@ -254,6 +266,12 @@ class _TextWriter:
         self.y -= 0.012
 
 
+def _verdict_word(verdict: GateVerdict) -> str:
+    if verdict.passed:
+        return "pass"
+    return "FAIL" if verdict.severity == "ERROR" else "advisory FAIL (not gated)"
+
+
 def _verdict_color(passed: bool) -> str:
     return "#1b7f3b" if passed else "#b3261e"
 
@@ -309,7 +327,7 @@ def _with_ci(point: float, low: float, high: float) -> str:
 
 def _verdict_table(verdicts: list[tuple[str, GateVerdict]]) -> str:
     rows = "".join(
-        f'<tr><td>{_e(name)}</td><td class="{_cls(v.passed)}">{"pass" if v.passed else "FAIL"}'
+        f'<tr><td>{_e(name)}</td><td class="{_cls(v.passed)}">{_e(_verdict_word(v))}'
         f'</td><td style="text-align:left">{_e(v.description)}</td></tr>'
         for name, v in verdicts
     )

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import io
-from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -17,7 +16,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from fraud_assets.governance._fairness import STATUS_OK
+from fraud_assets.governance._fairness import FIGURE_RATES, STATUS_OK
+from fraud_assets.governance.policy import GATEABLE_FIGURES, FairnessPolicy
 
 CHART_DPI = 80
 _OK_COLOR = "#4C72B0"
@@ -25,47 +25,48 @@ _INSUFFICIENT_COLOR = "#BBBBBB"
 _LEVEL_COLORS = {"none": "#55A868", "minor": "#DD8452", "major": "#C44E52"}
 
 
-def fairness_chart(
-    groups: pd.DataFrame,
-    *,
-    disparate_impact_min: float,
-    equal_opportunity_max: float,
-    confidence_level: float,
-) -> bytes:
-    """Selection rate and TPR per group of each single attribute, with CIs and the gate lines.
+def fairness_chart(groups: pd.DataFrame, *, policy: FairnessPolicy) -> bytes:
+    """Per single attribute, the rate behind each gateable figure, with CIs and the gate line.
 
-    The selection-rate panel marks ``disparate_impact_min`` x the highest sufficient group's
-    rate (the four-fifths floor); the TPR panel marks the highest TPR minus
-    ``equal_opportunity_max``. Groups below the minimum size are grey.
+    A ratio figure's panel marks threshold x the highest sufficient group's rate (e.g. the
+    four-fifths floor); a difference figure's marks the highest rate minus the threshold.
+    Panel titles say whether the policy gates the figure. Groups below the minimum size are grey.
     """
     single = groups.loc[~groups["intersection"]]
     slices = list(dict.fromkeys(single["slice"]))
     if not slices:
         raise ValueError("no single-attribute groups to chart")
-    fig = Figure(figsize=(9, 2.6 * len(slices)), layout="constrained")
-    axes = fig.subplots(len(slices), 2, squeeze=False)
+    panels = [
+        (figure, rule, FIGURE_RATES[figure][0], policy.threshold(figure))
+        for figure, rule in GATEABLE_FIGURES.items()
+    ]
+    fig = Figure(figsize=(4.2 * len(panels), 2.6 * len(slices)), layout="constrained")
+    axes = fig.subplots(len(slices), len(panels), squeeze=False)
     for row, name in enumerate(slices):
         data = single.loc[single["slice"] == name]
         ok = (data["status"] == STATUS_OK).to_numpy()
-        _rate_panel(
-            axes[row][0],
-            data,
-            "selection_rate",
-            title=f"{name}: selection rate",
-            floor=_floor(data["selection_rate"], ok, lambda top: disparate_impact_min * top),
-            floor_label=f"{disparate_impact_min:g} x highest",
-        )
-        _rate_panel(
-            axes[row][1],
-            data,
-            "true_positive_rate",
-            title=f"{name}: true positive rate",
-            floor=_floor(data["true_positive_rate"], ok, lambda top: top - equal_opportunity_max),
-            floor_label=f"highest - {equal_opportunity_max:g}",
-        )
+        for column, (figure, rule, rate, threshold) in enumerate(panels):
+            role = "gated" if figure in policy.gates else "reported"
+            floor: float | None = None
+            label = ""
+            if threshold is not None:
+                top = _highest(data[rate], ok)
+                if top is not None:
+                    floor = threshold * top if rule.fails_below else top - threshold
+                label = (
+                    f"{threshold:g} x highest" if rule.fails_below else f"highest - {threshold:g}"
+                )
+            _rate_panel(
+                axes[row][column],
+                data,
+                rate,
+                title=f"{name}: {rate.replace('_', ' ')} ({role})",
+                floor=floor,
+                floor_label=label,
+            )
     fig.legend(
         handles=[
-            Patch(color=_OK_COLOR, label=f"group ({confidence_level:.0%} CI)"),
+            Patch(color=_OK_COLOR, label=f"group ({policy.confidence_level:.0%} CI)"),
             Patch(color=_INSUFFICIENT_COLOR, label="insufficient data"),
             Line2D([], [], color="#C44E52", linestyle="--", label="gate line"),
         ],
@@ -102,12 +103,13 @@ def markdown_image(alt: str, png: bytes) -> str:
     return f"![{alt}]({png_data_uri(png)})"
 
 
-def _floor(rates: pd.Series, ok: np.ndarray, line: Callable[[float], float]) -> float | None:
+def _highest(rates: pd.Series, ok: np.ndarray) -> float | None:
+    """The highest rate among sufficient groups, when at least two have one."""
     values = rates.to_numpy(dtype=float)[ok]
     values = values[~np.isnan(values)]
     if values.size < 2:
         return None
-    return float(line(float(values.max())))
+    return float(values.max())
 
 
 def _rate_panel(

@@ -2,18 +2,22 @@
 
 What is gated, and why (docs/governance.md has the long form):
 
-- Fairness gates judge each single protected attribute. An attribute fails disparate impact
-  only when its whole confidence interval lies below ``disparate_impact_min`` (the data
-  show the violation at the configured confidence), and equal opportunity only when its
-  whole interval lies above ``equal_opportunity_max``. A point estimate alone would fail a
-  fair model most of the time at a few thousand holdout claims: the min/max over groups of
-  noisy rates sits below 0.8 by chance.
+- Which fairness figures gate promotion, at what threshold, over which attributes, at what
+  confidence, is the fairness policy (``fraud_assets.governance.policy``), pinned per target.
+  Every gateable figure is judged on every single protected attribute; a figure the policy
+  gates fails with severity ERROR (it blocks promotion), one it only reports with WARN.
+- An attribute fails a figure only when the figure's whole simultaneous interval lies beyond
+  the threshold: the data must show the violation at the policy's confidence. A point estimate
+  alone would fail a fair model most of the time at a few thousand holdout claims, because
+  the min/max over groups of noisy rates sits below 0.8 by chance.
 - Intersections are reported with the same figures and intervals but never gated: with
-  dozens of groups of a hundred claims and a handful of frauds each, even simultaneous
-  intervals fail a fair model about one run in seven (measured on the synthetic data).
-  Their confident violations are listed in the check metadata as advisories.
-- A figure that cannot be computed (fewer than two sufficient groups, nobody flagged) does
-  not pass: a gate that cannot be evaluated is not evidence of fairness.
+  dozens of groups of a hundred claims and a handful of frauds each, their intervals say
+  little. Their confident violations are listed in the check metadata as advisories.
+- A gated figure that cannot be computed (fewer than two sufficient groups with a defined
+  rate) does not pass: a gate that cannot be evaluated is not evidence of fairness.
+- ``policy_at_least_pinned`` fails when the policy in force is weaker than the target's
+  pinned policy; registration re-checks the policy recorded with each verdict on its own.
+- Every fairness verdict's metadata records the policy it was computed under.
 - Drift: PSI below ``psi_warn`` passes; from ``psi_warn`` it fails with severity WARN; from
   ``psi_error`` with severity ERROR.
 """
@@ -28,8 +32,12 @@ import pandas as pd
 
 from fraud_assets.governance._fairness import STATUS_OK, FairnessReport
 from fraud_assets.governance._psi import DriftLevel, drift_level
+from fraud_assets.governance.policy import GATEABLE_FIGURES, FairnessPolicy
 
 Severity = Literal["ERROR", "WARN"]
+
+MIN_GROUP_SIZE_CHECK = "min_group_size"
+POLICY_CHECK = "policy_at_least_pinned"
 
 
 @dataclass(frozen=True)
@@ -44,9 +52,17 @@ class GateVerdict:
 
 @dataclass(frozen=True)
 class FairnessGates:
-    disparate_impact: GateVerdict
-    equal_opportunity: GateVerdict
-    min_group_size: GateVerdict
+    """Every fairness check's verdict (by check name) and the policy they were judged under."""
+
+    verdicts: dict[str, GateVerdict]
+    policy: FairnessPolicy
+
+    def __getitem__(self, check_name: str) -> GateVerdict:
+        return self.verdicts[check_name]
+
+    @property
+    def blocking_failures(self) -> list[str]:
+        return [name for name, v in self.verdicts.items() if not v.passed and v.severity == "ERROR"]
 
 
 @dataclass(frozen=True)
@@ -59,32 +75,38 @@ class DriftGates:
 
 
 def fairness_gates(
-    report: FairnessReport, *, disparate_impact_min: float, equal_opportunity_max: float
+    report: FairnessReport, *, policy: FairnessPolicy, pinned: FairnessPolicy
 ) -> FairnessGates:
-    """The three blocking fairness verdicts, judged on single protected attributes."""
+    """The fairness verdicts of ``report`` under ``policy``, and whether it is at least ``pinned``.
+
+    ``report`` must have been computed with the policy's minimum group size and confidence.
+    """
+    for name in ("min_group_size", "confidence_level"):
+        if report.parameters.get(name) != getattr(policy, name):
+            raise ValueError(
+                f"the report was computed with {name}={report.parameters.get(name)}, "
+                f"the policy says {getattr(policy, name)}"
+            )
     figures = report.figures
-    single = figures.loc[~figures["intersection"]]
+    judged = figures.loc[~figures["intersection"] & figures["slice"].isin(policy.attributes)]
     intersections = figures.loc[figures["intersection"]]
-    level = report.parameters.get("confidence_level", float("nan"))
-    return FairnessGates(
-        disparate_impact=_figure_gate(
-            single,
+    recorded = {"policy": policy.to_dict(), "policy_fingerprint": policy.fingerprint}
+    verdicts: dict[str, GateVerdict] = {}
+    for figure, rule in GATEABLE_FIGURES.items():
+        threshold = policy.threshold(figure)
+        verdict = _figure_gate(
+            judged,
             intersections,
-            figure="disparate_impact_ratio",
-            threshold=disparate_impact_min,
-            fails_below=True,
-            confidence_level=level,
-        ),
-        equal_opportunity=_figure_gate(
-            single,
-            intersections,
-            figure="equal_opportunity_difference",
-            threshold=equal_opportunity_max,
-            fails_below=False,
-            confidence_level=level,
-        ),
-        min_group_size=_group_size_gate(report),
-    )
+            figure=figure,
+            threshold=threshold,
+            fails_below=rule.fails_below,
+            gated=figure in policy.gates,
+            confidence_level=policy.confidence_level,
+        )
+        verdicts[figure] = _with_policy(verdict, recorded)
+    verdicts[MIN_GROUP_SIZE_CHECK] = _with_policy(_group_size_gate(report, policy), recorded)
+    verdicts[POLICY_CHECK] = _with_policy(_policy_gate(policy, pinned), recorded)
+    return FairnessGates(verdicts=verdicts, policy=policy)
 
 
 def drift_gates(report: pd.DataFrame, *, warn: float, error: float) -> DriftGates:
@@ -146,28 +168,44 @@ def _figure_gate(
     intersections: pd.DataFrame,
     *,
     figure: str,
-    threshold: float,
+    threshold: float | None,
     fails_below: bool,
+    gated: bool,
     confidence_level: float,
 ) -> GateVerdict:
+    severity: Severity = "ERROR" if gated else "WARN"
+    role = "gates promotion" if gated else "reported, not gated"
+    if threshold is None:
+        return GateVerdict(
+            True,
+            f"{figure}: {role}; the policy sets no threshold for it",
+            severity=severity,
+            metadata={"gated": False},
+        )
     low_col, high_col = f"{figure}_ci_low", f"{figure}_ci_high"
-    metadata: dict[str, Any] = {"threshold": threshold, "confidence_level": confidence_level}
+    metadata: dict[str, Any] = {
+        "threshold": threshold,
+        "gated": gated,
+        "confidence_level": confidence_level,
+    }
     failing: list[str] = []
     undefined: list[str] = []
     notes: list[str] = []
+    beyond = "below" if fails_below else "above"
     for row in single.itertuples(index=False):
         name = str(row.slice)
         point, low, high = (float(getattr(row, c)) for c in (figure, low_col, high_col))
         metadata[f"{name}.{figure}"] = _json_float(point)
         metadata[f"{name}.ci_low"] = _json_float(low)
         metadata[f"{name}.ci_high"] = _json_float(high)
+        metadata[f"{name}.groups_compared"] = int(getattr(row, f"{figure}_groups_compared"))
         shown = f"{name}: {point:.3f} (CI {low:.3f}-{high:.3f})"
         if math.isnan(point) or math.isnan(low) or math.isnan(high):
             undefined.append(name)
             notes.append(f"{name}: cannot be computed (fewer than two sufficient groups)")
         elif (high < threshold) if fails_below else (low > threshold):
             failing.append(name)
-            notes.append(f"{shown} is {'below' if fails_below else 'above'} {threshold:g}")
+            notes.append(f"{shown} is {beyond} {threshold:g}")
         elif (point < threshold) if fails_below else (point > threshold):
             notes.append(f"{shown} crosses {threshold:g} but the interval includes it")
         else:
@@ -180,14 +218,18 @@ def _figure_gate(
     metadata["failing_attributes"] = failing
     metadata["undefined_attributes"] = undefined
     metadata["intersections_confidently_beyond_threshold"] = advisory
-    passed = not failing and not undefined
-    verdict = "pass" if passed else "FAIL"
-    return GateVerdict(passed, f"{figure} {verdict}: " + "; ".join(notes), metadata=metadata)
+    # An advisory figure that cannot be computed is no finding; a gate that cannot be is.
+    passed = not failing and not (gated and undefined)
+    verdict = "pass" if passed else ("FAIL" if gated else "advisory FAIL")
+    text = f"{figure} {verdict} ({role}): " + "; ".join(notes)
+    return GateVerdict(passed, text, severity=severity, metadata=metadata)
 
 
-def _group_size_gate(report: FairnessReport) -> GateVerdict:
-    groups = report.groups.loc[~report.groups["intersection"]]
-    minimum = report.parameters.get("min_group_size")
+def _group_size_gate(report: FairnessReport, policy: FairnessPolicy) -> GateVerdict:
+    groups = report.groups.loc[
+        ~report.groups["intersection"] & report.groups["slice"].isin(policy.attributes)
+    ]
+    minimum = policy.min_group_size
     metadata: dict[str, Any] = {"min_group_size": minimum}
     short: list[str] = []
     notes: list[str] = []
@@ -213,6 +255,31 @@ def _group_size_gate(report: FairnessReport) -> GateVerdict:
     else:
         text = "min_group_size FAIL: " + "; ".join(notes)
     return GateVerdict(passed, text, metadata=metadata)
+
+
+def _policy_gate(policy: FairnessPolicy, pinned: FairnessPolicy) -> GateVerdict:
+    weaker = policy.weaker_than(pinned)
+    metadata: dict[str, Any] = {
+        "pinned_policy": pinned.to_dict(),
+        "pinned_policy_fingerprint": pinned.fingerprint,
+        "weaker_than_pinned": weaker,
+    }
+    if not weaker:
+        text = f"the policy in force ({policy.fingerprint}) is at least the pinned one"
+        if policy != pinned:
+            text += f" ({pinned.fingerprint}), and stricter"
+        return GateVerdict(True, text, metadata=metadata)
+    text = "policy_at_least_pinned FAIL: weaker than the pinned policy: " + "; ".join(weaker)
+    return GateVerdict(False, text, metadata=metadata)
+
+
+def _with_policy(verdict: GateVerdict, recorded: dict[str, Any]) -> GateVerdict:
+    return GateVerdict(
+        verdict.passed,
+        verdict.description,
+        severity=verdict.severity,
+        metadata={**verdict.metadata, **recorded},
+    )
 
 
 def _json_float(value: float) -> float | None:

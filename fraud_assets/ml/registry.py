@@ -9,10 +9,12 @@ kept in the new champion's ``previous_champion`` tag, which is what rollback fol
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import mlflow
 import pandas as pd
@@ -42,6 +44,7 @@ GATE_TAG_PREFIX = "gate."
 PASSED = "passed"
 FAILED = "failed"
 MISSING = "missing"
+WEAKER_POLICY = "weaker policy"
 
 _ABSENT = {ErrorCode.Name(RESOURCE_DOES_NOT_EXIST), ErrorCode.Name(NOT_FOUND)}
 
@@ -90,8 +93,18 @@ class GateReport:
         }
 
 
-def verdicts_since(history: pd.DataFrame, *, since: datetime) -> dict[tuple[str, str], bool]:
-    """The latest verdict of each (asset, check) recorded at or after ``since``.
+@dataclass(frozen=True)
+class RecordedVerdict:
+    """One check verdict as ``check_history`` keeps it: the outcome and its metadata."""
+
+    passed: bool
+    metadata: dict[str, Any]
+
+
+def recorded_verdicts_since(
+    history: pd.DataFrame, *, since: datetime
+) -> dict[tuple[str, str], RecordedVerdict]:
+    """The latest verdict of each (asset, check) recorded at or after ``since``, with metadata.
 
     A fairness verdict recorded before this candidate was evaluated judged another model,
     so older rows are ignored and such a gate counts as missing.
@@ -102,20 +115,47 @@ def verdicts_since(history: pd.DataFrame, *, since: datetime) -> dict[tuple[str,
     recent = history[evaluated_at >= pd.Timestamp(since).tz_convert("UTC")].copy()
     recent["_at"] = evaluated_at[recent.index]
     latest = recent.sort_values("_at").groupby(["asset_key", "check_name"]).tail(1)
-    return {(str(r.asset_key), str(r.check_name)): bool(r.passed) for r in latest.itertuples()}
+    has_metadata = "metadata_json" in latest.columns
+    return {
+        (str(r.asset_key), str(r.check_name)): RecordedVerdict(
+            passed=bool(r.passed),
+            metadata=_metadata(r.metadata_json) if has_metadata else {},
+        )
+        for r in latest.itertuples()
+    }
+
+
+def verdicts_since(history: pd.DataFrame, *, since: datetime) -> dict[tuple[str, str], bool]:
+    """The latest outcome of each (asset, check) recorded at or after ``since``."""
+    recorded = recorded_verdicts_since(history, since=since)
+    return {key: verdict.passed for key, verdict in recorded.items()}
+
+
+def _metadata(text: object) -> dict[str, Any]:
+    if not isinstance(text, str) or not text:
+        return {}
+    value = json.loads(text)
+    return value if isinstance(value, dict) else {}
 
 
 def judge_gates(
-    verdicts: Mapping[tuple[str, str], bool], gates: Mapping[str, Sequence[str]]
+    verdicts: Mapping[tuple[str, str], bool | str], gates: Mapping[str, Sequence[str]]
 ) -> GateReport:
-    """Each gate's verdict; a gate with no recorded verdict counts as not passed."""
+    """Each gate's verdict; a gate with no recorded verdict counts as not passed.
+
+    A verdict is a recorded outcome (True or False) or an already-judged status such as
+    ``WEAKER_POLICY``, which blocks like a failure.
+    """
     report: dict[str, str] = {}
     for asset, checks in gates.items():
         for check in checks:
             verdict = verdicts.get((asset, check))
-            report[f"{asset}.{check}"] = (
-                MISSING if verdict is None else (PASSED if verdict else FAILED)
-            )
+            if verdict is None:
+                report[f"{asset}.{check}"] = MISSING
+            elif isinstance(verdict, str):
+                report[f"{asset}.{check}"] = verdict
+            else:
+                report[f"{asset}.{check}"] = PASSED if verdict else FAILED
     return GateReport(report)
 
 

@@ -15,6 +15,7 @@ import pandas as pd
 from fraud_assets import keys
 from fraud_assets.features import LABEL_COLUMN
 from fraud_assets.governance.charts import markdown_image
+from fraud_assets.governance.policy import protected_attributes
 from fraud_assets.lakehouse import table_store
 from fraud_assets.ml import evaluation
 from fraud_assets.ml.charts import ScoredHoldout, roc_pr_chart
@@ -72,7 +73,7 @@ def evaluate(ctx: TaskContext) -> TaskResult:
         evaluated, run_id=ctx.run_id, evaluated_at=evaluated_at, training_delta_version=gold_version
     )
     predictions = evaluation.holdout_prediction_rows(
-        holdout, evaluated, threshold=threshold, protected_attributes=settings.protected_attributes
+        holdout, evaluated, threshold=threshold, protected_attributes=protected_attributes(settings)
     )
     predictions_version = store.write_pandas(predictions, "holdout_predictions")
     version = store.write_pandas(table, "model_evaluation")

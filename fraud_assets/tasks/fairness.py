@@ -1,10 +1,11 @@
-"""Fairness report of the candidate model on the holdout, and the three blocking gates.
+"""Fairness report of the candidate model on the holdout, judged under the fairness policy.
 
 Reads the candidate's rows of ``holdout_predictions``, computes group rates and cross-group
-figures with bootstrap intervals, appends them to the ``fairness_report`` table, logs the
-JSON and chart to the candidate's MLflow run, and, for the weekly audit
-(``--write_audit_report true``), writes a self-contained HTML audit under
-``$FRAUD_HOME/reports``.
+figures with analytic simultaneous intervals, judges them under the policy in force (the
+target's pinned policy plus this run's overrides) and checks that policy against the pinned
+one, appends the report to the ``fairness_report`` table with the policy, logs the JSON and
+chart to the candidate's MLflow run, and, for the weekly audit (``--write_audit_report
+true``), writes a self-contained HTML and PDF audit under ``$FRAUD_HOME/reports``.
 """
 
 from __future__ import annotations
@@ -23,9 +24,7 @@ import pandas as pd
 from fraud_assets import keys
 from fraud_assets.governance import (
     FIGURES,
-    FairnessGates,
     FairnessReport,
-    GateVerdict,
     compute_fairness_report,
     fairness_gates,
 )
@@ -37,6 +36,12 @@ from fraud_assets.governance.audit import (
     write_fairness_audit_pdf,
 )
 from fraud_assets.governance.charts import fairness_chart, png_data_uri
+from fraud_assets.governance.policy import (
+    GATEABLE_FIGURES,
+    FairnessPolicy,
+    pinned_policy,
+    policy_in_force,
+)
 from fraud_assets.lakehouse import TableStore, table_store
 from fraud_assets.ml.tracking import run_url
 from fraud_assets.settings import FraudSettings
@@ -68,7 +73,8 @@ class Candidate:
 
 def fairness(ctx: TaskContext) -> TaskResult:
     settings = ctx.settings
-    thresholds = settings.thresholds
+    policy = policy_in_force(settings)
+    pinned = pinned_policy(settings.target)
     store = table_store(settings)
     asset_key = keys.FAIRNESS_REPORT.to_user_string()
 
@@ -84,23 +90,14 @@ def fairness(ctx: TaskContext) -> TaskResult:
     )
     report = compute_fairness_report(
         rows,
-        protected_attributes=settings.protected_attributes,
-        min_group_size=thresholds.min_group_size,
-        bootstrap_samples=thresholds.bootstrap_samples,
-        confidence_level=thresholds.confidence_level,
-        seed=settings.seed,
+        protected_attributes=policy.attributes,
+        min_group_size=policy.min_group_size,
+        confidence_level=policy.confidence_level,
     )
-    gates = fairness_gates(
-        report,
-        disparate_impact_min=thresholds.disparate_impact_min,
-        equal_opportunity_max=thresholds.equal_opportunity_max,
-    )
-    chart = fairness_chart(
-        report.groups,
-        disparate_impact_min=thresholds.disparate_impact_min,
-        equal_opportunity_max=thresholds.equal_opportunity_max,
-        confidence_level=thresholds.confidence_level,
-    )
+    gates = fairness_gates(report, policy=policy, pinned=pinned)
+    if gates.blocking_failures:
+        ctx.log.warning("fairness gates failed: %s", ", ".join(gates.blocking_failures))
+    chart = fairness_chart(report.groups, policy=policy)
     evaluated_at = datetime.now(UTC)
 
     table = report.to_long()
@@ -109,6 +106,8 @@ def fairness(ctx: TaskContext) -> TaskResult:
     table.insert(2, "model", candidate.model)
     table.insert(3, "mlflow_run_id", candidate.mlflow_run_id)
     table.insert(4, "holdout_delta_version", holdout_version)
+    table.insert(5, "policy_fingerprint", policy.fingerprint)
+    table.insert(6, "policy_json", json.dumps(policy.to_dict(), sort_keys=True))
     version = store.write_pandas(table, REPORT_TABLE, mode="append")
 
     audit_paths: list[Path] = []
@@ -125,7 +124,7 @@ def fairness(ctx: TaskContext) -> TaskResult:
                 "Delta version": holdout_version,
                 "rows judged": len(rows),
             },
-            thresholds=_fairness_thresholds(settings),
+            thresholds=_policy_table(policy, pinned),
             generated_at=evaluated_at,
             pipeline_run_id=ctx.run_id,
         )
@@ -146,9 +145,12 @@ def fairness(ctx: TaskContext) -> TaskResult:
         "holdout_delta_version": holdout_version,
         "evaluated_at": evaluated_at.isoformat(),
         "pipeline_run_id": ctx.run_id,
+        "policy": policy.to_dict(),
+        "policy_fingerprint": policy.fingerprint,
+        "pinned_policy_fingerprint": pinned.fingerprint,
         "verdicts": {
-            name: {"passed": v.passed, "description": v.description}
-            for name, v in _verdicts(gates).items()
+            name: {"passed": v.passed, "severity": v.severity, "description": v.description}
+            for name, v in gates.verdicts.items()
         },
         **report.to_dict(),
     }
@@ -171,29 +173,27 @@ def fairness(ctx: TaskContext) -> TaskResult:
         "candidate_model": candidate.model,
         "mlflow_run_id": mlflow_run_id,
         **link("mlflow_run", run_url(settings, mlflow_run_id)),
-        "summary": {"raw_value": summary_markdown(report), "type": "md"},
+        "summary": {"raw_value": summary_markdown(report, policy), "type": "md"},
         "chart": {"raw_value": f"![fairness chart]({png_data_uri(chart)})", "type": "md"},
         "figures": {"raw_value": payload["figures"], "type": "json"},
+        "policy": {"raw_value": policy.to_dict(), "type": "json"},
+        "policy_fingerprint": policy.fingerprint,
+        "gated_figures": ", ".join(policy.gates),
         **attribute_figures(report),
     }
     for key, path in zip(("audit_report", "audit_report_pdf"), audit_paths, strict=False):
         metadata[key] = {"raw_value": str(path), "type": "path"}
 
-    verdicts = _verdicts(gates)
     checks = [
         CheckOutcome(
             asset_key,
             check_name,
-            passed=verdicts[check_name].passed,
-            severity="ERROR",
-            metadata={**verdicts[check_name].metadata, "why": verdicts[check_name].description},
-            description=verdicts[check_name].description,
+            passed=verdict.passed,
+            severity=verdict.severity,
+            metadata={**verdict.metadata, "why": verdict.description},
+            description=verdict.description,
         )
-        for check_name in (
-            keys.CHECK_DISPARATE_IMPACT,
-            keys.CHECK_EQUAL_OPPORTUNITY,
-            keys.CHECK_MIN_GROUP_SIZE,
-        )
+        for check_name, verdict in gates.verdicts.items()
     ]
     return TaskResult(materializations=[Materialization(asset_key, metadata)], checks=checks)
 
@@ -315,21 +315,23 @@ def registered_versions(settings: FraudSettings, candidate: Candidate) -> dict[s
     }
 
 
-def summary_markdown(report: FairnessReport) -> str:
+def summary_markdown(report: FairnessReport, policy: FairnessPolicy) -> str:
     """Cross-group figures as a markdown table: point estimate and interval per slice."""
+    shown = [*policy.gates, *(f for f in FIGURES if f not in policy.gates)]
     lines = [
-        "| slice | gated | groups (sufficient) | disparate impact | equal opportunity diff "
-        "| equalized odds diff |",
-        "|---|---|---|---|---|---|",
+        "| slice | judged | groups (sufficient) | "
+        + " | ".join(f"{f}{' (gated)' if f in policy.gates else ''}" for f in shown)
+        + " |",
+        "|---|---|---|" + "---|" * len(shown),
     ]
     for row in report.figures.itertuples(index=False):
         cells = [
             _with_ci(getattr(row, f), getattr(row, f"{f}_ci_low"), getattr(row, f"{f}_ci_high"))
-            for f in FIGURES
+            for f in shown
         ]
-        gated = "no" if row.intersection else "yes"
+        judged = "yes" if not row.intersection and row.slice in policy.attributes else "no"
         lines.append(
-            f"| {row.slice} | {gated} | {row.groups} ({row.sufficient_groups}) | "
+            f"| {row.slice} | {judged} | {row.groups} ({row.sufficient_groups}) | "
             + " | ".join(cells)
             + " |"
         )
@@ -347,26 +349,25 @@ def attribute_figures(report: FairnessReport) -> dict[str, float | None]:
     return out
 
 
-def _verdicts(gates: FairnessGates) -> dict[str, GateVerdict]:
+def _policy_table(policy: FairnessPolicy, pinned: FairnessPolicy) -> dict[str, Any]:
+    """The policy in force as the audit shows it, beside the pinned one it is judged against."""
     return {
-        keys.CHECK_DISPARATE_IMPACT: gates.disparate_impact,
-        keys.CHECK_EQUAL_OPPORTUNITY: gates.equal_opportunity,
-        keys.CHECK_MIN_GROUP_SIZE: gates.min_group_size,
+        "gated figures": ", ".join(f"{k} {_limit(k)} {v:g}" for k, v in policy.gates.items()),
+        "advisory figures": ", ".join(
+            f"{k} {_limit(k)} {v:g}" for k, v in policy.advisories.items()
+        )
+        or "none",
+        "protected attributes": ", ".join(policy.attributes),
+        "confidence level": policy.confidence_level,
+        "min_group_size": policy.min_group_size,
+        "interval method": policy.interval,
+        "policy fingerprint": policy.fingerprint,
+        "pinned policy fingerprint": pinned.fingerprint,
     }
 
 
-def _fairness_thresholds(settings: FraudSettings) -> dict[str, Any]:
-    t = settings.thresholds
-    return {
-        "disparate_impact_min": t.disparate_impact_min,
-        "equal_opportunity_max": t.equal_opportunity_max,
-        "min_group_size": t.min_group_size,
-        "bootstrap_samples": t.bootstrap_samples,
-        "confidence_level": t.confidence_level,
-        "operating_threshold": t.operating_threshold,
-        "protected_attributes": ", ".join(settings.protected_attributes),
-        "bootstrap seed": settings.seed,
-    }
+def _limit(figure: str) -> str:
+    return ">=" if GATEABLE_FIGURES[figure].fails_below else "<="
 
 
 def _with_ci(point: float, low: float, high: float) -> str:

@@ -2,7 +2,10 @@
 
 The gate rule lives here, not only in Dagster's blocking checks, so a bundle job that runs
 this step without Dagster holds the same line: ``champion`` moves only when every
-``PROMOTION_GATES`` check has a passing verdict recorded since the candidate was evaluated.
+``keys.promotion_gates`` check of the target's pinned fairness policy has a passing verdict
+recorded since the candidate was evaluated, and every fairness verdict was computed under a
+policy at least as strict as the pinned one (re-checked here from the policy each verdict
+records, whatever its own policy check said).
 """
 
 from __future__ import annotations
@@ -10,6 +13,11 @@ from __future__ import annotations
 import pandas as pd
 
 from fraud_assets import keys
+from fraud_assets.governance.policy import (
+    FairnessPolicy,
+    pinned_policy,
+    recorded_policy_problems,
+)
 from fraud_assets.lakehouse import table_store
 from fraud_assets.ml import registry
 from fraud_assets.ml.runs import TAG_GIT_COMMIT
@@ -29,6 +37,7 @@ from fraud_assets.tasks._runtime import (
     run_task,
 )
 
+FAIRNESS_ASSET = keys.FAIRNESS_REPORT.to_user_string()
 EVIDENCE_METRICS = ("roc_auc", "pr_auc", "precision", "recall", "brier", "fraud_dollars_share")
 
 
@@ -44,8 +53,16 @@ def register(ctx: TaskContext) -> TaskResult:
     history = (
         store.read_pandas("check_history") if store.exists("check_history") else pd.DataFrame()
     )
-    gates = {asset.to_user_string(): checks for asset, checks in keys.PROMOTION_GATES.items()}
-    report = registry.judge_gates(registry.verdicts_since(history, since=evaluated_at), gates)
+    pinned = pinned_policy(settings.target)
+    gates = {
+        asset.to_user_string(): checks
+        for asset, checks in keys.promotion_gates(pinned.gates).items()
+    }
+    recorded = registry.recorded_verdicts_since(history, since=evaluated_at)
+    statuses, policy_problems = _statuses(recorded, pinned)
+    report = registry.judge_gates(statuses, gates)
+    for problem in policy_problems:
+        ctx.log.warning("fairness verdict refused: %s", problem)
 
     configure_mlflow(settings)
     client = mlflow_client()
@@ -72,6 +89,9 @@ def register(ctx: TaskContext) -> TaskResult:
         {
             **{metric: round(float(candidate[metric]), 6) for metric in EVIDENCE_METRICS},
             **report.tags(),
+            "fairness_validated": str(_fairness_validated(report)).lower(),
+            "fairness_policy": _recorded_fingerprint(recorded),
+            "fairness_policy_pinned": pinned.fingerprint,
             "model_type": candidate["model"],
             "training_delta_version": int(candidate["training_delta_version"]),
             "run_id": candidate["run_id"],
@@ -103,11 +123,48 @@ def register(ctx: TaskContext) -> TaskResult:
                     "mlflow_run_id": run_id,
                     **link("mlflow_run", run_url(settings, run_id)),
                     "deployed_by": actor,
+                    "fairness_policy_pinned": pinned.fingerprint,
+                    **(
+                        {"fairness_policy_refused": "; ".join(policy_problems)}
+                        if policy_problems
+                        else {}
+                    ),
                     **{f"gate.{gate}": verdict for gate, verdict in report.verdicts.items()},
                 },
             )
         ]
     )
+
+
+def _statuses(
+    recorded: dict[tuple[str, str], registry.RecordedVerdict], pinned: FairnessPolicy
+) -> tuple[dict[tuple[str, str], bool | str], list[str]]:
+    """Each recorded outcome, with fairness verdicts under a weaker policy marked as such."""
+    statuses: dict[tuple[str, str], bool | str] = {}
+    problems: list[str] = []
+    for (asset, check), verdict in recorded.items():
+        if asset == FAIRNESS_ASSET:
+            weaker = recorded_policy_problems(verdict.metadata, pinned)
+            if weaker:
+                statuses[(asset, check)] = registry.WEAKER_POLICY
+                problems.append(f"{asset}.{check}: " + "; ".join(weaker))
+                continue
+        statuses[(asset, check)] = verdict.passed
+    return statuses, problems
+
+
+def _fairness_validated(report: registry.GateReport) -> bool:
+    fairness = {g: v for g, v in report.verdicts.items() if g.startswith(f"{FAIRNESS_ASSET}.")}
+    return bool(fairness) and all(v == registry.PASSED for v in fairness.values())
+
+
+def _recorded_fingerprint(recorded: dict[tuple[str, str], registry.RecordedVerdict]) -> str:
+    prints = {
+        str(v.metadata.get("policy_fingerprint"))
+        for (asset, _), v in recorded.items()
+        if asset == FAIRNESS_ASSET and v.metadata.get("policy_fingerprint")
+    }
+    return ",".join(sorted(prints)) or "none"
 
 
 def _candidate(evaluations: pd.DataFrame) -> pd.Series:
