@@ -27,8 +27,10 @@ import pytest
 import requests
 
 from fraud_assets import keys
+from fraud_assets.governance.policy import pinned_policy
 from fraud_assets.lakehouse import LocalDeltaStore
 from fraud_assets.ml.registry import CHAMPION, TAG_GATES_PASSED
+from fraud_assets.settings import get_settings
 from fraud_assets_tests.test_definitions import EXPECTED_ASSETS
 
 pytestmark = pytest.mark.slow
@@ -264,7 +266,7 @@ def _assert_blocking_checks_passed_in(url: str, run_id: str) -> None:
             checks[(asset, check["name"])] = check
     gates = {
         (asset.to_user_string(), check)
-        for asset, names in keys.PROMOTION_GATES.items()
+        for asset, names in keys.promotion_gates(pinned_policy(get_settings().target).gates).items()
         for check in names
     }
     blocking = {key for key, check in checks.items() if check["blocking"]}

@@ -30,6 +30,7 @@ from fraud_assets.assets.registry import registered_model, rollback_champion_job
 from fraud_assets.assets.scoring import fraud_scores
 from fraud_assets.assets.training import catboost_model, xgboost_model
 from fraud_assets.claims.synthetic import generate_claims, to_arrow
+from fraud_assets.governance.policy import pinned_policy
 from fraud_assets.lakehouse import table_store
 from fraud_assets.ml import registry
 from fraud_assets.ml.tracking import configure_mlflow, mlflow_client
@@ -92,7 +93,7 @@ def test_champion_moves_only_when_every_blocking_check_passes(
         run_config=RUN_CONFIG,
     )
     assert passing.success
-    for asset, checks in keys.PROMOTION_GATES.items():
+    for asset, checks in keys.promotion_gates(pinned_policy(get_settings().target).gates).items():
         for name in checks:
             assert _check(passing, name), f"{asset.to_user_string()}.{name} failed on good data"
     [registered] = passing.asset_materializations_for_node("registered_model")
