@@ -57,7 +57,6 @@ def make_gold_frame(
             "claim_amount": claim_amount,
             "num_procedures": num_procedures.astype("int32"),
             "length_of_stay": rng.poisson(1 + 2 * lift).astype("int32"),
-            "patient_age": rng.integers(18, 90, n_rows).astype("int32"),
             "amount_per_procedure": claim_amount / num_procedures,
             "service_to_claim_days": rng.integers(0, 60, n_rows).astype("int32"),
             "provider_claim_count": rng.poisson(40 + 30 * lift).astype("int64"),

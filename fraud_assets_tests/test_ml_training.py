@@ -279,3 +279,16 @@ def test_model_version_links_locally_and_on_databricks(fraud_home, monkeypatch):
         tracking.model_version_url(settings, "main.fraud.fraud_detector", "3")
         == "https://adb-1.azuredatabricks.net/explore/data/models/main/fraud/fraud_detector/version/3"
     )
+
+
+def test_no_protected_attribute_or_its_source_reaches_a_model(gold):
+    # Issue 12 finding 2: patient_age, the source of patient_age_group, was a model input.
+    from fraud_assets.features import MODEL_FEATURES, PROTECTED_SOURCES
+
+    forbidden = {column for sources in PROTECTED_SOURCES.values() for column in sources}
+    assert {"patient_age", "patient_age_group", "patient_gender"} <= forbidden
+    assert not forbidden & set(MODEL_FEATURES)
+    train, _ = split_gold(gold)
+    trained = train_model(train, model_type="xgboost", params=SMALL)
+    assert not forbidden & set(trained.spec.columns)
+    assert not forbidden & set(trained.feature_importance)

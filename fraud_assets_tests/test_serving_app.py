@@ -200,8 +200,8 @@ def bad_record(**changes: Any) -> dict[str, Any]:
     ("body", "missing", "invalid"),
     [
         (
-            {"dataframe_records": [bad_record(claim_amount=..., patient_age=...)]},
-            ["claim_amount", "patient_age"],
+            {"dataframe_records": [bad_record(claim_amount=..., length_of_stay=...)]},
+            ["claim_amount", "length_of_stay"],
             [],
         ),
         ({"dataframe_records": [bad_record(claim_amount="12.5")]}, [], ["claim_amount"]),

@@ -1,7 +1,9 @@
 """Gold features: the columns of ``claim_features`` and the ones the models see.
 
 Protected attributes are kept in the gold table for fairness reporting but are never model
-inputs. ``build_claim_features`` (PySpark) lives in ``fraud_assets.features.engineering``;
+inputs, and neither are the silver columns they are derived from (``PROTECTED_SOURCES``:
+``patient_age``, the source of ``patient_age_group``, stays in silver).
+``build_claim_features`` (PySpark) lives in ``fraud_assets.features.engineering``;
 ``fraud_assets.features.pandas_peer`` computes the same table in plain pandas.
 
 Feature meanings (all aggregates are over the frame passed in, e.g. the whole silver table):
@@ -55,7 +57,6 @@ NUMERIC_FEATURES: list[str] = [
     "claim_amount",
     "num_procedures",
     "length_of_stay",
-    "patient_age",
     "amount_per_procedure",
     "service_to_claim_days",
     "provider_claim_count",
@@ -72,6 +73,13 @@ NUMERIC_FEATURES: list[str] = [
 ]
 CATEGORICAL_FEATURES: list[str] = ["procedure_code", "diagnosis_code", "provider_specialty"]
 MODEL_FEATURES: list[str] = NUMERIC_FEATURES + CATEGORICAL_FEATURES
+
+# Each protected attribute and the silver columns it is derived from: none is a model input.
+PROTECTED_SOURCES: dict[str, tuple[str, ...]] = {
+    "patient_gender": ("patient_gender",),
+    "patient_age_group": ("patient_age_group", "patient_age"),
+    "geographic_region": ("geographic_region",),
+}
 
 # Kept beside the features for fairness reporting and time-based monitoring, never trained on.
 CONTEXT_COLUMNS: list[str] = [
@@ -92,7 +100,6 @@ _NUMERIC_TYPES: dict[str, pa.DataType] = {
     "claim_amount": pa.float64(),
     "num_procedures": pa.int32(),
     "length_of_stay": pa.int32(),
-    "patient_age": pa.int32(),
     "amount_per_procedure": pa.float64(),
     "service_to_claim_days": pa.int32(),
     "provider_claim_count": pa.int64(),

@@ -99,7 +99,6 @@ def build_claim_features_pandas(
             "claim_amount": amount,
             "num_procedures": df["num_procedures"].astype("int32"),
             "length_of_stay": df["length_of_stay"].astype("int32"),
-            "patient_age": df["patient_age"].astype("int32"),
             "amount_per_procedure": amount / df["num_procedures"].clip(lower=1),
             "service_to_claim_days": (claim_date - service_date).dt.days.astype("int32"),
             "provider_claim_count": by_provider["claim_id"].transform("size").astype("int64"),
