@@ -127,9 +127,12 @@ def test_bias_scenario_blocks_promotion_and_alerts(
     assert {b["check"] for b in fairness} == set(report.facts["failed_fairness_checks"])
     fpr = next(b for b in fairness if b["check"] == keys.CHECK_FALSE_POSITIVE_RATE_RATIO)
     assert fpr["asset"] == "fairness_report"
-    assert fpr["subject"] == "patient_gender"
+    # The biased attribute fails; the alert names the first failing attribute and its value.
+    failing = fpr["details"]["failing_attributes"]
+    assert "patient_gender" in failing and fpr["subject"] == failing[0]
     threshold = pinned_policy(settings.target).threshold("false_positive_rate_ratio")
     assert fpr["value"] < fpr["threshold"] == threshold
+    assert fpr["details"]["patient_gender.false_positive_rate_ratio"] < threshold
     assert fpr["run_url"] == f"http://dagster.test:3000/runs/{run_id}"
     run_alerts = [b for b in webhook_receiver.received if b["kind"] == "run_failed"]
     assert [b["run_id"] for b in run_alerts] == [run_id]

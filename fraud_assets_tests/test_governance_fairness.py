@@ -30,6 +30,7 @@ from fraud_assets.governance import (
     fairness_gates,
     false_positive_rate_ratio,
     group_metrics,
+    pinned_policy,
 )
 from fraud_assets.governance import (
     equal_opportunity_difference as our_equal_opportunity_difference,
@@ -340,6 +341,26 @@ def test_injected_bias_fails_disparate_impact_on_the_biased_attribute() -> None:
     assert figures["disparate_impact_ratio_ci_high"][BIAS_ATTRIBUTE] < 0.8
     rates = report.groups.loc[report.groups["slice"] == BIAS_ATTRIBUTE].set_index("group")
     assert rates["selection_rate"].idxmax() == BIAS_GROUP
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_injected_false_accusations_fail_the_pinned_false_positive_rate_gate(seed: int) -> None:
+    # The default policy gates false accusations: honest claims of one group billed like
+    # fraud fail it on that attribute alone, whatever the seed.
+    policy = pinned_policy("dev")
+    holdout = _holdout_decisions(bias=1.0, seed=seed)
+    report = compute_fairness_report(
+        holdout,
+        protected_attributes=policy.attributes,
+        min_group_size=policy.min_group_size,
+        confidence_level=policy.confidence_level,
+    )
+    gate = fairness_gates(report, policy=policy, pinned=policy)["false_positive_rate_ratio"]
+    assert not gate.passed
+    assert gate.metadata["failing_attributes"] == [BIAS_ATTRIBUTE]
+    legit = holdout.loc[holdout["is_fraud"] == 0]
+    fpr = legit.groupby(BIAS_ATTRIBUTE)["decision"].mean()
+    assert fpr[BIAS_GROUP] > 3 * fpr.drop(BIAS_GROUP).max()
 
 
 def test_point_estimate_alone_would_fail_fair_data_but_the_gate_does_not() -> None:

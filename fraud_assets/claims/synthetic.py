@@ -22,8 +22,14 @@ several features cross the PSI "major" line (0.2); at 0.0 a new seed stays under
 rate is multiplied by ``1 + 0.85 * bias`` and every other group's by ``1 - 0.85 * bias``.
 The extra fraud carries the usual learnable signal (inflated amounts, ring providers,
 many procedures), so a model that never sees gender still flags far more claims of women:
-at 1.0 the disparate impact ratio of a decent model falls far below 0.8. At 0.0 every
-group of every protected attribute has the same expected fraud rate.
+at 1.0 the disparate impact ratio of a decent model falls far below 0.8. That alone is a
+difference in base rates, which an accurate model may rightly reflect, so the pinned policy
+does not gate on it. What it gates is false accusation: at ``bias`` b a share
+``FALSE_ACCUSATION_RATE * b`` (6% at 1.0) of the group's legitimate claims are billed like
+fraud and stay legitimate, so a model blind to gender flags honest women several times as
+often as honest men and the false-positive-rate gate fails on ``patient_gender``. At 0.0
+every group of every protected attribute has the same expected fraud rate and nothing is
+billed like fraud without being fraud.
 """
 
 from __future__ import annotations
@@ -52,6 +58,10 @@ FileFormat = Literal["csv", "parquet"]
 BIAS_ATTRIBUTE = "patient_gender"
 BIAS_GROUP = "F"
 BIAS_STRENGTH = 0.85  # at bias=1 the favoured group's rate x1.85, the others' x0.15
+# At bias=1, this share of the group's legitimate claims are billed like fraud (not re-bills:
+# a duplicate needs a legitimate original).
+FALSE_ACCUSATION_RATE = 0.06
+LOOKALIKE_PATTERNS = ("upcoding", "phantom_service", "provider_ring")
 
 PATTERNS: list[str] = ["upcoding", "duplicate_billing", "phantom_service", "provider_ring"]
 NO_FRAUD = "none"
@@ -218,10 +228,12 @@ def generate_claims_with_patterns(
     population = _population(n_rows, rng, drift)
     claims = _legitimate_claims(n_rows, rng, population, drift, period_days)
     pattern = _assign_patterns(rng, population, claims["patient"], bias)
-    _upcode(rng, claims, pattern == 1)
-    _phantom_services(rng, claims, population, pattern == 3)
-    _provider_rings(rng, claims, population, pattern == 4)
-    _duplicate_billing(rng, claims, pattern)
+    # What each claim is billed like: its pattern, or a fraud pattern for a false accusation.
+    billed = _billed_like(rng, population, claims, pattern, bias)
+    _upcode(rng, claims, billed == 1)
+    _phantom_services(rng, claims, population, billed == 3)
+    _provider_rings(rng, claims, population, billed == 4)
+    _duplicate_billing(rng, claims, billed)
 
     order = np.lexsort((np.arange(n_rows), claims["claim_day"]))
     claims = {name: values[order] for name, values in claims.items()}
@@ -405,6 +417,32 @@ def _assign_patterns(
     below = draw[:, None] < cumulative[None, :] * scale[:, None]
     # The first cumulative bound the draw falls under names the pattern.
     return np.where(below.any(axis=1), below.argmax(axis=1) + 1, 0).astype(np.int8)
+
+
+def _billed_like(
+    rng: np.random.Generator,
+    pop: _Population,
+    claims: dict[str, np.ndarray],
+    pattern: np.ndarray,
+    bias: float,
+) -> np.ndarray:
+    """The pattern each claim is billed like; under bias, some honest claims look like fraud.
+
+    At ``bias`` b, a share ``FALSE_ACCUSATION_RATE * b`` of the biased group's legitimate
+    claims are billed like upcoding, a phantom service or a ring (in those patterns'
+    proportions) and stay legitimate. A model cannot tell them from fraud, so it flags honest
+    claims of that group far more often than others': the false-positive-rate disparity the
+    fairness gates exist for. No draw is made at bias 0, so unbiased claims are unchanged.
+    """
+    if bias == 0.0:
+        return pattern
+    in_group = pop.patient_gender[claims["patient"]] == GENDERS.index(BIAS_GROUP)
+    accused = (pattern == 0) & in_group & (rng.random(len(pattern)) < FALSE_ACCUSATION_RATE * bias)
+    codes = np.array([1 + PATTERNS.index(p) for p in LOOKALIKE_PATTERNS])
+    weights = np.array([PATTERN_RATES[p] for p in LOOKALIKE_PATTERNS])
+    billed = pattern.copy()
+    billed[accused] = rng.choice(codes, size=int(accused.sum()), p=weights / weights.sum())
+    return billed
 
 
 def _upcode(rng: np.random.Generator, c: dict[str, np.ndarray], rows: np.ndarray) -> None:
