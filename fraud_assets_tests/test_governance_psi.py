@@ -14,6 +14,7 @@ import pytest
 from fraud_assets.features import CATEGORICAL_FEATURES, MODEL_FEATURES, NUMERIC_FEATURES
 from fraud_assets.governance import (
     MISSING_BUCKET,
+    OTHER_BUCKET,
     UNSEEN_BUCKET,
     categorical_psi,
     drift_gates,
@@ -347,3 +348,142 @@ def test_empty_log_says_nothing_was_scored() -> None:
     empty = _log_rows("a", "batch", datetime(2025, 1, 1, tzinfo=UTC), 0)
     with pytest.raises(LookupError, match="no scoring window has been scored yet"):
         latest_scored_window(empty)
+
+
+# --- noise versus drift on claims shaped like real ones (issue 12 finding 4) ----------------
+
+
+def _reference_pooled_psi(
+    reference: Sequence[str], current: Sequence[str], *, min_count: int, epsilon: float
+) -> float:
+    """Pooling written out: a category keeps its bucket when its share in either sample,
+    times the smaller sample's size, reaches ``min_count``; the rest share "(other)"."""
+    ref, cur = Counter(reference), Counter(current)
+    small = min(len(reference), len(current))
+    kept = {
+        c
+        for c in set(ref) | set(cur)
+        if max(ref[c] / len(reference), cur[c] / len(current)) * small >= min_count
+    }
+
+    def bucket(x: str) -> str:
+        return x if x in kept else "other"
+
+    names = [*sorted(kept), "other", "missing"]
+    return _reference_psi(
+        Counter(bucket(x) for x in reference), Counter(bucket(x) for x in current), names, epsilon
+    )
+
+
+def test_pooled_categorical_psi_equals_the_reference_computation() -> None:
+    rng = np.random.default_rng(12)
+    codes = [f"D{i:04d}" for i in range(2_000)]
+    weights = 1.0 / np.arange(1, 2_001)
+    weights /= weights.sum()
+    reference = list(rng.choice(codes, 3_000, p=weights))
+    current = list(rng.choice(codes, 1_500, p=weights))
+    ours = categorical_psi(
+        pd.Series(reference), pd.Series(current), epsilon=EPS, min_bucket_count=50
+    )
+    expected = _reference_pooled_psi(reference, current, min_count=50, epsilon=EPS)
+    assert ours.psi == pytest.approx(expected, rel=1e-12)
+    assert ours.buckets[-2:] == [OTHER_BUCKET, MISSING_BUCKET]
+    assert 3 < len(ours.buckets) < 40
+
+
+def _with_real_cardinality(claims: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """~2,100 diagnosis codes with a long tail and 43 states, as in the public claims files."""
+    rng = np.random.default_rng(seed)
+    weights = 1.0 / np.arange(1, 2_101) ** 0.9
+    claims["diagnosis_code"] = rng.choice(
+        [f"D{i:04d}" for i in range(2_100)], len(claims), p=weights / weights.sum()
+    )
+    claims["geographic_region"] = rng.choice([f"S{i:02d}" for i in range(43)], len(claims))
+    return claims
+
+
+def _claim_features(n: int, seed: int) -> pd.DataFrame:
+    from fraud_assets.claims.synthetic import generate_claims
+    from fraud_assets.features.pandas_peer import build_claim_features_pandas
+
+    claims = _with_real_cardinality(generate_claims(n, seed=seed), seed)
+    features = build_claim_features_pandas(claims, holdout_fraction=0.2, seed=seed)
+    features["fraud_score"] = np.random.default_rng(seed).beta(1, 12, n)
+    return features
+
+
+def _halves_report(frame: pd.DataFrame, seed: int, *, min_bucket_count: int) -> pd.DataFrame:
+    half = np.random.default_rng(seed).permutation(len(frame)) < len(frame) // 2
+    return psi_report(
+        frame[half],
+        frame[~half],
+        numeric_features=NUMERIC_FEATURES,
+        categorical_features=CATEGORICAL_FEATURES,
+        score_column="fraud_score",
+        bins=10,
+        epsilon=EPS,
+        warn=0.1,
+        error=0.2,
+        min_bucket_count=min_bucket_count,
+    )
+
+
+@pytest.mark.parametrize("n", [2_000, 5_000])
+def test_two_random_halves_of_the_same_claims_are_not_drift(n: int) -> None:
+    reports = [
+        _halves_report(_claim_features(n, seed), seed, min_bucket_count=50) for seed in range(4)
+    ]
+    psi = pd.concat(reports)["psi"]
+    assert psi.max() < 0.2
+    assert (psi >= 0.1).mean() <= 0.05
+    # Without pooling, ~2,100 diagnosis codes alone read as major drift: the defect.
+    unpooled = _halves_report(_claim_features(n, 0), 0, min_bucket_count=0)
+    assert unpooled.set_index("feature").at["diagnosis_code", "psi"] >= 0.2
+
+
+def test_a_real_shift_is_still_major_drift_with_pooling() -> None:
+    # A year of history, then a year whose amounts are 30% higher and where a new code takes
+    # a fifth of the claims; features are computed over the whole history, as in scoring.
+    from datetime import date
+
+    from fraud_assets.claims.synthetic import generate_claims
+    from fraud_assets.features.pandas_peer import build_claim_features_pandas
+
+    before = _with_real_cardinality(generate_claims(4_000, seed=1), 1)
+    after = _with_real_cardinality(
+        generate_claims(4_000, seed=2, id_prefix="N", start_date=date(2025, 1, 1)), 2
+    )
+    after["claim_amount"] = (after["claim_amount"] * 1.3).round(2)
+    after.loc[np.random.default_rng(3).random(len(after)) < 0.2, "procedure_code"] = "G9999"
+    features = build_claim_features_pandas(
+        pd.concat([before, after], ignore_index=True), holdout_fraction=0.2, seed=1
+    )
+    late = features["claim_id"].str.startswith("N")
+    report = psi_report(
+        features[~late],
+        features[late],
+        numeric_features=NUMERIC_FEATURES,
+        categorical_features=CATEGORICAL_FEATURES,
+        score_column=None,
+        bins=10,
+        epsilon=EPS,
+        warn=0.1,
+        error=0.2,
+        min_bucket_count=50,
+    ).set_index("feature")
+    assert report.at["procedure_code", "drift_level"] == "major"
+    assert report.at["amount_procedure_zscore", "drift_level"] == "major"
+    assert report.at["claim_amount", "drift_level"] != "none"
+    assert report.at["diagnosis_code", "drift_level"] == "none"
+
+
+def test_numeric_bins_shrink_so_each_expects_the_minimum_count() -> None:
+    rng = np.random.default_rng(6)
+    small = numeric_psi(
+        rng.normal(size=5_000), rng.normal(size=200), bins=10, epsilon=EPS, min_bucket_count=50
+    )
+    assert len(small.buckets) == 4 + 1  # 200 / 50 bins, plus missing
+    large = numeric_psi(
+        rng.normal(size=5_000), rng.normal(size=5_000), bins=10, epsilon=EPS, min_bucket_count=50
+    )
+    assert len(large.buckets) == 10 + 1

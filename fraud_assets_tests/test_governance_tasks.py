@@ -20,7 +20,7 @@ from fraud_assets import keys
 from fraud_assets.features import CATEGORICAL_FEATURES, MODEL_FEATURES, NUMERIC_FEATURES
 from fraud_assets.governance.policy import pinned_policy
 from fraud_assets.lakehouse import table_store
-from fraud_assets.ml.runs import REFERENCE_ARTIFACT, TAG_PIPELINE_RUN
+from fraud_assets.ml.runs import REFERENCE_ARTIFACT, TAG_PIPELINE_RUN, TRAINING_CLAIMS_ARTIFACT
 from fraud_assets.ml.tracking import configure_mlflow, mlflow_client
 from fraud_assets.settings import FraudSettings, get_settings
 from fraud_assets.tasks._runtime import TaskResult, run_task
@@ -276,7 +276,9 @@ def _features(rng: np.random.Generator, n: int, *, amount_shift: float = 0.0) ->
     return frame
 
 
-def _register_champion(settings: FraudSettings, reference: pd.DataFrame) -> str:
+def _register_champion(
+    settings: FraudSettings, reference: pd.DataFrame, training_claims: list[str] | None = None
+) -> str:
     configure_mlflow(settings)
     client = mlflow_client()
     with (
@@ -286,6 +288,12 @@ def _register_champion(settings: FraudSettings, reference: pd.DataFrame) -> str:
         path = Path(tmp) / "reference.parquet"
         reference.to_parquet(path, index=False)
         mlflow.log_artifact(str(path), artifact_path=REFERENCE_ARTIFACT.rsplit("/", 1)[0])
+        if training_claims is not None:
+            claims_path = Path(tmp) / TRAINING_CLAIMS_ARTIFACT.rsplit("/", 1)[1]
+            pd.DataFrame({"claim_id": training_claims}).to_parquet(claims_path, index=False)
+            mlflow.log_artifact(
+                str(claims_path), artifact_path=TRAINING_CLAIMS_ARTIFACT.rsplit("/", 1)[0]
+            )
     name = settings.registered_model_name
     client.create_registered_model(name)
     version = client.create_model_version(
@@ -380,6 +388,56 @@ def test_psi_flags_the_drifted_feature_and_judges_only_the_champions_scores(
     assert len(table) == len(MODEL_FEATURES) + 1
     assert set(table["window_id"]) == {"w2"} and set(table["run_id"]) == {"monitor-1"}
     assert table.set_index("feature").at["claim_amount", "drift_level"] == "major"
+
+
+def test_the_current_window_never_contains_the_champions_training_claims(
+    governed_home: Path,
+) -> None:
+    # The first scoring run scores every claim, including the ones the champion learned from:
+    # compared with its own training data, PSI would be ~0 by construction (issue 12 finding 4).
+    settings = get_settings()
+    rng = np.random.default_rng(9)
+    training = _log_window(
+        rng, window="w1", at=datetime(2025, 5, 1, tzinfo=UTC), n=3_000, version="trained"
+    )
+    reference = training.drop(
+        columns=["claim_id", "model_version", "source", "window_id", "scored_at"]
+    )
+    champion = _register_champion(settings, reference, list(training["claim_id"]))
+    new = _log_window(
+        rng,
+        window="w1",
+        at=datetime(2025, 5, 1, tzinfo=UTC),
+        n=600,
+        version=champion,
+        amount_shift=1.0,
+    )
+    training["model_version"] = champion
+    table_store(settings).write_pandas(
+        pd.concat([training, new], ignore_index=True), "inference_log"
+    )
+
+    result = run_task(compute_psi, ["--run_id", "monitor-4"], name="psi")
+
+    metadata = result.materializations[0].metadata
+    assert metadata["current_rows"] == 600
+    assert metadata["excluded_training_rows"] == 3_000
+    assert metadata["drifted_features"]["raw_value"] == ["claim_amount"]
+
+
+def test_a_window_of_only_training_claims_is_nothing_to_compare(governed_home: Path) -> None:
+    settings = get_settings()
+    rng = np.random.default_rng(10)
+    training = _log_window(
+        rng, window="w1", at=datetime(2025, 5, 1, tzinfo=UTC), n=500, version="1"
+    )
+    reference = training.drop(
+        columns=["claim_id", "model_version", "source", "window_id", "scored_at"]
+    )
+    _register_champion(settings, reference, list(training["claim_id"]))
+    table_store(settings).write_pandas(training, "inference_log")
+    with pytest.raises(DriftInputMissing, match=r"all 500 claims of window w1 are .*training"):
+        run_task(compute_psi, ["--run_id", "monitor-5"], name="psi")
 
 
 def test_psi_without_a_champion_says_so(governed_home: Path) -> None:

@@ -25,6 +25,7 @@ from fraud_assets.governance._fairness import (
 )
 from fraud_assets.governance._psi import (
     MISSING_BUCKET,
+    OTHER_BUCKET,
     UNSEEN_BUCKET,
     ColumnPsi,
     DriftLevel,
@@ -59,6 +60,7 @@ __all__ = [
     "GATEABLE_FIGURES",
     "GROUP_METRICS",
     "MISSING_BUCKET",
+    "OTHER_BUCKET",
     "STATUS_INSUFFICIENT",
     "STATUS_OK",
     "UNSEEN_BUCKET",

@@ -7,6 +7,14 @@ PSI = sum over bins of (current share - reference share) * ln(current share / re
   mostly 1) merged. Bins are right-closed: (edge[k-1], edge[k]].
 - Categorical columns use the reference's categories plus one "unseen" bucket that counts
   every current value the reference never had.
+- With ``min_bucket_count`` m > 0 (the pipeline's default, ``psi_min_bucket_count``), no
+  bucket is too small to estimate: a category keeps its own bucket only when its share in
+  either sample, times the smaller sample's size, reaches m; the rest are pooled into
+  "(other)" (so a new code that takes a fifth of the claims is its own bucket, and drift).
+  Numeric columns get at most ``smaller sample size / m`` quantile bins. Why: under no
+  drift, PSI is about chi-square with (buckets - 1) degrees of freedom times
+  (1/n_ref + 1/n_cur); 2,000 diagnosis codes over 1,000 claims read as PSI ~2 from noise
+  alone, while buckets expecting 50 rows keep the noise near 0.04 (docs/governance.md).
 - Missing values get their own "missing" bucket in both kinds, so a column that starts
   arriving empty is drift, not silently ignored.
 - A share below ``epsilon`` counts as ``epsilon``, so an empty bin (a tiny sample, an unseen
@@ -30,6 +38,7 @@ FeatureKind = Literal["numeric", "categorical", "score"]
 DRIFT_LEVELS: tuple[DriftLevel, ...] = ("none", "minor", "major")
 UNSEEN_BUCKET = "(unseen)"
 MISSING_BUCKET = "(missing)"
+OTHER_BUCKET = "(other)"
 
 
 @dataclass(frozen=True)
@@ -82,10 +91,17 @@ def numeric_psi(
     epsilon: float,
     column: str = "value",
     kind: FeatureKind = "numeric",
+    min_bucket_count: int = 0,
 ) -> ColumnPsi:
-    """PSI of a numeric column over quantile bins fixed on the reference."""
+    """PSI of a numeric column over quantile bins fixed on the reference.
+
+    ``min_bucket_count`` > 0 caps the bins at the smaller sample's size over it (at least 2).
+    """
     ref_sorted, ref_missing = _sorted_present(reference, column)
     cur_sorted, cur_missing = _sorted_present(current, column)
+    if min_bucket_count > 0:
+        smaller = min(ref_sorted.size + ref_missing, cur_sorted.size + cur_missing)
+        bins = max(2, min(bins, smaller // min_bucket_count))
     edges = _edges_of_sorted(ref_sorted, bins)
     ref_counts = np.append(_counts_of_sorted(ref_sorted, edges), ref_missing)
     cur_counts = np.append(_counts_of_sorted(cur_sorted, edges), cur_missing)
@@ -130,10 +146,19 @@ def categorical_psi(
     *,
     epsilon: float,
     column: str = "value",
+    min_bucket_count: int = 0,
 ) -> ColumnPsi:
-    """PSI of a categorical column: reference categories, then "unseen", then "missing"."""
+    """PSI of a categorical column: reference categories, then "unseen", then "missing".
+
+    With ``min_bucket_count`` > 0: the frequent categories (see the module docstring),
+    then "(other)", then "missing".
+    """
     ref_counts, ref_missing = _label_counts(reference)
     cur_counts, cur_missing = _label_counts(current)
+    if min_bucket_count > 0:
+        return _pooled_categorical_psi(
+            ref_counts, ref_missing, cur_counts, cur_missing, epsilon, column, min_bucket_count
+        )
     categories = sorted(ref_counts)
     cur_seen = np.array([cur_counts.get(c, 0) for c in categories], dtype=np.int64)
     unseen = sum(n for label, n in cur_counts.items() if label not in ref_counts)
@@ -144,6 +169,39 @@ def categorical_psi(
         kind="categorical",
         psi=population_stability_index(ref_all, cur_all, epsilon=epsilon),
         buckets=[*categories, UNSEEN_BUCKET, MISSING_BUCKET],
+        reference_share=(ref_all / ref_all.sum()).tolist(),
+        current_share=(cur_all / cur_all.sum()).tolist(),
+    )
+
+
+def _pooled_categorical_psi(
+    ref_counts: dict[str, int],
+    ref_missing: int,
+    cur_counts: dict[str, int],
+    cur_missing: int,
+    epsilon: float,
+    column: str,
+    min_count: int,
+) -> ColumnPsi:
+    n_ref = sum(ref_counts.values()) + ref_missing
+    n_cur = sum(cur_counts.values()) + cur_missing
+    smaller = min(n_ref, n_cur)
+    kept = sorted(
+        label
+        for label in set(ref_counts) | set(cur_counts)
+        if max(ref_counts.get(label, 0) / max(n_ref, 1), cur_counts.get(label, 0) / max(n_cur, 1))
+        * smaller
+        >= min_count
+    )
+    ref_kept = [ref_counts.get(label, 0) for label in kept]
+    cur_kept = [cur_counts.get(label, 0) for label in kept]
+    ref_all = np.array([*ref_kept, n_ref - ref_missing - sum(ref_kept), ref_missing], np.int64)
+    cur_all = np.array([*cur_kept, n_cur - cur_missing - sum(cur_kept), cur_missing], np.int64)
+    return ColumnPsi(
+        column=column,
+        kind="categorical",
+        psi=population_stability_index(ref_all, cur_all, epsilon=epsilon),
+        buckets=[*kept, OTHER_BUCKET, MISSING_BUCKET],
         reference_share=(ref_all / ref_all.sum()).tolist(),
         current_share=(cur_all / cur_all.sum()).tolist(),
     )
@@ -174,12 +232,15 @@ def psi_report(
     warn: float,
     error: float,
     current_scores: pd.Series | None = None,
+    min_bucket_count: int = 0,
 ) -> pd.DataFrame:
     """One row per feature and the score: PSI, drift level, row counts and buckets.
 
     ``current_scores`` replaces ``current[score_column]`` when only some current rows were
-    scored by the model the reference belongs to.
+    scored by the model the reference belongs to. ``min_bucket_count`` > 0 pools rare
+    categories and caps numeric bins (module docstring).
     """
+    m = min_bucket_count
     columns = [*numeric_features, *categorical_features, *([score_column] if score_column else [])]
     for name, frame in (("reference", reference), ("current", current)):
         missing = [c for c in columns if c not in frame.columns]
@@ -189,7 +250,9 @@ def psi_report(
             raise ValueError(f"{name} data has no rows: PSI needs both samples")
     rows: list[tuple[ColumnPsi, int, int]] = [
         (
-            numeric_psi(reference[c], current[c], bins=bins, epsilon=epsilon, column=c),
+            numeric_psi(
+                reference[c], current[c], bins=bins, epsilon=epsilon, column=c, min_bucket_count=m
+            ),
             len(reference),
             len(current),
         )
@@ -197,7 +260,9 @@ def psi_report(
     ]
     rows += [
         (
-            categorical_psi(reference[c], current[c], epsilon=epsilon, column=c),
+            categorical_psi(
+                reference[c], current[c], epsilon=epsilon, column=c, min_bucket_count=m
+            ),
             len(reference),
             len(current),
         )
@@ -214,6 +279,7 @@ def psi_report(
             epsilon=epsilon,
             column=score_column,
             kind="score",
+            min_bucket_count=m,
         )
         rows.append((result, len(reference), len(scores)))
     return pd.DataFrame(

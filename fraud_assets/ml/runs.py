@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 MODEL_ARTIFACT = "model"
 REFERENCE_DIR = "reference"
 REFERENCE_ARTIFACT = f"{REFERENCE_DIR}/reference.parquet"
+# Every claim the model trained on: drift monitoring leaves them out of the current window.
+TRAINING_CLAIMS_ARTIFACT = f"{REFERENCE_DIR}/training_claims.parquet"
 IMPORTANCE_ARTIFACT = "feature_importance.json"
 INPUT_EXAMPLE_ROWS = 5
 
@@ -112,6 +114,8 @@ def log_training_run(
         spec_path.write_text(spec.to_json(), encoding="utf-8")
         reference_path = directory / "reference.parquet"
         reference.to_parquet(reference_path, index=False)
+        claims_path = directory / Path(TRAINING_CLAIMS_ARTIFACT).name
+        data.frame[["claim_id"]].to_parquet(claims_path, index=False)
         with mlflow.start_run(
             run_name=f"{trained.model_type}-{pipeline_run_id[:8]}", tags=tags
         ) as run:
@@ -129,6 +133,7 @@ def log_training_run(
                 IMPORTANCE_ARTIFACT,
             )
             mlflow.log_artifact(str(reference_path), artifact_path=REFERENCE_DIR)
+            mlflow.log_artifact(str(claims_path), artifact_path=REFERENCE_DIR)
             info = mlflow.pyfunc.log_model(
                 name=MODEL_ARTIFACT,
                 python_model=str(_model_code_file(directory)),

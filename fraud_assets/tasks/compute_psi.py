@@ -47,12 +47,16 @@ class DriftInputMissing(LookupError):
 
 @dataclass(frozen=True)
 class ChampionReference:
-    """The champion's training snapshot and which model version it belongs to."""
+    """The champion's training snapshot, the claims it trained on, and its model version.
+
+    ``training_claims`` is None for a run logged before the claims were recorded.
+    """
 
     model_name: str
     version: str
     run_id: str
     frame: pd.DataFrame
+    training_claims: pd.Index | None = None
 
 
 def compute_psi(ctx: TaskContext) -> TaskResult:
@@ -68,7 +72,10 @@ def compute_psi(ctx: TaskContext) -> TaskResult:
             "materialize fraud_scores (or send real-time traffic) first"
         )
     log_version = store.version(INFERENCE_LOG)
-    current, window = latest_scored_window(store.read_pandas(INFERENCE_LOG, version=log_version))
+    window_rows, window = latest_scored_window(
+        store.read_pandas(INFERENCE_LOG, version=log_version)
+    )
+    current = without_training_claims(window_rows, champion, window.window_id)
     scores, score_versions = champion_scores(current, champion.version)
     ctx.log.info(
         "PSI of window %s (%d rows) against champion v%s (%d reference rows)",
@@ -88,6 +95,7 @@ def compute_psi(ctx: TaskContext) -> TaskResult:
         epsilon=t.psi_epsilon,
         warn=t.psi_warn,
         error=t.psi_error,
+        min_bucket_count=t.psi_min_bucket_count,
     )
     gates = drift_gates(report, warn=t.psi_warn, error=t.psi_error)
     evaluated_at = datetime.now(UTC)
@@ -112,7 +120,9 @@ def compute_psi(ctx: TaskContext) -> TaskResult:
         "window_id": window.window_id,
         "window_started_at": window.started_at.isoformat(),
         "reference_rows": len(champion.frame),
+        "psi_min_bucket_count": t.psi_min_bucket_count,
         "current_rows": len(current),
+        "excluded_training_rows": len(window_rows) - len(current),
         "current_batch_rows": window.batch_rows,
         "current_realtime_rows": window.realtime_rows,
         "score_rows": len(scores),
@@ -145,7 +155,7 @@ def champion_reference(settings: FraudSettings) -> ChampionReference:
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    from fraud_assets.ml.runs import REFERENCE_ARTIFACT
+    from fraud_assets.ml.runs import REFERENCE_ARTIFACT, REFERENCE_DIR, TRAINING_CLAIMS_ARTIFACT
     from fraud_assets.ml.tracking import configure_mlflow, mlflow_client
 
     configure_mlflow(settings)
@@ -169,15 +179,45 @@ def champion_reference(settings: FraudSettings) -> ChampionReference:
             f"champion {name!r} v{version.version} has no MLflow run, so no training snapshot"
         )
     with tempfile.TemporaryDirectory() as tmp:
-        local = mlflow.artifacts.download_artifacts(
-            run_id=version.run_id, artifact_path=REFERENCE_ARTIFACT, dst_path=tmp
+        local = Path(
+            mlflow.artifacts.download_artifacts(
+                run_id=version.run_id, artifact_path=REFERENCE_DIR, dst_path=tmp
+            )
         )
-        frame = pd.read_parquet(Path(local))
+        frame = pd.read_parquet(local / Path(REFERENCE_ARTIFACT).name)
+        claims_file = local / Path(TRAINING_CLAIMS_ARTIFACT).name
+        claims = (
+            pd.Index(pd.read_parquet(claims_file)["claim_id"]) if claims_file.exists() else None
+        )
     if frame.empty:
         raise ValueError(f"{REFERENCE_ARTIFACT} of run {version.run_id} has no rows")
     return ChampionReference(
-        model_name=name, version=str(version.version), run_id=version.run_id, frame=frame
+        model_name=name,
+        version=str(version.version),
+        run_id=version.run_id,
+        frame=frame,
+        training_claims=claims,
     )
+
+
+def without_training_claims(
+    window_rows: pd.DataFrame, champion: ChampionReference, window_id: str
+) -> pd.DataFrame:
+    """The window minus the claims the champion trained on: drift is about claims it never saw.
+
+    The first scoring run scores all of silver, training claims included; compared with
+    themselves they would read as no drift by construction.
+    """
+    if champion.training_claims is None:
+        return window_rows
+    current = window_rows.loc[~window_rows["claim_id"].isin(champion.training_claims)]
+    if current.empty:
+        raise DriftInputMissing(
+            f"all {len(window_rows)} claims of window {window_id} are in champion "
+            f"v{champion.version}'s training data (logged with MLflow run {champion.run_id}): "
+            "no new claims to measure drift on yet"
+        )
+    return current.reset_index(drop=True)
 
 
 def champion_scores(current: pd.DataFrame, champion_version: str) -> tuple[pd.Series, list[str]]:
