@@ -48,6 +48,7 @@ EXPECTED_CHECKS: dict[tuple[str, str], bool] = {
     ("claims", keys.CHECK_SCHEMA): True,
     ("claims", keys.CHECK_UNIQUE_CLAIM_ID): True,
     ("claims", keys.CHECK_RECONCILES): True,
+    ("claims", keys.CHECK_QUARANTINE_RATE): True,
     ("claims", keys.CHECK_VALUE_RANGES): False,
     ("claims", keys.CHECK_NULL_RATES): False,
     ("claim_features", keys.CHECK_FEATURES_COMPLETE): True,

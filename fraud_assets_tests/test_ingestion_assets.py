@@ -38,6 +38,7 @@ def test_blocking_checks_are_the_ones_that_must_stop_downstream_assets() -> None
         (keys.CLAIMS, keys.CHECK_SCHEMA): True,
         (keys.CLAIMS, keys.CHECK_UNIQUE_CLAIM_ID): True,
         (keys.CLAIMS, keys.CHECK_RECONCILES): True,
+        (keys.CLAIMS, keys.CHECK_QUARANTINE_RATE): True,
         (keys.CLAIMS, keys.CHECK_VALUE_RANGES): False,
         (keys.CLAIMS, keys.CHECK_NULL_RATES): False,
     }
@@ -82,6 +83,7 @@ def test_a_landed_file_materializes_bronze_silver_and_quarantine_through_pipes(
         (keys.CLAIMS, keys.CHECK_SCHEMA),
         (keys.CLAIMS, keys.CHECK_UNIQUE_CLAIM_ID),
         (keys.CLAIMS, keys.CHECK_RECONCILES),
+        (keys.CLAIMS, keys.CHECK_QUARANTINE_RATE),
         (keys.CLAIMS, keys.CHECK_VALUE_RANGES),
         (keys.CLAIMS, keys.CHECK_NULL_RATES),
     }

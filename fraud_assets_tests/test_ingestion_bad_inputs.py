@@ -44,7 +44,7 @@ EXPECTED: dict[str, dict[int, str | None]] = {
         **GOOD_ROWS,
         4: "claim_amount -50.0 is below 0",
         5: "length_of_stay -1 is below 0",
-        6: "num_procedures 0 is below 1",
+        6: "num_procedures -2 is below 0",
     },
     "duplicate_ids.csv": {
         **GOOD_ROWS,

@@ -71,10 +71,14 @@ def test_synthetic_refresh_file_appends_and_revalidation(
     checks = _checks(second)
     assert checks[keys.CHECK_RECONCILES].passed
     assert checks[keys.CHECK_UNIQUE_CLAIM_ID].passed
-    # Everything quarantined: the quarantine-rate limit fails, as a warning.
-    ranges = checks[keys.CHECK_VALUE_RANGES]
-    assert not ranges.passed and ranges.severity == "WARN"
-    assert ranges.metadata["quarantine_rate"] == 1.0
+    # Everything quarantined: the quarantine-rate limit fails as an ERROR (it blocks), and
+    # says why the rows went.
+    rate = checks[keys.CHECK_QUARANTINE_RATE]
+    assert not rate.passed and rate.severity == "ERROR"
+    assert rate.metadata["quarantine_rate"] == 1.0
+    assert rate.metadata["top_reasons"] == {"claim_id already in silver …": 3}
+    assert "claim_id already in silver … (3 rows)" in (rate.description or "")
+    assert checks[keys.CHECK_VALUE_RANGES].passed
 
     # Validating the same batch again changes nothing: its rows are replaced, not added.
     again = validate(_ctx("r2-retry", batch_id="r2"))

@@ -105,9 +105,15 @@ def raw_claims(
             description="Latest batch: bronze rows = silver rows + quarantined rows, none twice",
         ),
         AssetCheckSpec(
+            keys.CHECK_QUARANTINE_RATE,
+            asset=keys.CLAIMS,
+            blocking=True,
+            description="Latest batch: quarantined share at most max_quarantine_rate (5%)",
+        ),
+        AssetCheckSpec(
             keys.CHECK_VALUE_RANGES,
             asset=keys.CLAIMS,
-            description="No out-of-range value in silver; quarantine rate under its limit",
+            description="No out-of-range value in silver",
         ),
         AssetCheckSpec(
             keys.CHECK_NULL_RATES,

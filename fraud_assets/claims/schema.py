@@ -62,8 +62,10 @@ QUARANTINE_SCHEMA = pa.schema(
     [*BRONZE_SCHEMA, pa.field(REASON_COLUMN, pa.string(), nullable=False)]
 )
 
+# Every age from 0 has exactly one band; minors are their own band, not folded into adults.
 AGE_GROUPS: list[tuple[str, int, int]] = [
-    ("18-34", 0, 34),
+    ("0-17", 0, 17),
+    ("18-34", 18, 34),
     ("35-49", 35, 49),
     ("50-64", 50, 64),
     ("65+", 65, 200),

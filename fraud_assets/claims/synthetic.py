@@ -77,8 +77,9 @@ REGIONS: list[str] = ["Northeast", "Southeast", "Midwest", "Southwest", "West"]
 REGION_WEIGHTS = np.array([0.18, 0.22, 0.20, 0.15, 0.25])
 GENDERS: list[str] = ["F", "M"]
 FEMALE_SHARE = 0.52
-AGE_GROUP_WEIGHTS = np.array([0.27, 0.25, 0.26, 0.22])
-AGE_GROUP_WEIGHTS_DRIFTED = np.array([0.08, 0.14, 0.28, 0.50])
+# Per band of AGE_GROUPS; the default claims have no minors (the first band).
+AGE_GROUP_WEIGHTS = np.array([0.0, 0.27, 0.25, 0.26, 0.22])
+AGE_GROUP_WEIGHTS_DRIFTED = np.array([0.0, 0.08, 0.14, 0.28, 0.50])
 MAX_SYNTHETIC_AGE = 90
 
 
@@ -342,7 +343,6 @@ def _population(n_rows: int, rng: np.random.Generator, drift: float) -> _Populat
         p=_mix(AGE_GROUP_WEIGHTS, AGE_GROUP_WEIGHTS_DRIFTED, drift),
     )
     low = np.array([g[1] for g in AGE_GROUPS])
-    low = np.maximum(low, 18)
     high = np.minimum(np.array([g[2] for g in AGE_GROUPS]), MAX_SYNTHETIC_AGE)
     age = rng.integers(low[group], high[group] + 1)
     region = rng.choice(len(REGIONS), size=n_patients, p=REGION_WEIGHTS)

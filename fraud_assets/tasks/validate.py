@@ -21,6 +21,7 @@ from fraud_assets.claims.schema import (
 from fraud_assets.claims.validation import (
     CheckVerdict,
     null_rates,
+    quarantine_rate,
     quarantine_rows,
     reason_counts,
     reconcile,
@@ -91,15 +92,16 @@ def validate(ctx: TaskContext) -> TaskResult:
         (keys.CHECK_UNIQUE_CLAIM_ID, unique_ids, "ERROR"),
         (keys.CHECK_SCHEMA, schema_matches(store.table_schema(SILVER), SILVER_SCHEMA), "ERROR"),
         (
-            keys.CHECK_VALUE_RANGES,
-            value_ranges(
-                silver_batch,
+            keys.CHECK_QUARANTINE_RATE,
+            quarantine_rate(
                 bronze_rows=bronze_count,
                 quarantined_rows=quarantine_count,
+                reasons=reasons,
                 thresholds=thresholds,
             ),
-            "WARN",
+            "ERROR",
         ),
+        (keys.CHECK_VALUE_RANGES, value_ranges(silver_batch, thresholds=thresholds), "WARN"),
         (keys.CHECK_NULL_RATES, null_rates(bronze, thresholds=thresholds), "WARN"),
     ]
     silver_total = int(unique_ids.metadata["rows"])
