@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -125,14 +127,31 @@ def test_gates_decide_at_their_boundaries():
     )
     assert evaluation.roc_auc_floor(_metrics(0.7, 0.5), thresholds=thresholds).passed
     assert not evaluation.roc_auc_floor(_metrics(0.6999, 0.5), thresholds=thresholds).passed
-    # PR AUC floor is lift x prevalence: 2 x 0.1 = 0.2.
-    assert evaluation.pr_auc_floor(_metrics(0.8, 0.2), thresholds=thresholds).passed
-    assert not evaluation.pr_auc_floor(_metrics(0.8, 0.19), thresholds=thresholds).passed
+    # PR AUC floor: odds twice the prevalence's: 2 x 0.1 / (0.9 + 0.2) = 0.1818.
+    assert evaluation.pr_auc_floor(_metrics(0.8, 0.182), thresholds=thresholds).passed
+    assert not evaluation.pr_auc_floor(_metrics(0.8, 0.181), thresholds=thresholds).passed
     champion = _metrics(0.85, 0.5)
     within = evaluation.no_regression(_metrics(0.835, 0.5), champion, thresholds=thresholds)
     beyond = evaluation.no_regression(_metrics(0.825, 0.5), champion, thresholds=thresholds)
     assert within.passed and not beyond.passed
     assert beyond.metadata["roc_auc_change"] == pytest.approx(-0.025)
+
+
+@pytest.mark.parametrize("prevalence", [0.01, 0.05, 0.2, 0.5, 0.6, 0.9, 0.99])
+def test_a_good_model_can_meet_the_pr_auc_floor_at_any_prevalence(prevalence: float) -> None:
+    # Issue 12 finding 5: lift x prevalence exceeded 1 from a prevalence of 0.5, so no model
+    # could pass. The floor is now the precision whose odds are lift x the prevalence's odds:
+    # always between the prevalence (no skill) and 1.
+    rng = np.random.default_rng(3)
+    truth = (rng.random(20_000) < prevalence).astype(int)
+    scores = np.clip(rng.normal(0.35 + 0.3 * truth, 0.15), 0, 1)  # ROC AUC about 0.92
+    thresholds = Thresholds.model_validate({})
+    good = _metrics(0.92, metrics.pr_auc(truth, scores), prevalence=float(truth.mean()))
+    verdict = evaluation.pr_auc_floor(good, thresholds=thresholds)
+    assert verdict.passed, verdict.description
+    assert prevalence * 0.9 < verdict.metadata["pr_auc_min"] < 1.0
+    no_skill = _metrics(0.5, float(truth.mean()), prevalence=float(truth.mean()))
+    assert not evaluation.pr_auc_floor(no_skill, thresholds=thresholds).passed
 
 
 def test_no_regression_passes_with_a_note_when_there_is_no_champion():
@@ -169,7 +188,6 @@ def test_holdout_predictions_keep_candidate_and_champion_with_protected_attribut
     rows = evaluation.holdout_prediction_rows(
         holdout,
         [candidate, runner_up, champion],
-        threshold=0.5,
         protected_attributes=["patient_gender", "patient_age_group", "geographic_region"],
     )
     assert sorted(rows["model_role"].unique()) == ["candidate", "champion"]
@@ -179,3 +197,66 @@ def test_holdout_predictions_keep_candidate_and_champion_with_protected_attribut
     assert {"claim_amount", "patient_gender", "patient_age_group", "geographic_region"} <= set(
         rows.columns
     )
+
+
+# --- the operating threshold (issue 12 finding 5: a fixed 0.5 flagged 29.7% of claims) -------
+
+
+def _scored(prevalence: float, n: int = 20_000, seed: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    truth = (rng.random(n) < prevalence).astype(int)
+    # Balanced class weights push scores up: half the claims score above 0.5.
+    scores = 1.0 / (1.0 + np.exp(-(rng.normal(0.0, 1.0, n) + 2.2 * truth)))
+    return truth, scores
+
+
+def _choose(truth: np.ndarray, scores: np.ndarray, **policy: Any) -> metrics.OperatingChoice:
+    settings = {"kind": "flag_rate", "flag_rate": 0.05, "min_precision": 0.5}
+    return metrics.choose_threshold(truth, scores, **{**settings, "fixed_threshold": 0.5, **policy})
+
+
+@pytest.mark.parametrize("prevalence", [0.01, 0.053, 0.3, 0.6])
+def test_the_flag_rate_policy_flags_what_investigators_can_review(prevalence: float) -> None:
+    truth, scores = _scored(prevalence)
+    assert metrics.flag(scores, threshold=0.5).mean() > 0.4  # the defect: a fixed 0.5
+    choice = _choose(truth, scores)
+    assert 0.0495 <= choice.flagged_rate <= 0.05
+    assert choice.flagged_rate == metrics.flag(scores, threshold=choice.threshold).mean()
+    # The lowest such threshold: one step lower flags more than the capacity.
+    lower = np.max(scores[scores < choice.threshold])
+    assert metrics.flag(scores, threshold=lower).mean() > 0.05
+    assert choice.met and choice.as_params()["operating_threshold"] == choice.threshold
+
+
+def test_ties_at_the_cut_are_never_split_past_the_capacity() -> None:
+    scores = np.array([0.9, 0.8, 0.8, 0.8, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1])
+    truth = np.array([1, 1, 0, 0, 0, 0, 0, 0, 0, 0])
+    assert _choose(truth, scores, flag_rate=0.2).threshold == 0.9
+    assert _choose(truth, scores, flag_rate=0.4).threshold == 0.8
+    nothing = _choose(truth, scores, flag_rate=0.05)
+    assert nothing.flagged_rate == 0.0 and nothing.threshold > 0.9
+
+
+def test_the_precision_policy_catches_the_most_fraud_at_that_precision() -> None:
+    truth, scores = _scored(0.1)
+    choice = _choose(truth, scores, kind="min_precision", min_precision=0.5)
+    assert choice.met and choice.precision >= 0.5
+    flagged = metrics.flag(scores, threshold=choice.threshold)
+    assert skm.precision_score(truth, flagged) == pytest.approx(choice.precision)
+    lower = np.max(scores[scores < choice.threshold])
+    assert metrics.precision_at_threshold(truth, scores, threshold=lower) < 0.5
+    # No threshold reaches 0.9: the most precise one is used, and the choice says so.
+    unreachable = _choose(
+        np.array([0, 1, 0, 1]),
+        np.array([0.9, 0.8, 0.8, 0.1]),
+        kind="min_precision",
+        min_precision=0.9,
+    )
+    assert not unreachable.met
+    assert (unreachable.threshold, unreachable.precision) == (0.1, 0.5)
+
+
+def test_the_fixed_policy_is_the_given_threshold() -> None:
+    truth, scores = _scored(0.1)
+    choice = _choose(truth, scores, kind="fixed", fixed_threshold=0.7)
+    assert choice.threshold == 0.7 and choice.kind == "fixed"

@@ -77,11 +77,14 @@ def _build_scoring_home(fraud_home: Path, spark: Any) -> dict[str, Any]:
     uri = str(result.materializations[0].metadata["model_uri"])
     version = str(mlflow.register_model(uri, MODEL).version)
     registry.move_champion(client, name=MODEL, version=version, actor="test")
+    run_id = str(result.materializations[0].metadata["mlflow_run_id"])
     return {
         "store": store,
         "latest_ids": set(latest["claim_id"]),
         "version": version,
         "model_uri": uri,
+        # Chosen on the holdout at training and logged with the run; scoring must use it.
+        "threshold": float(client.get_run(run_id).data.params["operating_threshold"]),
     }
 
 
@@ -96,7 +99,9 @@ def test_score_task_scores_only_the_latest_batch_with_history_aware_features(sco
     assert scores["claim_id"].is_unique
     assert (scores["model_alias"] == "champion").all() and (scores["model_name"] == MODEL).all()
     assert ((scores["fraud_score"] >= 0) & (scores["fraud_score"] <= 1)).all()
-    threshold = get_settings().thresholds.operating_threshold
+    threshold = scoring_home["threshold"]
+    assert threshold != get_settings().thresholds.operating_threshold  # not a global 0.5
+    assert metadata["operating_threshold"] == threshold
     assert (scores["decision"] == (scores["fraud_score"] >= threshold).astype(int)).all()
 
     log = store.read_arrow("inference_log")

@@ -39,6 +39,9 @@ from fraud_assets.serving.router import TrafficSplit
 from fraud_assets.settings import FraudSettings, ServingSettings
 from fraud_assets_tests.test_serving_support import gold_frame, register_version, set_alias
 
+# The operating threshold each registered version recorded at training.
+THRESHOLDS = {"1": 0.3, "2": 0.6}
+
 
 @pytest.fixture(scope="session")
 def empty_mlflow_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -61,8 +64,9 @@ def two_version_registry(home: Path, template: Path, aliases: dict[str, str]) ->
         for name in [n for n in os.environ if n.startswith("FRAUD_")]:
             patch.delenv(name)
         settings = settings_at(home)
-        assert register_version(settings, seed=1) == "1"
-        assert register_version(settings, seed=2) == "2"
+        # Each version decides at the threshold chosen when it was trained.
+        assert register_version(settings, seed=1, threshold=THRESHOLDS["1"]) == "1"
+        assert register_version(settings, seed=2, threshold=THRESHOLDS["2"]) == "2"
         for alias, version in aliases.items():
             set_alias(settings, alias, version)
         yield home
@@ -149,10 +153,11 @@ def test_traffic_split_scores_and_inference_log(registry_home: Path) -> None:
     assert not np.allclose(other, pyfunc_scores(settings, "champion", claims.iloc[:200])), (
         "the two versions must differ, or routing mistakes would go unnoticed"
     )
-    expected_decision = (scores["fraud_score"] >= settings.thresholds.operating_threshold).astype(
-        int
-    )
+    own_threshold = scores["model_version"].map(THRESHOLDS)
+    expected_decision = (scores["fraud_score"] >= own_threshold).astype(int)
     assert scores["decision"].tolist() == expected_decision.tolist()
+    # At the settings' 0.5 the decisions would differ: the per-version threshold is used.
+    assert (scores["decision"] != (scores["fraud_score"] >= 0.5).astype(int)).any()
     assert 0 < scores["decision"].sum() < len(scores)
 
     # Shutdown wrote every scored claim to the inference log, as "realtime" rows.
@@ -164,7 +169,9 @@ def test_traffic_split_scores_and_inference_log(registry_home: Path) -> None:
     assert first["model_version"].tolist() == scores["model_version"].tolist()
     assert first["model_alias"].tolist() == scores["model_alias"].tolist()
     assert first["decision"].tolist() == scores["decision"].tolist()
-    assert set(logged["operating_threshold"]) == {settings.thresholds.operating_threshold}
+    assert (
+        first["operating_threshold"] == scores["model_version"].map(THRESHOLDS).to_numpy()
+    ).all()
     for name in MODEL_FEATURES:
         assert first[name].tolist() == claims[name].tolist(), name
     assert (logged["window_id"] == [window_id(t, minutes=60) for t in logged["scored_at"]]).all()

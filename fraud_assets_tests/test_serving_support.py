@@ -23,8 +23,11 @@ def gold_frame(seed: int, n_rows: int = 600) -> pd.DataFrame:
     return make_gold_frame(n_rows, seed=seed, fraud_rate=0.15, holdout_fraction=0.3)
 
 
-def register_version(settings: FraudSettings, *, seed: int) -> str:
-    """Train, log and register one model version; returns its version number."""
+def register_version(settings: FraudSettings, *, seed: int, threshold: float | None = None) -> str:
+    """Train, log and register one model version; returns its version number.
+
+    ``threshold`` is logged as the run's chosen operating threshold, as training does.
+    """
     configure_mlflow(settings)
     train, _ = split_gold(gold_frame(seed))
     trained = train_model(train, model_type="xgboost", params=FAST)
@@ -34,7 +37,7 @@ def register_version(settings: FraudSettings, *, seed: int) -> str:
         reference=reference_sample(train, trained, seed=seed, max_rows=50),
         pipeline_run_id=f"serving-test-{seed}",
         git_commit="test",
-        params={},
+        params={} if threshold is None else {"operating_threshold": threshold},
         metrics={},
     )
     version = registry.register_version(

@@ -17,7 +17,9 @@ from fraud_assets.resources.compute import FraudCompute
 
 _GATES = {
     keys.CHECK_ROC_AUC_FLOOR: "Candidate holdout ROC AUC at or above thresholds.roc_auc_min",
-    keys.CHECK_PR_AUC_FLOOR: "Candidate PR AUC at least thresholds.pr_auc_lift_min x prevalence",
+    keys.CHECK_PR_AUC_FLOOR: (
+        "Candidate PR AUC at least the precision with pr_auc_lift_min x the prevalence's odds"
+    ),
     keys.CHECK_NO_REGRESSION: (
         "Candidate ROC AUC no more than thresholds.regression_tolerance below the champion's "
         "on the same holdout (passes when there is no champion)"

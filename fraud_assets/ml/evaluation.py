@@ -101,13 +101,19 @@ def roc_auc_floor(candidate: HoldoutMetrics, *, thresholds: Thresholds) -> Verdi
 
 
 def pr_auc_floor(candidate: HoldoutMetrics, *, thresholds: Thresholds) -> Verdict:
-    """PR AUC must beat the no-skill level (the prevalence) by the configured lift."""
-    floor = thresholds.pr_auc_lift_min * candidate.prevalence
+    """PR AUC must beat the no-skill level (the prevalence) by the configured lift in odds.
+
+    The floor is the precision whose odds are ``pr_auc_lift_min`` times the prevalence's:
+    k*p / (1 - p + k*p). It is about k*p for rare fraud (k*p itself passes 1 from p = 1/k,
+    which no model can meet) and always lies between p and 1.
+    """
+    k, prevalence = thresholds.pr_auc_lift_min, candidate.prevalence
+    floor = k * prevalence / (1.0 - prevalence + k * prevalence)
     return Verdict(
         passed=candidate.pr_auc >= floor,
         description=(
-            f"candidate PR AUC {candidate.pr_auc:.4f} vs {thresholds.pr_auc_lift_min} x "
-            f"prevalence {candidate.prevalence:.4f} = {floor:.4f}"
+            f"candidate PR AUC {candidate.pr_auc:.4f} vs odds {k} x prevalence "
+            f"{prevalence:.4f}'s = {floor:.4f}"
         ),
         metadata={
             "pr_auc": round(candidate.pr_auc, 6),
@@ -176,17 +182,20 @@ def holdout_prediction_rows(
     holdout: pd.DataFrame,
     evaluated: Sequence[EvaluatedModel],
     *,
-    threshold: float,
     protected_attributes: Sequence[str],
 ) -> pd.DataFrame:
-    """Per-claim scores of the candidate and the champion: the fairness report's input."""
+    """Per-claim scores of the candidate and the champion: the fairness report's input.
+
+    Each model's decision is taken at its own operating threshold (``metrics.threshold``).
+    """
     parts = []
     for e in evaluated:
         if e.role not in ("candidate", "champion"):
             continue
         part = holdout[[ID_COLUMN, LABEL_COLUMN]].copy()
         part["fraud_score"] = e.scores
-        part["decision"] = flag(e.scores, threshold=threshold)
+        part["decision"] = flag(e.scores, threshold=e.metrics.threshold)
+        part["operating_threshold"] = e.metrics.threshold
         part["model"] = e.model
         part["model_role"] = e.role
         part[AMOUNT_COLUMN] = holdout[AMOUNT_COLUMN].to_numpy()

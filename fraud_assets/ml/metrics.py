@@ -57,8 +57,11 @@ def brier_score(y_true: ArrayLike, y_score: ArrayLike) -> float:
     return float(skm.brier_score_loss(truth, score))
 
 
-def flag(y_score: ArrayLike, *, threshold: float) -> np.ndarray:
-    """1 where a claim is flagged for review: score at or above the operating threshold."""
+def flag(y_score: ArrayLike, *, threshold: float | np.ndarray) -> np.ndarray:
+    """1 where a claim is flagged for review: score at or above the operating threshold.
+
+    ``threshold`` may hold one threshold per claim (several model versions answering).
+    """
     return (np.asarray(y_score, dtype="float64") >= threshold).astype("int64")
 
 
@@ -126,4 +129,71 @@ def holdout_metrics(
         flagged_rate=float(flag(score, threshold=threshold).mean()) if len(truth) else 0.0,
         threshold=threshold,
         rows=len(truth),
+    )
+
+
+@dataclass(frozen=True)
+class OperatingChoice:
+    """The flagging threshold a policy chose on the holdout, and what it gives there."""
+
+    kind: str
+    target: float
+    threshold: float
+    flagged_rate: float
+    precision: float
+    met: bool  # False when no threshold reaches a minimum-precision target
+
+    def as_params(self) -> dict[str, Any]:
+        return {
+            "operating_threshold": self.threshold,
+            "operating_point": self.kind,
+            "operating_target": self.target,
+        }
+
+
+def choose_threshold(
+    y_true: ArrayLike,
+    y_score: ArrayLike,
+    *,
+    kind: str,
+    flag_rate: float,
+    min_precision: float,
+    fixed_threshold: float,
+) -> OperatingChoice:
+    """The threshold a declared policy picks on the holdout (a score at or above it is flagged).
+
+    - ``flag_rate``: the investigators' capacity. The lowest threshold that flags at most
+      that share of claims (ties at the cut are all flagged or none).
+    - ``min_precision``: the lowest threshold whose precision reaches the target (the most
+      fraud caught at that precision); when none does, the most precise one, with ``met``
+      False.
+    - ``fixed``: ``fixed_threshold`` as given.
+    """
+    truth, score = _arrays(y_true, y_score)
+    if kind == "fixed":
+        threshold, target = float(fixed_threshold), float(fixed_threshold)
+    elif kind == "flag_rate":
+        target = float(flag_rate)
+        candidates = np.unique(score)  # ascending
+        flagged_share = (len(score) - np.searchsorted(np.sort(score), candidates)) / len(score)
+        within = candidates[flagged_share <= target]
+        threshold = float(within[0]) if within.size else float(np.nextafter(score.max(), 2.0))
+    elif kind == "min_precision":
+        target = float(min_precision)
+        _two_classes(truth)
+        precision, _, cuts = skm.precision_recall_curve(truth, score)
+        reaching = np.flatnonzero(precision[:-1] >= target)
+        best = reaching[0] if reaching.size else int(np.argmax(precision[:-1]))
+        threshold = float(cuts[best])
+    else:
+        raise ValueError(f"unknown operating point kind {kind!r}")
+    flagged = flag(score, threshold=threshold)
+    precision_here = float(skm.precision_score(truth, flagged, zero_division=0))
+    return OperatingChoice(
+        kind=kind,
+        target=target,
+        threshold=threshold,
+        flagged_rate=float(flagged.mean()) if len(score) else 0.0,
+        precision=precision_here,
+        met=kind != "min_precision" or precision_here >= target,
     )

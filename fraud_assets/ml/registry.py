@@ -296,3 +296,15 @@ def promote_version(
     if force and target.tags.get(TAG_GATES_PASSED) != "true":
         tag_version(client, name, str(version), {"forced_by": actor})
     return AliasMove(from_version=previous, to_version=str(version))
+
+
+def recorded_threshold(client: MlflowClient, run_id: str | None, *, default: float) -> float:
+    """The operating threshold chosen on the holdout when this run's model was trained.
+
+    ``default`` (``thresholds.operating_threshold``) for a run that recorded none: a model
+    logged before thresholds were chosen per model, or one without a run.
+    """
+    if not run_id:
+        return default
+    value = client.get_run(run_id).data.params.get("operating_threshold")
+    return float(value) if value is not None else default

@@ -77,7 +77,7 @@ def inference_log_rows(
     features: pa.Table,
     *,
     fraud_score: np.ndarray,
-    threshold: float,
+    threshold: float | np.ndarray,
     model_version: Sequence[str],
     model_alias: Sequence[str],
     source: str,
@@ -88,7 +88,7 @@ def inference_log_rows(
     """Rows for ``inference_log`` from the scored claims (``claim_id`` + model features).
 
     ``request_id`` is one id for every row, or one per row when several requests were
-    scored together.
+    scored together; ``threshold`` likewise (one per row when aliases answered together).
     """
     n = features.num_rows
     if not isinstance(request_id, str | None) and len(request_id) != n:
@@ -98,12 +98,13 @@ def inference_log_rows(
             f"inference log rows need one score, version and alias per claim ({n} claims, "
             f"{len(fraud_score)} scores, {len(model_version)} versions, {len(model_alias)} aliases)"
         )
+    thresholds = np.broadcast_to(np.asarray(threshold, dtype="float64"), (n,))
     columns = {name: features.column(name) for name in (ID_COLUMN, *MODEL_FEATURES)}
     window = window_id(scored_at, minutes=window_minutes)
     columns |= {
         "fraud_score": pa.array(fraud_score, pa.float64()),
-        "decision": pa.array(flag(fraud_score, threshold=threshold), pa.int64()),
-        "operating_threshold": pa.array([threshold] * n, pa.float64()),
+        "decision": pa.array(flag(fraud_score, threshold=thresholds), pa.int64()),
+        "operating_threshold": pa.array(thresholds, pa.float64()),
         "model_version": pa.array(model_version, pa.string()),
         "source": pa.array([source] * n, pa.string()),
         "window_id": pa.array([window] * n, pa.string()),

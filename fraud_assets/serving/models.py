@@ -51,6 +51,7 @@ class ServedModel:
     source: str | None
     loaded_at: datetime
     model: PyFuncModel
+    threshold: float  # chosen on the holdout when this version was trained
 
     def predict(self, features: pd.DataFrame) -> np.ndarray:
         """P(fraud) per row through the batch scorer's path: signature check, output check."""
@@ -93,11 +94,19 @@ def empty_state(model_name: str) -> ServingState:
 class ServedModels:
     """Resolves aliases in the registry and caches one loaded pyfunc per version."""
 
-    def __init__(self, client: MlflowClient, *, model_name: str, serving: ServingSettings) -> None:
+    def __init__(
+        self,
+        client: MlflowClient,
+        *,
+        model_name: str,
+        serving: ServingSettings,
+        default_threshold: float,
+    ) -> None:
         self._client = client
         self._model_name = model_name
         self._serving = serving
-        self._loaded: dict[str, tuple[PyFuncModel, datetime]] = {}
+        self._default_threshold = default_threshold
+        self._loaded: dict[str, tuple[PyFuncModel, datetime, float]] = {}
         self._lock = threading.Lock()
 
     def refresh(self) -> ServingState:
@@ -145,8 +154,11 @@ class ServedModels:
 
             uri = f"models:/{self._model_name}/{number}"
             log.info("loading %s for alias %r", uri, alias)
-            self._loaded[number] = (mlflow.pyfunc.load_model(uri), datetime.now(UTC))
-        model, loaded_at = self._loaded[number]
+            threshold = registry.recorded_threshold(
+                self._client, version.run_id, default=self._default_threshold
+            )
+            self._loaded[number] = (mlflow.pyfunc.load_model(uri), datetime.now(UTC), threshold)
+        model, loaded_at, threshold = self._loaded[number]
         return ServedModel(
             alias=alias,
             name=self._model_name,
@@ -155,4 +167,5 @@ class ServedModels:
             source=version.source,
             loaded_at=loaded_at,
             model=model,
+            threshold=threshold,
         )

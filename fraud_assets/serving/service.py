@@ -81,7 +81,10 @@ class ScoringService:
         return cls(
             settings,
             models=ServedModels(
-                mlflow_client(), model_name=settings.registered_model_name, serving=serving
+                mlflow_client(),
+                model_name=settings.registered_model_name,
+                serving=serving,
+                default_threshold=settings.thresholds.operating_threshold,
             ),
             inference_log=BufferedInferenceLog(
                 table_store(settings),
@@ -147,6 +150,8 @@ class ScoringService:
         assignment = state.split.assign(claim_ids)
 
         fraud_score = np.empty(len(claim_ids), dtype="float64")
+        # Each alias decides at the threshold chosen when its version was trained.
+        threshold = np.empty(len(claim_ids), dtype="float64")
         model_alias: list[Alias] = [CHAMPION] * len(claim_ids)
         model_version = [""] * len(claim_ids)
         for alias, positions in assignment.answered_by.items():
@@ -154,12 +159,12 @@ class ScoringService:
             # One alias answering everything (most 1-claim batches) needs no row copy.
             rows = features if len(positions) == len(features) else features.iloc[positions]
             fraud_score[positions] = served.predict(rows)
+            threshold[positions] = served.threshold
             for position in positions:
                 model_alias[position] = alias
                 model_version[position] = served.version
 
         window = self.settings.serving.log_window_minutes
-        threshold = self.settings.thresholds.operating_threshold
         log_rows = [
             inference_log_rows(
                 claims,
@@ -180,7 +185,7 @@ class ScoringService:
                 inference_log_rows(
                     claims.take(positions),
                     fraud_score=challenger.predict(features.iloc[positions]),
-                    threshold=threshold,
+                    threshold=challenger.threshold,
                     model_version=[challenger.version] * len(positions),
                     model_alias=[CHALLENGER] * len(positions),
                     source=SHADOW,

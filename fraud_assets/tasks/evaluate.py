@@ -20,7 +20,7 @@ from fraud_assets.lakehouse import table_store
 from fraud_assets.ml import evaluation
 from fraud_assets.ml.charts import ScoredHoldout, roc_pr_chart
 from fraud_assets.ml.evaluation import EvaluatedModel
-from fraud_assets.ml.registry import CHAMPION, alias_version
+from fraud_assets.ml.registry import CHAMPION, alias_version, recorded_threshold
 from fraud_assets.ml.runs import latest_training_runs
 from fraud_assets.ml.tracking import configure_mlflow, mlflow_client, model_version_url, run_url
 from fraud_assets.ml.training import split_gold
@@ -40,9 +40,10 @@ GOLD_TABLE = "claim_features"
 def evaluate(ctx: TaskContext) -> TaskResult:
     settings = ctx.settings
     thresholds = settings.thresholds
-    threshold = thresholds.operating_threshold
+    fallback = thresholds.operating_threshold
     store = table_store(settings)
     experiment_id = configure_mlflow(settings)
+    client = mlflow_client()
     runs = latest_training_runs(experiment_id=experiment_id, pipeline_run_id=ctx.run_id)
     # The newest data any candidate saw; the holdout split is stable across versions.
     gold_version = max(run.training_delta_version for run in runs)
@@ -60,12 +61,13 @@ def evaluate(ctx: TaskContext) -> TaskResult:
                 model_uri=run.model_uri,
                 mlflow_run_id=run.run_id,
                 model_version=None,
-                threshold=threshold,
+                threshold=recorded_threshold(client, run.run_id, default=fallback),
             )
         )
     ranked = evaluation.rank_candidates(trained)
     candidate = ranked[0]
-    champion, champion_problem = _champion(settings.registered_model_name, holdout, threshold)
+    threshold = candidate.metrics.threshold
+    champion, champion_problem = _champion(settings.registered_model_name, holdout, fallback)
 
     evaluated_at = datetime.now(UTC)
     evaluated = [*ranked, *([champion] if champion else [])]
@@ -73,12 +75,11 @@ def evaluate(ctx: TaskContext) -> TaskResult:
         evaluated, run_id=ctx.run_id, evaluated_at=evaluated_at, training_delta_version=gold_version
     )
     predictions = evaluation.holdout_prediction_rows(
-        holdout, evaluated, threshold=threshold, protected_attributes=protected_attributes(settings)
+        holdout, evaluated, protected_attributes=protected_attributes(settings)
     )
     predictions_version = store.write_pandas(predictions, "holdout_predictions")
     version = store.write_pandas(table, "model_evaluation")
 
-    client = mlflow_client()
     candidate_run = next(run for run in runs if run.model_type == candidate.model)
     for name, value in candidate.metrics.as_dict().items():
         client.log_metric(candidate_run.run_id, f"evaluation_{name}", float(value))
@@ -176,10 +177,11 @@ def _models_table(evaluated: list[EvaluatedModel]) -> str:
 
 
 def _champion(
-    model_name: str, holdout: pd.DataFrame, threshold: float
+    model_name: str, holdout: pd.DataFrame, fallback: float
 ) -> tuple[EvaluatedModel | None, str | None]:
-    """The current champion scored on the same holdout, or why it could not be."""
-    version = alias_version(mlflow_client(), model_name, CHAMPION)
+    """The current champion scored on the same holdout at its own threshold, or why not."""
+    client = mlflow_client()
+    version = alias_version(client, model_name, CHAMPION)
     if version is None:
         return None, None
     uri = f"models:/{model_name}/{version.version}"
@@ -200,7 +202,7 @@ def _champion(
         model_uri=uri,
         mlflow_run_id=version.run_id,
         model_version=str(version.version),
-        threshold=threshold,
+        threshold=recorded_threshold(client, version.run_id, default=fallback),
     )
     return evaluated, None
 

@@ -26,7 +26,12 @@ def score(ctx: TaskContext) -> TaskResult:
     configure_mlflow(settings)
     name = settings.registered_model_name
     # Before Spark starts: no champion is the most common reason this step cannot run.
-    champion = registry.champion_version(mlflow_client(), name)
+    client = mlflow_client()
+    champion = registry.champion_version(client, name)
+    # The threshold chosen on the holdout when the champion was trained, not a global 0.5.
+    threshold = registry.recorded_threshold(
+        client, champion.run_id, default=settings.thresholds.operating_threshold
+    )
     scoring = ScoringModel(
         model=mlflow.pyfunc.load_model(f"models:/{name}/{champion.version}"),
         name=name,
@@ -55,7 +60,7 @@ def score(ctx: TaskContext) -> TaskResult:
     scored = score_batch(
         batch,
         scoring=scoring,
-        threshold=settings.thresholds.operating_threshold,
+        threshold=threshold,
         scored_at=scored_at,
         batch_id=batch_id,
     )
@@ -64,7 +69,7 @@ def score(ctx: TaskContext) -> TaskResult:
         batch,
         scores,
         scoring=scoring,
-        threshold=settings.thresholds.operating_threshold,
+        threshold=threshold,
         scored_at=scored_at,
         window_id=ctx.run_id,
     )
@@ -80,6 +85,7 @@ def score(ctx: TaskContext) -> TaskResult:
                     "row_count": fraud_scores.num_rows,
                     "flagged": flagged,
                     "flagged_rate": round(flagged / max(fraud_scores.num_rows, 1), 4),
+                    "operating_threshold": threshold,
                     "mean_fraud_score": round(float(scores.mean()), 4) if len(scores) else 0.0,
                     "batch_id": batch_id,
                     "model_name": name,

@@ -60,8 +60,28 @@ def train(ctx: TaskContext) -> TaskResult:
     )
     trained = train_model(train_rows, model_type=model_type, params=params, progress=ctx.log)
 
-    threshold = settings.thresholds.operating_threshold
     holdout_scores = trained.predict_proba(holdout_rows)
+    point = settings.operating_point
+    # The threshold that flags a claim is chosen here, on the holdout, by the declared policy,
+    # and travels with the model: evaluation, batch scoring and serving all read it back.
+    choice = metrics.choose_threshold(
+        holdout_rows[LABEL_COLUMN],
+        holdout_scores,
+        kind=point.kind,
+        flag_rate=point.flag_rate,
+        min_precision=point.min_precision,
+        fixed_threshold=settings.thresholds.operating_threshold,
+    )
+    threshold = choice.threshold
+    if not choice.met:
+        ctx.log.warning(
+            "%s: no threshold reaches precision %.2f on the holdout; using the most precise "
+            "one, %.4f (precision %.3f)",
+            model_type,
+            choice.target,
+            threshold,
+            choice.precision,
+        )
     holdout = metrics.holdout_metrics(
         holdout_rows[LABEL_COLUMN],
         holdout_scores,
@@ -76,7 +96,7 @@ def train(ctx: TaskContext) -> TaskResult:
         reference=reference_sample(train_rows, trained, seed=params.seed),
         pipeline_run_id=ctx.run_id,
         git_commit=commit,
-        params={"seed": params.seed, "operating_threshold": threshold},
+        params={"seed": params.seed, **choice.as_params()},
         metrics={f"holdout_{k}": float(v) for k, v in holdout.as_dict().items()},
     )
 
@@ -98,6 +118,9 @@ def train(ctx: TaskContext) -> TaskResult:
                     "training_rows": trained.training_rows,
                     "holdout_rows": holdout.rows,
                     "training_delta_version": version,
+                    "operating_threshold": round(threshold, 6),
+                    "operating_point": f"{choice.kind} {choice.target:g}",
+                    "flagged_rate": round(choice.flagged_rate, 4),
                     "training_seconds": round(trained.training_seconds, 2),
                     "git_commit": commit,
                     "holdout_curves": markdown(markdown_image(f"{model_type} ROC and PR", curves)),
