@@ -33,10 +33,8 @@ test: install ## Run the test suite (the end-to-end jobs run in test-e2e)
 node_modules/.package-lock.json: package-lock.json
 	npm ci --ignore-scripts --no-audit --no-fund
 
-test-e2e: install node_modules/.package-lock.json ## End to end: main job + UI, Databricks mode per launch style, both demos
-	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile -m slow \
-		fraud_assets_tests/test_e2e_ui.py fraud_assets_tests/test_databricks_e2e.py \
-		fraud_assets_tests/test_demo_scenarios.py
+test-e2e: install node_modules/.package-lock.json ## Every slow test: main job + UI, Databricks mode per launch style, both demos, the asset graphs
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile -m slow fraud_assets_tests
 
 lint: install ## ruff (lint + format) and mypy
 	$(BIN)/ruff check .

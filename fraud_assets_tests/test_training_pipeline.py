@@ -72,7 +72,7 @@ def test_champion_moves_only_when_every_blocking_check_passes(
     fraud_home: Path, dagster_instance: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Group-size floor sized to a 4,000-claim demo holdout; the other gates keep their defaults.
-    monkeypatch.setenv("FRAUD_THRESHOLDS__MIN_GROUP_SIZE", "20")
+    monkeypatch.setenv("FRAUD_FAIRNESS__MIN_GROUP_SIZE", "20")
     use_migrated_mlflow_store(fraud_home)
     store = table_store(get_settings())
     store.write_arrow(_silver(4_000), "claims")
@@ -116,6 +116,18 @@ def test_champion_moves_only_when_every_blocking_check_passes(
     assert "| catboost | " in models_table and "| xgboost | " in models_table
     configure_mlflow(get_settings())
     assert _champion() == "1"
+    # The threshold is chosen on the holdout (flag 5% of claims by default), recorded with
+    # the model, and the one evaluation and batch scoring decide at (issue 12 finding 5).
+    candidate = str(first_evaluation.metadata["candidate_model"].value)
+    [trained] = passing.asset_materializations_for_node(f"{candidate}_model")
+    chosen = trained.metadata["operating_threshold"].value
+    assert 0.0 < chosen < 1.0 and chosen != 0.5
+    assert trained.metadata["flagged_rate"].value <= 0.05
+    assert first_evaluation.metadata["operating_threshold"].value == pytest.approx(chosen, abs=1e-6)
+    run_params = mlflow_client().get_run(str(first_evaluation.metadata["candidate_run_id"].value))
+    assert run_params.data.params["operating_point"] == "flag_rate"
+    [scored] = passing.asset_materializations_for_node("fraud_scores")
+    assert scored.metadata["operating_threshold"].value == pytest.approx(chosen, abs=1e-6)
     [scored] = passing.asset_materializations_for_node("fraud_scores")
     assert scored.metadata["model_version"].value == "1"
     assert scored.metadata["row_count"].value == 4_000
