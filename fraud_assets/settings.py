@@ -271,6 +271,10 @@ class FraudSettings(BaseSettings):
     inject_drift: float = Field(0.0, description="0 = none, 1 = strong shift in amounts and mix")
     inject_bias: float = Field(0.0, description="0 = none, 1 = strong label bias against one group")
     holdout_fraction: float = 0.2
+    allowed_protected_inputs: list[str] = Field(
+        default_factory=list,
+        description="Protected attributes a model may use as inputs, by name (default none)",
+    )
     operating_point: OperatingPoint = OperatingPoint()
     fairness: FairnessOverrides = FairnessOverrides()
 

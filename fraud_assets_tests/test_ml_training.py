@@ -292,3 +292,40 @@ def test_no_protected_attribute_or_its_source_reaches_a_model(gold):
     trained = train_model(train, model_type="xgboost", params=SMALL)
     assert not forbidden & set(trained.spec.columns)
     assert not forbidden & set(trained.feature_importance)
+
+
+def test_a_protected_attribute_is_an_input_only_when_allowed_by_name(gold):
+    from fraud_assets.features import PROTECTED_SOURCES, ProtectedInputError, forbidden_inputs
+
+    train, _ = split_gold(gold)
+    forbidden = forbidden_inputs(PROTECTED_SOURCES)
+    # Named in allowed_protected_inputs, one attribute becomes an input; the others stay out.
+    allowed = training.feature_spec(train, "xgboost", allowed=["geographic_region"])
+    assert "geographic_region" in allowed.categorical
+    assert not (forbidden - {"geographic_region"}) & set(allowed.columns)
+    model = train_model(
+        train, model_type="xgboost", params=SMALL, allowed_protected=["geographic_region"]
+    )
+    assert "geographic_region" in model.spec.columns
+
+    # A feature list edited by mistake (a protected source as a feature) is refused.
+    import fraud_assets.features as features
+
+    leaked = [*features.NUMERIC_FEATURES, "patient_age"]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(features, "NUMERIC_FEATURES", leaked)
+        with pytest.raises(ProtectedInputError, match="patient_age"):
+            training.feature_spec(train, "xgboost")
+    # Only a protected column of claim_features can be allowed.
+    with pytest.raises(ProtectedInputError, match="claim_amount"):
+        training.feature_spec(train, "xgboost", allowed=["claim_amount"])
+    with pytest.raises(ProtectedInputError, match="patient_age"):
+        training.feature_spec(train, "xgboost", allowed=["patient_age"])
+
+
+def test_the_allowance_is_a_setting_and_reaches_the_train_step(monkeypatch):
+    from fraud_assets.settings import get_settings
+
+    assert get_settings().allowed_protected_inputs == []
+    monkeypatch.setenv("FRAUD_ALLOWED_PROTECTED_INPUTS", '["geographic_region"]')
+    assert get_settings().allowed_protected_inputs == ["geographic_region"]

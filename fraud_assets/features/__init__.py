@@ -34,7 +34,7 @@ Feature meanings (all aggregates are over the frame passed in, e.g. the whole si
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import pyarrow as pa
 
@@ -88,6 +88,47 @@ CONTEXT_COLUMNS: list[str] = [
     "patient_age_group",
     "geographic_region",
 ]
+
+
+class ProtectedInputError(ValueError):
+    """A protected attribute, or a column it is derived from, would reach a model."""
+
+
+def forbidden_inputs(protected: Iterable[str], *, allowed: Iterable[str] = ()) -> set[str]:
+    """Columns no model may see: the protected attributes and their sources, less ``allowed``."""
+    columns: set[str] = set()
+    for name in protected:
+        columns.update(PROTECTED_SOURCES.get(name, (name,)))
+    return columns - set(allowed)
+
+
+def model_inputs(
+    protected: Iterable[str], *, allowed: Sequence[str] = ()
+) -> tuple[list[str], list[str]]:
+    """The numeric and categorical model inputs: ``MODEL_FEATURES`` plus allowed attributes.
+
+    An allowed protected attribute must be a gold column (``CONTEXT_COLUMNS``); it joins the
+    categorical inputs. Raises ``ProtectedInputError`` when a protected column would be an
+    input without being allowed (a guard against a feature list edited by mistake).
+    """
+    numeric, categorical = list(NUMERIC_FEATURES), list(CATEGORICAL_FEATURES)
+    for name in allowed:
+        if name not in CONTEXT_COLUMNS or name == "claim_date":
+            raise ProtectedInputError(
+                f"allowed_protected_inputs names {name!r}, which is not a protected column of "
+                f"claim_features; allow one of {sorted(PROTECTED_SOURCES)}"
+            )
+        if name not in categorical:
+            categorical.append(name)
+    leaked = sorted(forbidden_inputs(protected, allowed=allowed) & {*numeric, *categorical})
+    if leaked:
+        raise ProtectedInputError(
+            f"protected column(s) {leaked} would be model inputs; remove them from the "
+            "features or name them in allowed_protected_inputs (FRAUD_ALLOWED_PROTECTED_INPUTS)"
+        )
+    return numeric, categorical
+
+
 CLAIM_FEATURES_COLUMNS: list[str] = [
     ID_COLUMN,
     LABEL_COLUMN,

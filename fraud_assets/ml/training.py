@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,9 @@ from fraud_assets.features import (
     ID_COLUMN,
     LABEL_COLUMN,
     NUMERIC_FEATURES,
+    PROTECTED_SOURCES,
     SPLIT_COLUMN,
+    model_inputs,
 )
 from fraud_assets.ml.pyfunc import (
     BOOSTER_FILES,
@@ -108,15 +111,24 @@ def split_gold(gold: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return train, holdout
 
 
-def feature_spec(train: pd.DataFrame, model_type: ModelType) -> FeatureSpec:
-    """The model's input contract, with the training vocabulary of each categorical column."""
-    categories = {
-        c: sorted(str(v) for v in train[c].dropna().unique()) for c in CATEGORICAL_FEATURES
-    }
+def feature_spec(
+    train: pd.DataFrame,
+    model_type: ModelType,
+    *,
+    protected: Sequence[str] = tuple(PROTECTED_SOURCES),
+    allowed: Sequence[str] = (),
+) -> FeatureSpec:
+    """The model's input contract, with the training vocabulary of each categorical column.
+
+    The inputs are ``model_inputs(protected, allowed=allowed)``: no protected attribute or
+    column derived from one, unless ``allowed`` names it (``ProtectedInputError`` if so).
+    """
+    numeric, categorical = model_inputs(protected, allowed=allowed)
+    categories = {c: sorted(str(v) for v in train[c].dropna().unique()) for c in categorical}
     return FeatureSpec(
         model_type=model_type,
-        numeric=list(NUMERIC_FEATURES),
-        categorical=list(CATEGORICAL_FEATURES),
+        numeric=numeric,
+        categorical=categorical,
         categories=categories,
     )
 
@@ -150,9 +162,14 @@ def train_model(
     model_type: ModelType,
     params: TrainingParams,
     progress: logging.Logger | None = None,
+    protected: Sequence[str] = tuple(PROTECTED_SOURCES),
+    allowed_protected: Sequence[str] = (),
 ) -> TrainedModel:
-    """Fit one booster on the training split; ``progress`` receives a line per sixth of it."""
-    spec = feature_spec(train, model_type)
+    """Fit one booster on the training split; ``progress`` receives a line per sixth of it.
+
+    ``protected`` and ``allowed_protected`` decide the inputs (see ``feature_spec``).
+    """
+    spec = feature_spec(train, model_type, protected=protected, allowed=allowed_protected)
     features = model_matrix(train, spec)
     labels = train[LABEL_COLUMN].to_numpy(dtype="int64")
     tracker = TrainingProgress(progress or log, model_type, params.boosting_rounds)

@@ -7,8 +7,9 @@ and logs everything to MLflow as one run.
 from __future__ import annotations
 
 from fraud_assets import keys
-from fraud_assets.features import AMOUNT_COLUMN, LABEL_COLUMN
+from fraud_assets.features import AMOUNT_COLUMN, LABEL_COLUMN, PROTECTED_SOURCES
 from fraud_assets.governance.charts import markdown_image
+from fraud_assets.governance.policy import protected_attributes
 from fraud_assets.lakehouse import table_store
 from fraud_assets.ml import metrics
 from fraud_assets.ml.charts import ScoredHoldout, roc_pr_chart
@@ -58,7 +59,15 @@ def train(ctx: TaskContext) -> TaskResult:
         len(train_rows),
         version,
     )
-    trained = train_model(train_rows, model_type=model_type, params=params, progress=ctx.log)
+    trained = train_model(
+        train_rows,
+        model_type=model_type,
+        params=params,
+        progress=ctx.log,
+        # Every known protected attribute, whatever the fairness report is narrowed to.
+        protected=sorted({*PROTECTED_SOURCES, *protected_attributes(settings)}),
+        allowed_protected=settings.allowed_protected_inputs,
+    )
 
     holdout_scores = trained.predict_proba(holdout_rows)
     point = settings.operating_point
