@@ -249,7 +249,10 @@ CHECKS_QUERY = """
     assetKey { path }
     assetChecksOrError {
       ... on AssetChecks {
-        checks { name blocking executionForLatestMaterialization { runId status } }
+        checks {
+          name blocking
+          executionForLatestMaterialization { runId status evaluation { severity } }
+        }
       }
     }
   }
@@ -258,7 +261,8 @@ CHECKS_QUERY = """
 
 
 def _assert_blocking_checks_passed_in(url: str, run_id: str) -> None:
-    """Every blocking check, the promotion gates among them, passed in this run."""
+    """Every promotion gate passed in this run; every other blocking check ran in it and
+    passed, or failed as advisory (WARN, which blocks nothing: disparate impact, say)."""
     checks = {}
     for node in _graphql(url, CHECKS_QUERY)["assetNodes"]:
         asset = "/".join(node["assetKey"]["path"])
@@ -274,7 +278,12 @@ def _assert_blocking_checks_passed_in(url: str, run_id: str) -> None:
     for key in sorted(blocking):
         execution = checks[key]["executionForLatestMaterialization"]
         assert execution is not None, f"{key} never ran"
-        assert (execution["runId"], execution["status"]) == (run_id, "SUCCEEDED"), (key, execution)
+        assert execution["runId"] == run_id, (key, execution)
+        advisory = execution["status"] == "FAILED" and (
+            (execution.get("evaluation") or {}).get("severity") == "WARN"
+        )
+        if key in gates or not advisory:
+            assert execution["status"] == "SUCCEEDED", (key, execution)
 
 
 def test_graphql_launched_pipeline_passes_every_gate_and_crowns_a_champion(
