@@ -42,7 +42,12 @@ import numpy as np
 import pandas as pd
 
 from fraud_assets.claims.synthetic import generate_claims
-from fraud_assets.features import CATEGORICAL_FEATURES, MODEL_FEATURES, NUMERIC_FEATURES
+from fraud_assets.features import (
+    CATEGORICAL_FEATURES,
+    MODEL_FEATURES,
+    NUMERIC_FEATURES,
+    SplitPolicy,
+)
 from fraud_assets.features.pandas_peer import build_claim_features_pandas
 from fraud_assets.governance import (
     compute_fairness_report,
@@ -73,7 +78,7 @@ def timed(step: str, fn: Callable[[], T]) -> tuple[T, float]:
 def gold_sample(rows: int, *, seed: int, drift: float) -> pd.DataFrame:
     """Gold features of synthetic claims plus a score that depends on them."""
     claims = generate_claims(rows, seed=seed, drift=drift)
-    gold = build_claim_features_pandas(claims, holdout_fraction=0.2, seed=seed)
+    gold = build_claim_features_pandas(claims, split=SplitPolicy(0.2, seed))
     signal = 1.2 * np.log(gold["amount_vs_procedure_median"].clip(lower=1e-3)) + 0.35 * (
         gold["num_procedures"] - 2
     )

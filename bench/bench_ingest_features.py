@@ -35,7 +35,7 @@ import pyarrow as pa
 
 from fraud_assets.claims.synthetic import generate_claims
 from fraud_assets.claims.synthetic import to_arrow as claims_to_arrow
-from fraud_assets.features import CLAIM_FEATURES_SCHEMA, NUMERIC_FEATURES
+from fraud_assets.features import CLAIM_FEATURES_SCHEMA, NUMERIC_FEATURES, SplitPolicy
 from fraud_assets.features.engineering import build_claim_features
 from fraud_assets.features.pandas_peer import build_claim_features_pandas, to_arrow
 from fraud_assets.lakehouse import LocalDeltaStore
@@ -71,7 +71,7 @@ def warm_up_spark(spark: Any) -> float:
     claims = spark.createDataFrame(claims_to_arrow(generate_claims(2_000, seed=1)))
     _, seconds = timed(
         "first query (2k rows, JIT-cold)",
-        lambda: build_claim_features(claims, holdout_fraction=0.2, seed=1).toArrow(),
+        lambda: build_claim_features(claims, split=SplitPolicy(0.2, 1)).toArrow(),
     )
     return seconds
 
@@ -121,7 +121,7 @@ def bench_size(rows: int, spark: Any, workdir: Path, seed: int) -> dict[str, Any
     _, spark_compute_s = timed(
         "features compute only (spark)",
         lambda: (
-            build_claim_features(silver_df, holdout_fraction=settings.holdout_fraction, seed=seed)
+            build_claim_features(silver_df, split=SplitPolicy(settings.holdout_fraction, seed))
             .write.format("noop")
             .mode("overwrite")
             .save()
@@ -132,7 +132,7 @@ def bench_size(rows: int, spark: Any, workdir: Path, seed: int) -> dict[str, Any
     def pandas_end_to_end() -> pa.Table:
         silver = store.read_pandas("claims")
         features = build_claim_features_pandas(
-            silver, holdout_fraction=settings.holdout_fraction, seed=seed
+            silver, split=SplitPolicy(settings.holdout_fraction, seed)
         )
         table = to_arrow(features)
         store.write_arrow(table, "claim_features", mode="overwrite")
@@ -143,7 +143,7 @@ def bench_size(rows: int, spark: Any, workdir: Path, seed: int) -> dict[str, Any
     _, pandas_compute_s = timed(
         "features compute only (pandas)",
         lambda: build_claim_features_pandas(
-            silver_pd, holdout_fraction=settings.holdout_fraction, seed=seed
+            silver_pd, split=SplitPolicy(settings.holdout_fraction, seed)
         ),
     )
     same_features(spark_table, pandas_table.cast(CLAIM_FEATURES_SCHEMA))

@@ -39,7 +39,7 @@ import pandas as pd
 from scipy.stats import chi2_contingency
 
 from fraud_assets.claims.synthetic import generate_claims
-from fraud_assets.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES
+from fraud_assets.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES, SplitPolicy
 from fraud_assets.features.pandas_peer import build_claim_features_pandas
 from fraud_assets.governance import psi_report
 from fraud_assets.settings import Thresholds
@@ -71,7 +71,7 @@ def claim_halves(
         claims.loc[current, "claim_amount"] * amount_factor
     ).round(2)
     claims.loc[current & (rng.random(n) < new_code_share), "procedure_code"] = "G9999"
-    features = build_claim_features_pandas(claims, holdout_fraction=0.2, seed=seed)
+    features = build_claim_features_pandas(claims, split=SplitPolicy(0.2, seed))
     features["fraud_score"] = rng.beta(1.0, 12.0, n)
     in_current = features["claim_id"].isin(claims.loc[current, "claim_id"])
     return (

@@ -57,7 +57,7 @@ import numpy as np
 import pandas as pd
 
 from fraud_assets.claims.synthetic import generate_claims
-from fraud_assets.features import ID_COLUMN, MODEL_FEATURES, TRAIN
+from fraud_assets.features import ID_COLUMN, MODEL_FEATURES, TRAIN, SplitPolicy
 from fraud_assets.features.pandas_peer import build_claim_features_pandas
 from fraud_assets.settings import FraudSettings
 
@@ -318,7 +318,7 @@ def _batching(metrics_url: str) -> dict[str, float]:
 def _gold(n_claims: int, settings: FraudSettings) -> pd.DataFrame:
     claims = generate_claims(n_claims, seed=settings.seed)
     return build_claim_features_pandas(
-        claims, holdout_fraction=settings.holdout_fraction, seed=settings.seed
+        claims, split=SplitPolicy(settings.holdout_fraction, settings.seed)
     )
 
 

@@ -41,7 +41,7 @@ import pandas as pd
 import pyarrow as pa
 
 from fraud_assets.claims.synthetic import generate_claims
-from fraud_assets.features import TRAIN
+from fraud_assets.features import TRAIN, SplitPolicy
 from fraud_assets.features.pandas_peer import build_claim_features_pandas
 from fraud_assets.settings import FraudSettings, get_settings
 
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
         started = time.perf_counter()
         claims = generate_claims(args.rows, seed=settings.seed)
         gold = build_claim_features_pandas(
-            claims, holdout_fraction=settings.holdout_fraction, seed=settings.seed
+            claims, split=SplitPolicy(settings.holdout_fraction, settings.seed)
         )
         prepare_seconds = time.perf_counter() - started
         log.info("%d claims -> gold features in %.1fs", len(gold), prepare_seconds)

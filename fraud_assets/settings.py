@@ -26,6 +26,9 @@ ComputeMode = Literal["local", "databricks"]
 LaunchStyle = Literal["job_cluster", "serverless", "run_now"]
 AlertSink = Literal["log", "webhook", "slack"]
 OperatingPointKind = Literal["flag_rate", "min_precision", "fixed"]
+# Who a fraud label belongs to: one claim, every claim of a provider, or of a patient.
+LabelUnit = Literal["claim", "provider", "patient"]
+SplitStrategy = Literal["out_of_time", "random"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -271,6 +274,12 @@ class FraudSettings(BaseSettings):
     inject_drift: float = Field(0.0, description="0 = none, 1 = strong shift in amounts and mix")
     inject_bias: float = Field(0.0, description="0 = none, 1 = strong label bias against one group")
     holdout_fraction: float = 0.2
+    split_strategy: SplitStrategy = Field(
+        "out_of_time", description="Holdout = the most recent labelled claims, or random"
+    )
+    label_unit: LabelUnit | None = Field(
+        None, description="Unit the label belongs to (default: the source mapping's, or claim)"
+    )
     allowed_protected_inputs: list[str] = Field(
         default_factory=list,
         description="Protected attributes a model may use as inputs, by name (default none)",

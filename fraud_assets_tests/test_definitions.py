@@ -52,6 +52,7 @@ EXPECTED_CHECKS: dict[tuple[str, str], bool] = {
     ("claims", keys.CHECK_VALUE_RANGES): False,
     ("claims", keys.CHECK_NULL_RATES): False,
     ("claim_features", keys.CHECK_FEATURES_COMPLETE): True,
+    ("claim_features", keys.CHECK_HOLDOUT_SEPARATED): False,
     ("catboost_model", keys.CHECK_MODEL_ROC_AUC): False,
     ("xgboost_model", keys.CHECK_MODEL_ROC_AUC): False,
     ("model_evaluation", keys.CHECK_ROC_AUC_FLOOR): True,

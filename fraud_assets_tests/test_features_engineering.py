@@ -6,6 +6,7 @@ import hashlib
 from datetime import date, timedelta
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
@@ -15,12 +16,19 @@ from fraud_assets.claims.schema import CLAIM_SCHEMA
 from fraud_assets.features import (
     CLAIM_FEATURES_COLUMNS,
     CLAIM_FEATURES_SCHEMA,
+    EXCLUDED,
     FIRST_CLAIM_GAP_DAYS,
+    HOLDOUT,
     MISSING_CATEGORY,
     MODEL_FEATURES,
+    TRAIN,
+    UNLABELLED,
+    SplitPolicy,
+    split_bucket,
 )
 from fraud_assets.features.engineering import build_claim_features
 from fraud_assets.features.pandas_peer import build_claim_features_pandas, to_arrow
+from fraud_assets.settings import FraudSettings
 
 DAY0 = date(2024, 3, 1)
 
@@ -114,7 +122,7 @@ ROWS = PEERS + DUPLICATES + HISTORY + PROCEDURE + ODD
 
 
 def pandas_builder(table: pa.Table) -> pd.DataFrame:
-    features = build_claim_features_pandas(table.to_pandas(), holdout_fraction=0.2, seed=7)
+    features = build_claim_features_pandas(table.to_pandas(), split=SplitPolicy(0.2, 7, "random"))
     return to_arrow(features).to_pandas()
 
 
@@ -122,7 +130,7 @@ def pandas_builder(table: pa.Table) -> pd.DataFrame:
 def spark_table(spark: Any) -> pa.Table:
     """The PySpark features of ROWS, computed once for the module."""
     claims = spark.createDataFrame(silver(ROWS))
-    return build_claim_features(claims, holdout_fraction=0.2, seed=7).toArrow()
+    return build_claim_features(claims, split=SplitPolicy(0.2, 7, "random")).toArrow()
 
 
 @pytest.fixture(scope="module", params=["spark", "pandas"])
@@ -194,7 +202,11 @@ def expected_split(claim_id: str, *, seed: int, holdout_fraction: float) -> str:
 
 def test_split_follows_the_claim_id_hash(features: pd.DataFrame) -> None:
     # Per-claim equality with the md5 reference on both engines: no dependence on partitions.
-    expected = [expected_split(c, seed=7, holdout_fraction=0.2) for c in features["claim_id"]]
+    # A claim with no label yet is "unlabelled", whatever its hash.
+    expected = [
+        expected_split(c, seed=7, holdout_fraction=0.2) if pd.notna(label) else "unlabelled"
+        for c, label in zip(features["claim_id"], features["is_fraud"], strict=True)
+    ]
     assert features["split"].tolist() == expected
 
 
@@ -208,7 +220,7 @@ def test_split_is_stable_per_claim_and_near_the_holdout_fraction() -> None:
     assert subset.to_dict() == whole.loc[subset.index].to_dict()
 
     reseeded = build_claim_features_pandas(
-        silver(rows).to_pandas(), holdout_fraction=0.2, seed=8
+        silver(rows).to_pandas(), split=SplitPolicy(0.2, 8, "random")
     ).set_index("claim_id")["split"]
     assert 0.25 < (reseeded != whole).mean() < 0.4
 
@@ -217,7 +229,7 @@ def test_output_matches_the_gold_schema(spark_table: pa.Table) -> None:
     # Spark may mark a column nullable where the contract says it never is; types must match.
     assert _types(spark_table.schema) == _types(CLAIM_FEATURES_SCHEMA)
     pandas_table = to_arrow(
-        build_claim_features_pandas(silver(ROWS).to_pandas(), holdout_fraction=0.2, seed=7)
+        build_claim_features_pandas(silver(ROWS).to_pandas(), split=SplitPolicy(0.2, 7, "random"))
     )
     assert pandas_table.schema.equals(CLAIM_FEATURES_SCHEMA)
 
@@ -231,12 +243,111 @@ def test_missing_column_is_named_in_the_error(engine: str, spark: Any) -> None:
     table = silver(ROWS).drop_columns(["service_date"])
     with pytest.raises(ValueError, match="service_date"):
         if engine == "spark":
-            build_claim_features(spark.createDataFrame(table), holdout_fraction=0.2, seed=7)
+            build_claim_features(spark.createDataFrame(table), split=SplitPolicy(0.2, 7, "random"))
         else:
-            build_claim_features_pandas(table.to_pandas(), holdout_fraction=0.2, seed=7)
+            build_claim_features_pandas(table.to_pandas(), split=SplitPolicy(0.2, 7, "random"))
 
 
 @pytest.mark.parametrize("fraction", [-0.1, 1.0])
 def test_holdout_fraction_outside_range_is_rejected(fraction: float) -> None:
     with pytest.raises(ValueError, match="holdout_fraction"):
-        build_claim_features_pandas(silver(ROWS).to_pandas(), holdout_fraction=fraction, seed=7)
+        build_claim_features_pandas(
+            silver(ROWS).to_pandas(), split=SplitPolicy(fraction, 7, "random")
+        )
+
+
+# --- honest splits (issue 12 finding 3) -------------------------------------------------------
+
+
+def dated_rows(n: int, *, providers: int, days: int, unlabelled_days: int = 0) -> list[dict]:
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(n):
+        day = int(rng.integers(0, days))
+        rows.append(
+            claim(
+                f"T{i:05d}",
+                provider_id=f"D{int(rng.integers(0, providers)):03d}",
+                service_date=on_day(day),
+                claim_date=on_day(day),
+                is_fraud=None if day >= days - unlabelled_days else int(rng.random() < 0.1),
+            )
+        )
+    return rows
+
+
+def _built(engine: str, spark: Any, rows: list[dict], split: SplitPolicy) -> pd.DataFrame:
+    if engine == "spark":
+        return build_claim_features(spark.createDataFrame(silver(rows)), split=split).toPandas()
+    return build_claim_features_pandas(silver(rows).to_pandas(), split=split)
+
+
+@pytest.mark.parametrize("engine", ["spark", "pandas"])
+def test_out_of_time_holdout_is_the_latest_labelled_claims(engine: str, spark: Any) -> None:
+    rows = dated_rows(5_000, providers=50, days=200, unlabelled_days=20)
+    built = _built(engine, spark, rows, SplitPolicy(0.2, 7))
+    by_split = built.groupby("split")["claim_date"]
+    assert by_split.min()[HOLDOUT] > by_split.max()[TRAIN]
+    assert by_split.min()[UNLABELLED] > by_split.max()[HOLDOUT]  # late labels are the latest
+    assert (built["split"] == UNLABELLED).sum() == built["is_fraud"].isna().sum() > 0
+    labelled = built[built["is_fraud"].notna()]
+    assert (labelled["split"] == HOLDOUT).mean() == pytest.approx(0.2, abs=0.01)
+
+
+@pytest.mark.parametrize("engine", ["spark", "pandas"])
+def test_provider_labels_split_by_provider_and_time(engine: str, spark: Any) -> None:
+    rows = dated_rows(20_000, providers=400, days=200)
+    built = _built(engine, spark, rows, SplitPolicy(0.2, 7, label_unit="provider"))
+    train, holdout = built[built["split"] == TRAIN], built[built["split"] == HOLDOUT]
+    providers = pd.DataFrame(rows).set_index("claim_id")["provider_id"]
+    assert not set(providers[train["claim_id"]]) & set(providers[holdout["claim_id"]])
+    assert holdout["claim_date"].min() > train["claim_date"].max()
+    assert len(holdout) / len(built) == pytest.approx(0.2, abs=0.03)
+    assert len(train) / len(built) == pytest.approx((1 - 0.2**0.5) ** 2, abs=0.03)
+    assert set(built["split"]) == {TRAIN, HOLDOUT, EXCLUDED}
+
+
+def test_both_engines_split_every_claim_alike(spark: Any) -> None:
+    rows = dated_rows(3_000, providers=60, days=120, unlabelled_days=10)
+    for policy in (
+        SplitPolicy(0.2, 3),
+        SplitPolicy(0.2, 3, strategy="random", label_unit="patient"),
+        SplitPolicy(0.3, 3, label_unit="provider"),
+    ):
+        ours = _built("spark", spark, rows, policy).set_index("claim_id")["split"]
+        peer = _built("pandas", spark, rows, policy).set_index("claim_id")["split"]
+        assert ours.sort_index().tolist() == peer.sort_index().tolist(), policy
+
+
+def test_a_per_claim_split_leaks_provider_labels_and_the_policy_does_not() -> None:
+    # Issue 12 finding 3: with provider labels, a per-claim hash put nearly every holdout
+    # claim's provider in training too, so provider aggregates fingerprint the label.
+    rows = dated_rows(6_000, providers=300, days=365)
+    frame = silver(rows).to_pandas()
+    per_claim = frame["claim_id"].map(lambda c: split_bucket(c, seed=7) < 2_000)
+    seen = set(frame.loc[~per_claim, "provider_id"])
+    assert frame.loc[per_claim, "provider_id"].isin(seen).mean() > 0.95
+
+    policy = SplitPolicy.from_settings(FraudSettings(label_unit="provider"))
+    assert (policy.strategy, policy.label_unit) == ("out_of_time", "provider")
+    built = build_claim_features_pandas(frame, split=policy).assign(
+        provider_id=frame["provider_id"].to_numpy()
+    )
+    train = set(built.loc[built["split"] == TRAIN, "provider_id"])
+    holdout = built.loc[built["split"] == HOLDOUT, "provider_id"]
+    assert len(holdout) > 500 and not holdout.isin(train).any()
+
+
+def test_a_mapping_can_declare_the_label_unit(tmp_path: Any) -> None:
+    from importlib import resources
+
+    packaged = resources.files("fraud_assets.claims") / "mappings" / "auto_insurance_claims.yaml"
+    declared = tmp_path / "provider_labels.yaml"
+    declared.write_text(packaged.read_text() + "\nlabel_unit: provider\n")
+    source = str(tmp_path / "claims.csv")
+    assert SplitPolicy.from_settings(FraudSettings()).label_unit == "claim"
+    by_mapping = FraudSettings(source_path=source, source_mapping=str(declared))
+    assert SplitPolicy.from_settings(by_mapping).label_unit == "provider"
+    # The setting wins over the mapping.
+    by_setting = by_mapping.model_copy(update={"label_unit": "patient"})
+    assert SplitPolicy.from_settings(by_setting).label_unit == "patient"

@@ -10,7 +10,7 @@ import pytest
 
 from fraud_assets.claims.synthetic import generate_claims_with_patterns
 from fraud_assets.claims.synthetic import to_arrow as claims_to_arrow
-from fraud_assets.features import CLAIM_FEATURES_COLUMNS, CLAIM_FEATURES_SCHEMA
+from fraud_assets.features import CLAIM_FEATURES_COLUMNS, CLAIM_FEATURES_SCHEMA, SplitPolicy
 from fraud_assets.features.engineering import build_claim_features
 from fraud_assets.features.pandas_peer import build_claim_features_pandas, to_arrow
 
@@ -24,7 +24,7 @@ def synthetic() -> tuple[pd.DataFrame, pd.Series]:
 @pytest.fixture(scope="module")
 def pandas_features(synthetic: tuple[pd.DataFrame, pd.Series]) -> pd.DataFrame:
     frame, _ = synthetic
-    features = build_claim_features_pandas(frame, holdout_fraction=0.25, seed=5)
+    features = build_claim_features_pandas(frame, split=SplitPolicy(0.25, 5))
     return to_arrow(features).to_pandas().set_index("claim_id", drop=False)
 
 
@@ -33,7 +33,7 @@ def test_spark_features_equal_the_pandas_peer_column_by_column(
 ) -> None:
     frame, _ = synthetic
     claims = spark.createDataFrame(claims_to_arrow(frame))
-    spark_table = build_claim_features(claims, holdout_fraction=0.25, seed=5).toArrow()
+    spark_table = build_claim_features(claims, split=SplitPolicy(0.25, 5)).toArrow()
     from_spark = spark_table.to_pandas().set_index("claim_id", drop=False)
 
     assert len(from_spark) == len(frame) == from_spark.index.nunique()

@@ -29,6 +29,16 @@ def silver_table(n_rows: int) -> pa.Table:
     )
 
 
+def provider_labelled_claims(n_rows: int, *, seed: int) -> Any:
+    """Claims whose label belongs to the provider: every claim of a flagged provider is fraud
+    (as in public provider-level files), about a tenth of the providers flagged."""
+    claims = generate_claims(n_rows, seed=seed)
+    providers = sorted(claims["provider_id"].unique())
+    flagged = set(providers[:: max(1, len(providers) // max(1, len(providers) // 10))])
+    claims["is_fraud"] = claims["provider_id"].isin(flagged).astype("int32")
+    return claims
+
+
 def run_features(home: Path) -> TaskResult:
     ctx = TaskContext(
         settings=get_settings(),
@@ -61,14 +71,46 @@ def test_task_writes_one_feature_row_per_silver_claim(fraud_home: Path, spark: A
     holdout = written.filter(pc.equal(written["split"], "holdout"))
     assert meta["holdout_count"] == holdout.num_rows
     assert meta["train_count"] + meta["holdout_count"] == 600
+    assert (meta["split_strategy"], meta["label_unit"]) == ("out_of_time", "claim")
+    # Out of time: the holdout is the latest claims.
+    train = written.filter(pc.equal(written["split"], "train"))
+    assert pc.min(holdout["claim_date"]).as_py() > pc.max(train["claim_date"]).as_py()
     assert meta["fraud_rate_holdout"] == pytest.approx(
         pc.mean(holdout["is_fraud"]).as_py(), abs=1e-6
     )
 
-    [check] = result.checks
+    check, separated = result.checks
     assert (check.asset_key, check.check_name) == ("claim_features", keys.CHECK_FEATURES_COMPLETE)
     assert check.passed, check.metadata
     assert check.metadata["silver_claims_missing"] == 0
+    assert separated.check_name == keys.CHECK_HOLDOUT_SEPARATED
+    assert (separated.passed, separated.severity) == (True, "WARN")
+    # Claim labels: no claim is on both sides, though its patients and providers are.
+    assert separated.metadata["holdout_share_claim_in_train"] == 0.0
+    assert separated.metadata["holdout_share_provider_in_train"] > 0.5
+
+
+def test_split_check_warns_when_provider_labels_are_split_by_claim(
+    fraud_home: Path, spark: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Issue 12 finding 3: provider labels split per claim. The labels show they belong to
+    # providers (every labelled claim of a flagged provider is fraud), so the check warns.
+    table = claims_to_arrow(provider_labelled_claims(3_000, seed=21))
+    claims = table.append_column("_source", pa.array(["synthetic"] * table.num_rows))
+    LocalDeltaStore(fraud_home).write_arrow(claims, "claims")
+    monkeypatch.setenv("FRAUD_LABEL_UNIT", "claim")
+    _, separated = run_features(fraud_home).checks
+    assert not separated.passed
+    assert separated.metadata["labels_look_entity_level"] == "provider"
+    assert separated.metadata["label_purity_provider"] > 0.9
+    assert separated.metadata["holdout_share_provider_in_train"] > 0.5
+    assert "FRAUD_LABEL_UNIT" in separated.metadata["finding"]
+
+    # Declared as provider labels, the split groups by provider and the check passes.
+    monkeypatch.setenv("FRAUD_LABEL_UNIT", "provider")
+    _, separated = run_features(fraud_home).checks
+    assert separated.passed, separated.metadata
+    assert separated.metadata["holdout_share_provider_in_train"] == 0.0
 
 
 def test_rebuild_overwrites_and_the_check_names_what_is_wrong(fraud_home: Path, spark: Any) -> None:
@@ -89,7 +131,7 @@ def test_rebuild_overwrites_and_the_check_names_what_is_wrong(fraud_home: Path, 
         claims = claims.set_column(index, name, pa.array(values, claims.schema.field(name).type))
     store.write_arrow(claims, "claims")
 
-    [check] = run_features(fraud_home).checks
+    check, _ = run_features(fraud_home).checks
 
     # Overwritten, not appended: the gold table mirrors the new silver table row for row.
     assert store.version("claim_features") == first_version + 1
@@ -102,8 +144,6 @@ def test_rebuild_overwrites_and_the_check_names_what_is_wrong(fraud_home: Path, 
     assert check.metadata["silver_claims_missing"] == 0
     assert "claim_amount=1" in check.metadata["columns_with_nulls"]
     assert "amount_per_procedure=1" in check.metadata["columns_with_nulls"]
-    # The claim without a provider is kept, with its provider aggregates missing.
-    assert "provider_claim_count=1" in check.metadata["columns_with_nulls"]
 
 
 @pytest.mark.slow
@@ -125,12 +165,13 @@ def test_asset_materializes_through_pipes_and_reports_its_blocking_check(
     [mat] = result.asset_materializations_for_node("claim_features")
     assert mat.asset_key == AssetKey("claim_features")
     assert mat.metadata["row_count"].value == 300
-    [evaluation] = result.get_asset_check_evaluations()
-    assert evaluation.check_name == keys.CHECK_FEATURES_COMPLETE
-    assert evaluation.passed
-    [spec] = claim_features.check_specs
-    assert spec.blocking
+    evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert evaluations[keys.CHECK_FEATURES_COMPLETE].passed
+    assert evaluations[keys.CHECK_HOLDOUT_SEPARATED].passed
+    blocking = {spec.name: spec.blocking for spec in claim_features.check_specs}
+    assert blocking == {keys.CHECK_FEATURES_COMPLETE: True, keys.CHECK_HOLDOUT_SEPARATED: False}
     history = LocalDeltaStore(fraud_home).read_pandas("check_history")
     assert history[["check_name", "passed"]].values.tolist() == [
-        [keys.CHECK_FEATURES_COMPLETE, True]
+        [keys.CHECK_FEATURES_COMPLETE, True],
+        [keys.CHECK_HOLDOUT_SEPARATED, True],
     ]

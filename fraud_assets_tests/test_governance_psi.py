@@ -11,7 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fraud_assets.features import CATEGORICAL_FEATURES, MODEL_FEATURES, NUMERIC_FEATURES
+from fraud_assets.features import (
+    CATEGORICAL_FEATURES,
+    MODEL_FEATURES,
+    NUMERIC_FEATURES,
+    SplitPolicy,
+)
 from fraud_assets.governance import (
     MISSING_BUCKET,
     OTHER_BUCKET,
@@ -407,7 +412,7 @@ def _claim_features(n: int, seed: int) -> pd.DataFrame:
     from fraud_assets.features.pandas_peer import build_claim_features_pandas
 
     claims = _with_real_cardinality(generate_claims(n, seed=seed), seed)
-    features = build_claim_features_pandas(claims, holdout_fraction=0.2, seed=seed)
+    features = build_claim_features_pandas(claims, split=SplitPolicy(0.2, seed))
     features["fraud_score"] = np.random.default_rng(seed).beta(1, 12, n)
     return features
 
@@ -456,7 +461,7 @@ def test_a_real_shift_is_still_major_drift_with_pooling() -> None:
     after["claim_amount"] = (after["claim_amount"] * 1.3).round(2)
     after.loc[np.random.default_rng(3).random(len(after)) < 0.2, "procedure_code"] = "G9999"
     features = build_claim_features_pandas(
-        pd.concat([before, after], ignore_index=True), holdout_fraction=0.2, seed=1
+        pd.concat([before, after], ignore_index=True), split=SplitPolicy(0.2, 1)
     )
     late = features["claim_id"].str.startswith("N")
     report = psi_report(

@@ -19,7 +19,7 @@ from mlflow.models import infer_signature
 from mlflow.pyfunc import PythonModel
 
 from fraud_assets.claims.synthetic import generate_claims, to_arrow
-from fraud_assets.features import MODEL_FEATURES
+from fraud_assets.features import MODEL_FEATURES, SplitPolicy
 from fraud_assets.features.engineering import build_claim_features
 from fraud_assets.lakehouse import table_store
 from fraud_assets.ml import registry, scoring
@@ -67,7 +67,7 @@ def _build_scoring_home(fraud_home: Path, spark: Any) -> dict[str, Any]:
     store.write_arrow(_silver(history, "b-001", LOADED), "claims")
     store.write_arrow(_silver(latest, "b-002", LOADED + timedelta(days=1)), "claims", mode="append")
     silver = store.read_spark(spark, "claims")
-    gold = build_claim_features(silver, holdout_fraction=0.25, seed=42)
+    gold = build_claim_features(silver, split=SplitPolicy(0.25, 42))
     store.write_arrow(gold.toArrow(), "claim_features")
 
     use_migrated_mlflow_store(fraud_home)
@@ -115,7 +115,7 @@ def test_score_task_scores_only_the_latest_batch_with_history_aware_features(sco
 
     # The batch's features are the ones computed over all of silver, not over the batch alone.
     everything = build_claim_features(
-        store.read_spark(spark, "claims"), holdout_fraction=0.2, seed=42
+        store.read_spark(spark, "claims"), split=SplitPolicy(0.2, 42)
     ).toPandas()
     expected = everything.set_index("claim_id").loc[logged["claim_id"], "provider_claim_count"]
     np.testing.assert_array_equal(logged["provider_claim_count"].to_numpy(), expected.to_numpy())

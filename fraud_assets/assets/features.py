@@ -26,7 +26,15 @@ from fraud_assets.resources.compute import FraudCompute
             asset=keys.CLAIM_FEATURES,
             blocking=True,
             description="No nulls in model features and exactly one feature row per claim",
-        )
+        ),
+        AssetCheckSpec(
+            keys.CHECK_HOLDOUT_SEPARATED,
+            asset=keys.CLAIM_FEATURES,
+            description=(
+                "No entity of the label's unit (claim, provider or patient) has claims in both "
+                "train and holdout; a WARN, since a custom split may share some on purpose"
+            ),
+        ),
     ],
     kinds={"spark", "delta"},
 )

@@ -186,6 +186,11 @@ class SourceMapping(BaseModel):
     )
     columns: dict[str, ColumnRule]
     source_checks: list[SourceCheck] = Field(default_factory=list)
+    label_unit: Literal["claim", "provider", "patient"] = Field(
+        default="claim",
+        description="Who the fraud label belongs to: one claim, or every claim of a provider "
+        "or a patient (the split then never puts one on both sides)",
+    )
 
     @model_validator(mode="after")
     def _covers_the_schema(self) -> SourceMapping:

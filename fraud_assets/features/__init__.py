@@ -34,23 +34,40 @@ Feature meanings (all aggregates are over the frame passed in, e.g. the whole si
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import hashlib
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
+if TYPE_CHECKING:
+    from fraud_assets.settings import FraudSettings, LabelUnit, SplitStrategy
+
 ID_COLUMN = "claim_id"
 LABEL_COLUMN = "is_fraud"
-SPLIT_COLUMN = "split"  # "train" or "holdout", deterministic from claim_id
+SPLIT_COLUMN = "split"  # see SplitPolicy
 AMOUNT_COLUMN = "claim_amount"
 TRAIN = "train"
 HOLDOUT = "holdout"
+UNLABELLED = "unlabelled"  # no label yet (not adjudicated): scored and monitored, not trained on
+EXCLUDED = "excluded"  # labelled, but on the wrong side of the cutoff for its entity's group
+SPLITS = (TRAIN, HOLDOUT, UNLABELLED, EXCLUDED)
+# The column of a claim that identifies each label unit.
+UNIT_COLUMNS: dict[str, str] = {
+    "claim": "claim_id",
+    "provider": "provider_id",
+    "patient": "patient_id",
+}
 
 # A patient's first claim has no previous claim; -1 keeps the column non-null and sortable.
 FIRST_CLAIM_GAP_DAYS = -1
 MISSING_CATEGORY = "__missing__"
 # Amounts are dollars: a spread below a billionth of one is no spread, so the z-score is 0.
 ZERO_SPREAD = 1e-9
-# The split hashes md5(f"{seed}:{claim_id}"); its first 8 hex digits mod this give a bucket.
+# The split hashes md5(f"{seed}:{unit id}"); its first 8 hex digits mod this give a bucket.
 SPLIT_BUCKETS = 10_000
 
 NUMERIC_FEATURES: list[str] = [
@@ -172,11 +189,112 @@ CLAIM_FEATURES_SCHEMA = pa.schema(
 )
 
 
-def holdout_bucket_limit(holdout_fraction: float) -> int:
-    """Claims whose split bucket is below this number form the holdout set."""
-    if not 0.0 <= holdout_fraction < 1.0:
-        raise ValueError(f"holdout_fraction must be in [0, 1), got {holdout_fraction}")
-    return round(holdout_fraction * SPLIT_BUCKETS)
+def split_bucket(unit_id: str, *, seed: int) -> int:
+    """The unit's split bucket in [0, SPLIT_BUCKETS): md5 of ``f"{seed}:{unit_id}"``."""
+    digest = hashlib.md5(f"{seed}:{unit_id}".encode(), usedforsecurity=False).hexdigest()
+    return int(digest[:8], 16) % SPLIT_BUCKETS
+
+
+@dataclass(frozen=True)
+class SplitPolicy:
+    """How labelled claims are split into ``train`` and ``holdout``, honestly.
+
+    Claims with no label are ``unlabelled`` whatever the strategy (recent claims not yet
+    adjudicated: scored and monitored, never trained or evaluated on). The label belongs to
+    a claim, a provider or a patient (``label_unit``); a split never puts one entity of that
+    unit on both sides.
+
+    - ``random``: a unit is in the holdout when its hash bucket (``split_bucket`` of its id)
+      is below ``holdout_fraction`` of ``SPLIT_BUCKETS``; all its labelled claims follow it.
+    - ``out_of_time`` (default): the holdout is the most recent labelled claims. For claim
+      labels, the claims on or after the cutoff date that leaves ``holdout_fraction`` of the
+      labelled claims on or after it (``out_of_time_cutoff``). For provider or patient
+      labels both rules hold at once: a hashed ``sqrt(fraction)`` of the entities is held
+      out, and the holdout is their claims on or after a cutoff that leaves
+      ``sqrt(fraction)`` of the claims after it; training is the other entities' claims
+      before it. That keeps the holdout near ``fraction`` and trains on the most rows an
+      honest split allows, ``(1 - sqrt(fraction))**2``; the other labelled claims are
+      ``excluded`` (scored and monitored, never trained or evaluated on).
+    """
+
+    holdout_fraction: float
+    seed: int
+    strategy: SplitStrategy = "out_of_time"
+    label_unit: LabelUnit = "claim"
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.holdout_fraction < 1.0:
+            raise ValueError(f"holdout_fraction must be in [0, 1), got {self.holdout_fraction}")
+
+    @classmethod
+    def from_settings(cls, settings: FraudSettings) -> SplitPolicy:
+        return cls(
+            holdout_fraction=settings.holdout_fraction,
+            seed=settings.seed,
+            strategy=settings.split_strategy,
+            label_unit=label_unit(settings),
+        )
+
+    @property
+    def unit_column(self) -> str:
+        return UNIT_COLUMNS[self.label_unit]
+
+    @property
+    def grouped_in_time(self) -> bool:
+        return self.strategy == "out_of_time" and self.label_unit != "claim"
+
+    @property
+    def group_fraction(self) -> float:
+        """The share of units hashed into the holdout group."""
+        if self.strategy == "random":
+            return self.holdout_fraction
+        return math.sqrt(self.holdout_fraction) if self.grouped_in_time else 1.0
+
+    @property
+    def time_fraction(self) -> float:
+        """The share of labelled claims on or after the cutoff."""
+        if self.grouped_in_time:
+            return math.sqrt(self.holdout_fraction)
+        return self.holdout_fraction
+
+    @property
+    def bucket_limit(self) -> int:
+        """Units whose split bucket is below this number are in the holdout group."""
+        return round(self.group_fraction * SPLIT_BUCKETS)
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "split_strategy": self.strategy,
+            "label_unit": self.label_unit,
+            "holdout_fraction": self.holdout_fraction,
+            "split_seed": self.seed,
+        }
+
+
+def label_unit(settings: FraudSettings) -> LabelUnit:
+    """The unit the label belongs to: the setting, else the source mapping's, else claim."""
+    if settings.label_unit is not None:
+        return settings.label_unit
+    if settings.source_path and settings.source_mapping:
+        from fraud_assets.claims.mapping import load_mapping
+
+        return load_mapping(settings.source_mapping).label_unit
+    return "claim"
+
+
+def out_of_time_cutoff(date_counts: Mapping[date, int], time_fraction: float) -> date | None:
+    """The first holdout date: the latest date with at least ``time_fraction`` of the
+    labelled claims on or after it. ``None`` (no holdout by time) when the fraction is 0 or
+    there are no labelled claims."""
+    total = sum(date_counts.values())
+    if time_fraction <= 0.0 or total == 0:
+        return None
+    after = 0
+    for day in sorted(date_counts, reverse=True):
+        after += date_counts[day]
+        if after >= time_fraction * total - 1e-9:
+            return day
+    return min(date_counts)
 
 
 # Silver columns the features are built from (lineage and other columns are ignored).
@@ -217,6 +335,7 @@ __all__ = [
     "CLAIM_FEATURES_COLUMNS",
     "CLAIM_FEATURES_SCHEMA",
     "CONTEXT_COLUMNS",
+    "EXCLUDED",
     "FIRST_CLAIM_GAP_DAYS",
     "HOLDOUT",
     "ID_COLUMN",
@@ -225,10 +344,16 @@ __all__ = [
     "MISSING_CATEGORY",
     "MODEL_FEATURES",
     "NUMERIC_FEATURES",
+    "SPLITS",
     "SPLIT_BUCKETS",
     "SPLIT_COLUMN",
     "TRAIN",
+    "UNIT_COLUMNS",
+    "UNLABELLED",
     "ZERO_SPREAD",
-    "holdout_bucket_limit",
+    "SplitPolicy",
+    "label_unit",
+    "out_of_time_cutoff",
     "require_input_columns",
+    "split_bucket",
 ]

@@ -11,15 +11,19 @@ from typing import TYPE_CHECKING
 from fraud_assets.features import (
     CATEGORICAL_FEATURES,
     CLAIM_FEATURES_SCHEMA,
+    EXCLUDED,
     FIRST_CLAIM_GAP_DAYS,
     HOLDOUT,
     INPUT_COLUMNS,
+    LABEL_COLUMN,
     MISSING_CATEGORY,
     SPLIT_BUCKETS,
     SPLIT_COLUMN,
     TRAIN,
+    UNLABELLED,
     ZERO_SPREAD,
-    holdout_bucket_limit,
+    SplitPolicy,
+    out_of_time_cutoff,
     require_input_columns,
 )
 
@@ -27,7 +31,7 @@ if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
 
 
-def build_claim_features(claims: DataFrame, *, holdout_fraction: float, seed: int) -> DataFrame:
+def build_claim_features(claims: DataFrame, *, split: SplitPolicy) -> DataFrame:
     """Engineer the gold features and the train/holdout split for every claim in ``claims``.
 
     Aggregates (provider, patient, procedure, duplicates) are computed over ``claims`` itself.
@@ -36,8 +40,7 @@ def build_claim_features(claims: DataFrame, *, holdout_fraction: float, seed: in
 
     Args:
         claims: silver claims (``CLAIM_SCHEMA`` columns; lineage columns are ignored).
-        holdout_fraction: share of claims, in [0, 1), assigned to the holdout split.
-        seed: salt of the claim_id hash that decides the split.
+        split: how labelled claims are split into train and holdout (``SplitPolicy``).
 
     Returns:
         One row per input row with exactly the ``CLAIM_FEATURES_SCHEMA`` columns.
@@ -46,7 +49,6 @@ def build_claim_features(claims: DataFrame, *, holdout_fraction: float, seed: in
     from pyspark.sql import functions as F
 
     require_input_columns(claims.columns, source="claims DataFrame")
-    bucket_limit = holdout_bucket_limit(holdout_fraction)
 
     base = claims.select(*INPUT_COLUMNS).fillna(MISSING_CATEGORY, subset=CATEGORICAL_FEATURES)
 
@@ -87,8 +89,6 @@ def build_claim_features(claims: DataFrame, *, holdout_fraction: float, seed: in
 
     amount = F.col("claim_amount").cast("double")
     procedure_median = F.col("_procedure_median")
-    split_hash = F.md5(F.concat(F.lit(f"{seed}:"), F.col("claim_id")))
-    split_bucket = F.conv(F.substring(split_hash, 1, 8), 16, 10).cast("long") % SPLIT_BUCKETS
 
     # Left joins: a claim is never dropped; a null key (outside the silver contract) yields
     # null aggregates, which the blocking features_complete check reports.
@@ -98,9 +98,7 @@ def build_claim_features(claims: DataFrame, *, holdout_fraction: float, seed: in
         .join(procedure, "procedure_code", "left")
         .select(
             "*",
-            F.when(split_bucket < bucket_limit, F.lit(HOLDOUT))
-            .otherwise(F.lit(TRAIN))
-            .alias(SPLIT_COLUMN),
+            _split_column(claims, split).alias(SPLIT_COLUMN),
             (amount / F.greatest(F.col("num_procedures"), F.lit(1))).alias("amount_per_procedure"),
             F.datediff("claim_date", "service_date").alias("service_to_claim_days"),
             F.count(F.lit(1)).over(by_patient).alias("patient_claim_count"),
@@ -138,3 +136,28 @@ def _typed_output_columns() -> list[Column]:
         F.col(field.name).cast(from_arrow_type(field.type)).alias(field.name)
         for field in CLAIM_FEATURES_SCHEMA
     ]
+
+
+def _split_column(claims: DataFrame, split: SplitPolicy) -> Column:
+    """``SplitPolicy`` as a column; the out-of-time cutoff is found once, on the driver."""
+    from pyspark.sql import functions as F
+
+    labelled = F.col(LABEL_COLUMN).isNotNull()
+    unit_hash = F.md5(F.concat(F.lit(f"{split.seed}:"), F.col(split.unit_column)))
+    bucket = F.conv(F.substring(unit_hash, 1, 8), 16, 10).cast("long") % SPLIT_BUCKETS
+    in_group = bucket < F.lit(split.bucket_limit)
+    if split.strategy == "random":
+        decided = F.when(in_group, F.lit(HOLDOUT)).otherwise(F.lit(TRAIN))
+    else:
+        counts = claims.filter(labelled).groupBy("claim_date").count().collect()
+        cutoff = out_of_time_cutoff({row[0]: int(row[1]) for row in counts}, split.time_fraction)
+        late = F.lit(False) if cutoff is None else F.col("claim_date") >= F.lit(cutoff)
+        if split.grouped_in_time:
+            decided = (
+                F.when(in_group & late, F.lit(HOLDOUT))
+                .when(~in_group & ~late, F.lit(TRAIN))
+                .otherwise(F.lit(EXCLUDED))
+            )
+        else:
+            decided = F.when(late, F.lit(HOLDOUT)).otherwise(F.lit(TRAIN))
+    return F.when(~labelled, F.lit(UNLABELLED)).otherwise(decided)

@@ -7,7 +7,8 @@ weigh Spark against the obvious alternative on one machine.
 
 from __future__ import annotations
 
-import hashlib
+from datetime import date
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -17,33 +18,28 @@ from fraud_assets.features import (
     CATEGORICAL_FEATURES,
     CLAIM_FEATURES_COLUMNS,
     CLAIM_FEATURES_SCHEMA,
+    EXCLUDED,
     FIRST_CLAIM_GAP_DAYS,
     HOLDOUT,
     INPUT_COLUMNS,
+    LABEL_COLUMN,
     MISSING_CATEGORY,
-    SPLIT_BUCKETS,
     TRAIN,
+    UNLABELLED,
     ZERO_SPREAD,
-    holdout_bucket_limit,
+    SplitPolicy,
+    out_of_time_cutoff,
     require_input_columns,
+    split_bucket,
 )
 
 
-def split_bucket(claim_id: str, *, seed: int) -> int:
-    """The claim's split bucket in [0, SPLIT_BUCKETS): md5 of ``f"{seed}:{claim_id}"``."""
-    digest = hashlib.md5(f"{seed}:{claim_id}".encode(), usedforsecurity=False).hexdigest()
-    return int(digest[:8], 16) % SPLIT_BUCKETS
-
-
-def build_claim_features_pandas(
-    claims: pd.DataFrame, *, holdout_fraction: float, seed: int
-) -> pd.DataFrame:
+def build_claim_features_pandas(claims: pd.DataFrame, *, split: SplitPolicy) -> pd.DataFrame:
     """The same table as ``build_claim_features``, from a pandas frame of silver claims.
 
     ``claim_date`` comes back as ``datetime64[ns]``; ``to_arrow`` gives the gold schema.
     """
     require_input_columns(claims.columns, source="claims frame")
-    bucket_limit = holdout_bucket_limit(holdout_fraction)
 
     df = claims[INPUT_COLUMNS].reset_index(drop=True)
     df = df.assign(**{name: df[name].fillna(MISSING_CATEGORY) for name in CATEGORICAL_FEATURES})
@@ -81,17 +77,11 @@ def build_claim_features_pandas(
     bills = history.sort_values(["_claim", "claim_id"], kind="stable")
     bill_rank = bills.groupby(bill_keys, dropna=False).cumcount().reindex(df.index)
 
-    buckets = np.fromiter(
-        (split_bucket(claim_id, seed=seed) for claim_id in df["claim_id"]),
-        dtype=np.int64,
-        count=len(df),
-    )
-
     features = pd.DataFrame(
         {
             "claim_id": df["claim_id"],
             "is_fraud": df["is_fraud"].astype("Int32"),
-            "split": np.where(buckets < bucket_limit, HOLDOUT, TRAIN),
+            "split": _split(df, split),
             "claim_date": claim_date,
             "patient_gender": df["patient_gender"],
             "patient_age_group": df["patient_age_group"],
@@ -142,3 +132,24 @@ def to_arrow(features: pd.DataFrame) -> pa.Table:
 def _zscore(value: pd.Series, mean: pd.Series, std: pd.Series) -> pd.Series:
     spread = std.fillna(0.0)
     return ((value - mean) / spread.where(spread >= ZERO_SPREAD)).where(spread >= ZERO_SPREAD, 0.0)
+
+
+def _split(df: pd.DataFrame, split: SplitPolicy) -> np.ndarray:
+    labelled = df[LABEL_COLUMN].notna().to_numpy()
+    units = df[split.unit_column].astype(str)
+    bucket_of = {unit: split_bucket(unit, seed=split.seed) for unit in units.unique()}
+    in_group = units.map(bucket_of).to_numpy() < split.bucket_limit
+    if split.strategy == "random":
+        decided = np.where(in_group, HOLDOUT, TRAIN)
+    else:
+        days = pd.to_datetime(df["claim_date"]).dt.date
+        counts = {cast(date, day): int(n) for day, n in days[labelled].value_counts().items()}
+        cutoff = out_of_time_cutoff(counts, split.time_fraction)
+        late = np.zeros(len(df), dtype=bool) if cutoff is None else (days >= cutoff).to_numpy()
+        if split.grouped_in_time:
+            decided = np.where(
+                in_group & late, HOLDOUT, np.where(~in_group & ~late, TRAIN, EXCLUDED)
+            )
+        else:
+            decided = np.where(late, HOLDOUT, TRAIN)
+    return np.where(labelled, decided, UNLABELLED)

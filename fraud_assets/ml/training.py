@@ -20,11 +20,14 @@ import pandas as pd
 
 from fraud_assets.features import (
     CATEGORICAL_FEATURES,
+    HOLDOUT,
     ID_COLUMN,
     LABEL_COLUMN,
     NUMERIC_FEATURES,
     PROTECTED_SOURCES,
     SPLIT_COLUMN,
+    SPLITS,
+    TRAIN,
     model_inputs,
 )
 from fraud_assets.ml.pyfunc import (
@@ -94,13 +97,13 @@ def split_gold(gold: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     if missing:
         raise TrainingDataError(f"claim_features is missing column(s): {', '.join(missing)}")
     splits = set(gold[SPLIT_COLUMN].dropna().unique())
-    if not splits <= {"train", "holdout"}:
+    if not splits <= set(SPLITS):
         raise TrainingDataError(
-            f"claim_features.split holds {sorted(splits)}; expected 'train' and 'holdout'"
+            f"claim_features.split holds {sorted(splits)}; expected values among {list(SPLITS)}"
         )
     labelled = gold[gold[LABEL_COLUMN].notna()]
-    train = labelled[labelled[SPLIT_COLUMN] == "train"].reset_index(drop=True)
-    holdout = labelled[labelled[SPLIT_COLUMN] == "holdout"].reset_index(drop=True)
+    train = labelled[labelled[SPLIT_COLUMN] == TRAIN].reset_index(drop=True)
+    holdout = labelled[labelled[SPLIT_COLUMN] == HOLDOUT].reset_index(drop=True)
     for name, part in (("train", train), ("holdout", holdout)):
         frauds = int(part[LABEL_COLUMN].sum())
         if frauds == 0 or frauds == len(part):

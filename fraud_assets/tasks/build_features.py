@@ -16,7 +16,10 @@ from fraud_assets.features import (
     LABEL_COLUMN,
     MODEL_FEATURES,
     SPLIT_COLUMN,
+    SPLITS,
     TRAIN,
+    UNIT_COLUMNS,
+    SplitPolicy,
 )
 from fraud_assets.features.engineering import build_claim_features
 from fraud_assets.lakehouse import table_store
@@ -47,6 +50,8 @@ class FeatureTableProfile:
     null_counts: dict[str, int]
     split_counts: dict[str, int]
     fraud_rates: dict[str, float | None]
+    # Per label unit: the share of holdout claims whose entity also has training claims.
+    holdout_shared: dict[str, float]
 
     @property
     def complete(self) -> bool:
@@ -68,7 +73,7 @@ def profile_feature_table(features: DataFrame, claims: DataFrame) -> FeatureTabl
     from pyspark.sql import functions as F
 
     checked = [ID_COLUMN, SPLIT_COLUMN, *MODEL_FEATURES]
-    in_split = {split: F.col(SPLIT_COLUMN) == split for split in (TRAIN, HOLDOUT)}
+    in_split = {split: F.col(SPLIT_COLUMN) == split for split in SPLITS}
     totals = features.agg(
         *(F.sum(F.col(name).isNull().cast("long")).alias(name) for name in checked),
         *(F.count(F.when(cond, 1)).alias(f"{split}_rows") for split, cond in in_split.items()),
@@ -107,9 +112,59 @@ def profile_feature_table(features: DataFrame, claims: DataFrame) -> FeatureTabl
         split_counts={split: int(totals[f"{split}_rows"]) for split in in_split},
         fraud_rates={
             split: _rate(totals[f"{split}_frauds"], totals[f"{split}_labelled"])
-            for split in in_split
+            for split in (TRAIN, HOLDOUT)
         },
+        holdout_shared=_holdout_shared(features, claims),
     )
+
+
+def _holdout_shared(features: DataFrame, claims: DataFrame) -> dict[str, float]:
+    """Per label unit, the share of holdout claims whose entity is also in training."""
+    from pyspark.sql import functions as F
+
+    units = claims.select(*dict.fromkeys(UNIT_COLUMNS.values()))
+    split = features.select(ID_COLUMN, SPLIT_COLUMN).join(units, ID_COLUMN).cache()
+    holdout = split.filter(F.col(SPLIT_COLUMN) == HOLDOUT)
+    holdout_n = holdout.count()
+    shares: dict[str, float] = {}
+    for unit, column in UNIT_COLUMNS.items():
+        trained = split.filter(F.col(SPLIT_COLUMN) == TRAIN).select(column).distinct()
+        shared = holdout.join(trained, column, "left_semi").count()
+        shares[unit] = round(shared / holdout_n, 6) if holdout_n else 0.0
+    split.unpersist()
+    return shares
+
+
+def label_purity(claims: DataFrame) -> dict[str, float | None]:
+    """Per entity unit, how entity-level the labels look.
+
+    Among the providers (patients) with at least two labelled claims and one fraud label,
+    the share whose labelled claims are all fraud: near 1 when the label belongs to the
+    entity, near 0 for claim labels (``None`` when there is no such entity).
+    """
+    from pyspark.sql import functions as F
+
+    purity: dict[str, float | None] = {}
+    labelled = claims.filter(F.col(LABEL_COLUMN).isNotNull())
+    for unit in ("provider", "patient"):
+        per_entity = (
+            labelled.groupBy(UNIT_COLUMNS[unit])
+            .agg(F.count(F.lit(1)).alias("n"), F.sum(LABEL_COLUMN).alias("frauds"))
+            .filter((F.col("n") >= 2) & (F.col("frauds") > 0))
+            .agg(
+                F.count(F.lit(1)).alias("with_fraud"),
+                F.count(F.when(F.col("frauds") == F.col("n"), 1)).alias("all_fraud"),
+            )
+            .first()
+        )
+        assert per_entity is not None
+        with_fraud = int(per_entity["with_fraud"])
+        purity[unit] = round(int(per_entity["all_fraud"]) / with_fraud, 6) if with_fraud else None
+    return purity
+
+
+# Labels this entity-level (see label_purity) belong to the entity, whatever was declared.
+ENTITY_LABEL_PURITY = 0.9
 
 
 def build_features(ctx: TaskContext) -> TaskResult:
@@ -118,10 +173,13 @@ def build_features(ctx: TaskContext) -> TaskResult:
     spark = get_spark()
     store = table_store(settings)
     claims = store.read_spark(spark, "claims")
-    features = build_claim_features(
-        claims, holdout_fraction=settings.holdout_fraction, seed=settings.seed
+    policy = SplitPolicy.from_settings(settings)
+    features = build_claim_features(claims, split=policy)
+    ctx.log.info(
+        "building claim_features from silver claims (%s split by %s) and writing it (Spark)",
+        policy.strategy,
+        policy.label_unit,
     )
-    ctx.log.info("building claim_features from silver claims and writing it (Spark)")
     version = store.write_spark(features, "claim_features", mode="overwrite")
     ctx.log.info("wrote claim_features version %d; profiling it against silver", version)
     # Profile what was committed, not the plan that produced it.
@@ -129,12 +187,10 @@ def build_features(ctx: TaskContext) -> TaskResult:
 
     metadata: dict[str, Any] = {
         "row_count": profile.row_count,
-        "train_count": profile.split_counts[TRAIN],
-        "holdout_count": profile.split_counts[HOLDOUT],
+        **{f"{split}_count": profile.split_counts[split] for split in SPLITS},
         "fraud_rate_train": profile.fraud_rates[TRAIN],
         "fraud_rate_holdout": profile.fraud_rates[HOLDOUT],
-        "holdout_fraction": settings.holdout_fraction,
-        "split_seed": settings.seed,
+        **policy.describe(),
         "feature_count": len(MODEL_FEATURES),
         "delta_version": version,
         "table_location": store.location("claim_features"),
@@ -154,7 +210,50 @@ def build_features(ctx: TaskContext) -> TaskResult:
         },
         description="No nulls in model features and exactly one feature row per silver claim",
     )
-    return TaskResult(materializations=[Materialization(FEATURES_ASSET, metadata)], checks=[check])
+    separated = _separation_check(policy, profile, label_purity(claims))
+    return TaskResult(
+        materializations=[Materialization(FEATURES_ASSET, metadata)], checks=[check, separated]
+    )
+
+
+def _separation_check(
+    policy: SplitPolicy, profile: FeatureTableProfile, purity: dict[str, float | None]
+) -> CheckOutcome:
+    """WARN when holdout and train share entities of the label's unit: the declared one, or
+    a provider or patient unit the labels themselves show (all-fraud entities)."""
+    shared = profile.holdout_shared
+    units: set[str] = {policy.label_unit}
+    units.update(unit for unit, p in purity.items() if p is not None and p >= ENTITY_LABEL_PURITY)
+    leaking = sorted(unit for unit in units if shared[unit] > 0.0)
+    undeclared = sorted(units - {policy.label_unit})
+    if leaking:
+        note = (
+            f"holdout claims share {', '.join(leaking)} entities with train; set label_unit "
+            f"(FRAUD_LABEL_UNIT) to the label's unit so the split groups by it"
+        )
+    elif profile.split_counts[HOLDOUT] == 0:
+        note = "the holdout is empty"
+    else:
+        note = f"train and holdout share no {', '.join(sorted(units))}"
+    return CheckOutcome(
+        FEATURES_ASSET,
+        keys.CHECK_HOLDOUT_SEPARATED,
+        passed=not leaking and profile.split_counts[HOLDOUT] > 0,
+        severity="WARN",
+        metadata={
+            "label_unit": policy.label_unit,
+            "split_strategy": policy.strategy,
+            "holdout_count": profile.split_counts[HOLDOUT],
+            "labels_look_entity_level": ", ".join(undeclared) or "no",
+            **{f"label_purity_{unit}": p for unit, p in purity.items()},
+            **{f"holdout_share_{unit}_in_train": share for unit, share in shared.items()},
+            "finding": note,
+        },
+        description=(
+            "No entity of the label's unit (declared, or shown by all-fraud providers or "
+            "patients) has claims in both train and holdout"
+        ),
+    )
 
 
 def _rate(frauds: Any, labelled: Any) -> float | None:

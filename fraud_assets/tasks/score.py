@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 import mlflow.pyfunc
 
 from fraud_assets import keys
+from fraud_assets.features import SplitPolicy
 from fraud_assets.features.engineering import build_claim_features
 from fraud_assets.lakehouse import table_store
 from fraud_assets.ml import registry
@@ -43,9 +44,7 @@ def score(ctx: TaskContext) -> TaskResult:
     spark = get_spark()
     claims = store.read_spark(spark, "claims")
     batch_id, batch_ids = latest_batch(claims)
-    features = build_claim_features(
-        claims, holdout_fraction=settings.holdout_fraction, seed=settings.seed
-    )
+    features = build_claim_features(claims, split=SplitPolicy.from_settings(settings))
     ctx.log.info("building features of batch %s over all of silver (Spark)", batch_id)
     batch = features.join(batch_ids, on="claim_id", how="left_semi").toArrow()
     ctx.log.info(
