@@ -115,7 +115,7 @@ class Thresholds(BaseModel):
 class OperatingPoint(BaseModel):
     """How the score threshold that flags a claim for review is chosen on the holdout."""
 
-    kind: OperatingPointKind = "flag_rate"
+    kind: OperatingPointKind = "min_precision"
     flag_rate: float = Field(
         0.05, gt=0.0, lt=1.0, description="Share of claims investigators can review"
     )
