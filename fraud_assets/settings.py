@@ -115,7 +115,7 @@ class Thresholds(BaseModel):
 class OperatingPoint(BaseModel):
     """How the score threshold that flags a claim for review is chosen on the holdout."""
 
-    kind: OperatingPointKind = "min_precision"
+    kind: OperatingPointKind = "flag_rate"
     flag_rate: float = Field(
         0.05, gt=0.0, lt=1.0, description="Share of claims investigators can review"
     )
@@ -275,7 +275,9 @@ class FraudSettings(BaseSettings):
     inject_bias: float = Field(0.0, description="0 = none, 1 = strong label bias against one group")
     holdout_fraction: float = 0.2
     split_strategy: SplitStrategy = Field(
-        "out_of_time", description="Holdout = the most recent labelled claims, or random"
+        "random",
+        description="Holdout = a hash of the label unit's id, or the most recent "
+        "labelled claims (out_of_time)",
     )
     label_unit: LabelUnit | None = Field(
         None, description="Unit the label belongs to (default: the source mapping's, or claim)"

@@ -328,7 +328,9 @@ def test_a_per_claim_split_leaks_provider_labels_and_the_policy_does_not() -> No
     seen = set(frame.loc[~per_claim, "provider_id"])
     assert frame.loc[per_claim, "provider_id"].isin(seen).mean() > 0.95
 
-    policy = SplitPolicy.from_settings(FraudSettings(label_unit="provider"))
+    policy = SplitPolicy.from_settings(
+        FraudSettings(split_strategy="out_of_time", label_unit="provider")
+    )
     assert (policy.strategy, policy.label_unit) == ("out_of_time", "provider")
     built = build_claim_features_pandas(frame, split=policy).assign(
         provider_id=frame["provider_id"].to_numpy()

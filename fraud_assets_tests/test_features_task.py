@@ -50,7 +50,10 @@ def run_features(home: Path) -> TaskResult:
     return build_features(ctx)
 
 
-def test_task_writes_one_feature_row_per_silver_claim(fraud_home: Path, spark: Any) -> None:
+def test_task_writes_one_feature_row_per_silver_claim(
+    fraud_home: Path, spark: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FRAUD_SPLIT_STRATEGY", "out_of_time")
     store = LocalDeltaStore(fraud_home)
     claims = silver_table(600)
     store.write_arrow(claims, "claims")

@@ -116,17 +116,16 @@ def test_champion_moves_only_when_every_blocking_check_passes(
     assert "| catboost | " in models_table and "| xgboost | " in models_table
     configure_mlflow(get_settings())
     assert _champion() == "1"
-    # The threshold is chosen on the holdout (the lowest with precision 0.5 by default),
-    # recorded with the model, and the one evaluation and batch scoring decide at (issue 12
-    # finding 5).
+    # The threshold is chosen on the holdout (flag 5% of claims by default), recorded with
+    # the model, and the one evaluation and batch scoring decide at (issue 12 finding 5).
     candidate = str(first_evaluation.metadata["candidate_model"].value)
     [trained] = passing.asset_materializations_for_node(f"{candidate}_model")
     chosen = trained.metadata["operating_threshold"].value
     assert 0.0 < chosen < 1.0 and chosen != 0.5
-    assert first_evaluation.metadata["precision"].value >= 0.5
+    assert trained.metadata["flagged_rate"].value <= 0.05
     assert first_evaluation.metadata["operating_threshold"].value == pytest.approx(chosen, abs=1e-6)
     run_params = mlflow_client().get_run(str(first_evaluation.metadata["candidate_run_id"].value))
-    assert run_params.data.params["operating_point"] == "min_precision"
+    assert run_params.data.params["operating_point"] == "flag_rate"
     [scored] = passing.asset_materializations_for_node("fraud_scores")
     assert scored.metadata["operating_threshold"].value == pytest.approx(chosen, abs=1e-6)
     [scored] = passing.asset_materializations_for_node("fraud_scores")
