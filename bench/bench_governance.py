@@ -79,7 +79,7 @@ def gold_sample(rows: int, *, seed: int, drift: float) -> pd.DataFrame:
     """Gold features of synthetic claims plus a score that depends on them."""
     claims = generate_claims(rows, seed=seed, drift=drift)
     gold = build_claim_features_pandas(claims, split=SplitPolicy(0.2, seed))
-    signal = 1.2 * np.log(gold["amount_vs_procedure_median"].clip(lower=1e-3)) + 0.35 * (
+    signal = 1.2 * np.log(gold["amount_vs_procedure_mean"].clip(lower=1e-3)) + 0.35 * (
         gold["num_procedures"] - 2
     )
     gold[SCORE] = 1.0 / (1.0 + np.exp(-(signal - 2.0)))

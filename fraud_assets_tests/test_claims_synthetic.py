@@ -196,7 +196,7 @@ def _model_selection_ratio(bias: float) -> float:
     norm = claims.groupby("procedure_code")["claim_amount"].transform("median")
     features = pd.DataFrame(
         {
-            "amount_vs_procedure_median": claims["claim_amount"] / norm,
+            "amount_vs_procedure_mean": claims["claim_amount"] / norm,
             "num_procedures": claims["num_procedures"],
             "length_of_stay": claims["length_of_stay"],
             "patient_provider_count": claims.groupby("patient_id")["provider_id"].transform(

@@ -13,12 +13,15 @@ import pytest
 from scipy import stats
 
 from fraud_assets.claims.schema import CLAIM_SCHEMA
+from fraud_assets.claims.synthetic import generate_claims
+from fraud_assets.claims.synthetic import to_arrow as claims_to_arrow
 from fraud_assets.features import (
     CLAIM_FEATURES_COLUMNS,
     CLAIM_FEATURES_SCHEMA,
     EXCLUDED,
     FIRST_CLAIM_GAP_DAYS,
     HOLDOUT,
+    LOOKBACK_DAYS,
     MISSING_CATEGORY,
     MODEL_FEATURES,
     TRAIN,
@@ -74,9 +77,15 @@ def on_day(days: int) -> date:
     return DAY0 + timedelta(days=days)
 
 
-# Cardiology: five providers billing about 100 and one billing 1000 per claim.
+# Cardiology: five providers billing 90 then 110, and one billing 1000 twice (days 1, 2).
 PEERS = [
-    claim(f"K{p}{i}", provider_id=f"D-card{p}", provider_specialty="cardiology", claim_amount=a)
+    claim(
+        f"K{p}{i}",
+        provider_id=f"D-card{p}",
+        provider_specialty="cardiology",
+        claim_amount=a,
+        claim_date=on_day(1 + i),
+    )
     for p, amounts in enumerate([[90, 110]] * 5 + [[1000, 1000]])
     for i, a in enumerate(amounts)
 ]
@@ -85,7 +94,7 @@ DUPLICATES = [
     claim("DUP1", patient_id="P-dup", provider_id="D-dup", claim_date=on_day(2)),
     claim("DUP2", patient_id="P-dup", provider_id="D-dup", claim_date=on_day(5)),
 ]
-# One patient's history: service days 0, 10, 10 (another provider), 40.
+# One patient's history: service days 0, 10, 10 (another provider), 40, each filed 3 days on.
 HISTORY = [
     claim(
         claim_id,
@@ -101,10 +110,27 @@ HISTORY = [
         ("H2", "D-h1", 10),
     ]
 ]
-# A procedure billed 100, 200, 300, 1000 (median 250) and a zero-procedure claim.
+# A procedure billed 100, 200, 300, 1000 on consecutive days.
 PROCEDURE = [
-    claim(f"R{i}", procedure_code="27447", claim_amount=a)
+    claim(f"R{i}", procedure_code="27447", claim_amount=a, claim_date=on_day(1 + i))
     for i, a in enumerate([100, 200, 300, 1000])
+]
+# One provider across the lookback window: days 0, 365 (sees day 0), 730 (sees 365 only), 1100.
+LOOKBACK = [
+    claim(
+        claim_id,
+        patient_id=patient,
+        provider_id="D-long",
+        procedure_code="99999",
+        service_date=on_day(day),
+        claim_date=on_day(day),
+    )
+    for claim_id, patient, day in [
+        ("L0", "P-a", 0),
+        ("L1", "P-b", 365),
+        ("L2", "P-a", 730),
+        ("L3", "P-b", 1100),
+    ]
 ]
 # Alone in its specialty, no procedures billed, no diagnosis code, not yet adjudicated.
 ODD = [
@@ -118,7 +144,7 @@ ODD = [
         is_fraud=None,
     )
 ]
-ROWS = PEERS + DUPLICATES + HISTORY + PROCEDURE + ODD
+ROWS = PEERS + DUPLICATES + HISTORY + PROCEDURE + LOOKBACK + ODD
 
 
 def pandas_builder(table: pa.Table) -> pd.DataFrame:
@@ -151,48 +177,88 @@ def test_one_row_per_claim_with_the_contract_columns_and_no_nulls(features: pd.D
     assert pd.isna(features.loc["Z0", "is_fraud"])
 
 
-def test_duplicate_bill_counts_both_and_flags_only_the_resubmission(
+def test_duplicate_bill_counts_earlier_filings_and_flags_only_the_resubmission(
     features: pd.DataFrame,
 ) -> None:
-    assert features.loc[["DUP1", "DUP2"], "duplicate_claim_count"].tolist() == [1, 1]
+    assert features.loc[["DUP1", "DUP2"], "duplicate_claim_count"].tolist() == [0, 1]
     assert features.loc[["DUP1", "DUP2"], "is_duplicate_claim"].tolist() == [0, 1]
     others = features.drop(index=["DUP1", "DUP2"])
     assert (others["duplicate_claim_count"] == 0).all()
     assert (others["is_duplicate_claim"] == 0).all()
 
 
-def test_outlier_provider_has_a_high_peer_zscore(features: pd.DataFrame) -> None:
-    cardiology = features[features["provider_specialty"] == "cardiology"]
-    by_provider = cardiology.groupby(cardiology["claim_id"].str[1])
-    z = by_provider["provider_amount_peer_zscore"].first()
-    # Reference: scipy's z-score (population std) of the six providers' average amounts.
-    expected = stats.zscore([100.0] * 5 + [1000.0])
-    assert z.tolist() == pytest.approx(expected.tolist())
-    assert z["5"] > 2.2
-    assert features.loc["K50", "provider_avg_amount"] == pytest.approx(1000.0)
-    assert features.loc["K50", "provider_claim_count"] == 2
-    # A provider alone in its specialty has no peers to differ from.
+def test_outlier_provider_has_a_high_peer_zscore_once_peers_have_billed(
+    features: pd.DataFrame,
+) -> None:
+    # K51 (day 2) sees every cardiology claim of day 1 and itself; its provider averages 1000.
+    specialty = np.array([90.0] * 5 + [1000.0, 1000.0])
+    expected = (1000.0 - specialty.mean()) / specialty.std()
+    assert features.loc["K51", "provider_amount_peer_zscore"] == pytest.approx(expected)
+    assert expected > 1.5
+    assert features.loc["K51", "provider_avg_amount"] == pytest.approx(1000.0)
+    assert features.loc["K51", "provider_claim_count"] == 2
+    # K01 (day 2): its provider's 90 and 110 average 100, below the specialty's mean.
+    assert features.loc["K01", "provider_avg_amount"] == pytest.approx(100.0)
+    assert features.loc["K01", "provider_amount_peer_zscore"] < 0
+    # On day 1 no peer has billed yet (same-day claims are not history): no spread, 0.
+    assert (features.loc[[f"K{p}0" for p in range(6)], "provider_amount_peer_zscore"] == 0).all()
     assert features.loc["Z0", "provider_amount_peer_zscore"] == 0.0
 
 
-def test_patient_history_counts_and_gaps(features: pd.DataFrame) -> None:
+def test_patient_history_counts_only_claims_filed_on_earlier_days(
+    features: pd.DataFrame,
+) -> None:
     history = features.loc[["H1", "H2", "H3", "H4"]]
-    assert history["days_since_prev_patient_claim"].tolist() == [FIRST_CLAIM_GAP_DAYS, 10, 0, 30]
-    assert (history["patient_claim_count"] == 4).all()
-    assert (history["patient_provider_count"] == 2).all()
-    assert features.loc["H1", "provider_unique_patients"] == 1
-    assert features.loc["K00", "provider_unique_patients"] == 2
+    # H2 and H3 are filed the same day: neither sees the other.
+    assert history["days_since_prev_patient_claim"].tolist() == [FIRST_CLAIM_GAP_DAYS, 10, 10, 30]
+    assert history["patient_claim_count"].tolist() == [1, 2, 2, 4]
+    assert history["patient_provider_count"].tolist() == [1, 1, 2, 2]
+    assert features.loc["H4", "provider_unique_patients"] == 1
+    assert features.loc[["K00", "K01"], "provider_unique_patients"].tolist() == [1, 2]
 
 
-def test_amount_against_procedure_norms(features: pd.DataFrame) -> None:
+def test_history_reaches_back_exactly_the_lookback_window(features: pd.DataFrame) -> None:
+    assert LOOKBACK_DAYS == 365
+    window = features.loc[["L0", "L1", "L2", "L3"]]
+    assert window["provider_claim_count"].tolist() == [1, 2, 2, 1]
+    assert window["provider_unique_patients"].tolist() == [1, 2, 2, 1]
+    assert window["provider_avg_amount"].tolist() == pytest.approx([100.0] * 4)
+
+
+def test_amount_against_the_procedure_history(features: pd.DataFrame) -> None:
     procedure = features.loc[["R0", "R1", "R2", "R3"]]
-    assert procedure["amount_vs_procedure_median"].tolist() == pytest.approx(
-        [100 / 250, 200 / 250, 300 / 250, 1000 / 250]
+    assert procedure["amount_vs_procedure_mean"].tolist() == pytest.approx(
+        [1.0, 200 / 150, 300 / 200, 1000 / 400]
     )
-    expected = stats.zscore([100.0, 200.0, 300.0, 1000.0])
-    assert procedure["amount_procedure_zscore"].tolist() == pytest.approx(expected.tolist())
+    expected = [0.0] + [
+        stats.zscore(np.array([100.0, 200, 300, 1000])[: k + 1])[-1] for k in (1, 2, 3)
+    ]
+    assert procedure["amount_procedure_zscore"].tolist() == pytest.approx(expected)
     assert features.loc["Z0", "amount_per_procedure"] == pytest.approx(80.0)
     assert features.loc["DUP1", "service_to_claim_days"] == 2
+
+
+@pytest.mark.parametrize("engine", ["spark", "pandas"])
+def test_a_claims_features_never_change_when_later_claims_arrive(engine: str, spark: Any) -> None:
+    """Point-in-time: the features of claims filed before a day are the same whether or not
+    the claims filed from that day on are in the frame."""
+    frame = generate_claims(3_000, seed=21)
+    cutoff = frame["claim_date"].quantile(0.6)
+    earlier = frame[frame["claim_date"] < cutoff]
+    policy = SplitPolicy(0.2, 7, "random")
+
+    def build(claims: pd.DataFrame) -> pd.DataFrame:
+        if engine == "spark":
+            claims_df = spark.createDataFrame(claims_to_arrow(claims))
+            return build_claim_features(claims_df, split=policy).toPandas()
+        return build_claim_features_pandas(claims, split=policy)
+
+    alone = build(earlier).set_index("claim_id").sort_index()
+    with_later = build(frame).set_index("claim_id").loc[alone.index]
+    pd.testing.assert_frame_equal(
+        alone[MODEL_FEATURES], with_later[MODEL_FEATURES], check_exact=False, rtol=1e-12
+    )
+    assert (alone["provider_claim_count"] > 1).mean() > 0.5
 
 
 def expected_split(claim_id: str, *, seed: int, holdout_fraction: float) -> str:

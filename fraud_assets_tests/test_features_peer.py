@@ -63,8 +63,8 @@ def test_features_separate_the_fraud_patterns_analysts_know(
     assert by_pattern["is_duplicate_claim"].mean()["duplicate_billing"] == 1.0
     assert legit["is_duplicate_claim"].sum() == 0
     assert (
-        by_pattern["amount_vs_procedure_median"].median()["upcoding"]
-        > 1.5 * legit["amount_vs_procedure_median"].median()
+        by_pattern["amount_vs_procedure_mean"].median()["upcoding"]
+        > 1.5 * legit["amount_vs_procedure_mean"].median()
     )
     assert (
         by_pattern["patient_provider_count"].median()["phantom_service"]

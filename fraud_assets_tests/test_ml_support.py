@@ -68,7 +68,7 @@ def make_gold_frame(
             "days_since_prev_patient_claim": np.where(
                 rng.random(n_rows) < 0.2, -1, rng.exponential(60 / (1 + 3 * lift)).astype(int)
             ).astype("int32"),
-            "amount_vs_procedure_median": rng.lognormal(0.0, 0.3, n_rows) * (1.0 + lift),
+            "amount_vs_procedure_mean": rng.lognormal(0.0, 0.3, n_rows) * (1.0 + lift),
             "amount_procedure_zscore": rng.normal(1.5 * lift, 1.0),
             "duplicate_claim_count": rng.poisson(0.1 + 1.5 * lift).astype("int64"),
             "is_duplicate_claim": (rng.random(n_rows) < 0.02 + 0.4 * lift).astype("int32"),

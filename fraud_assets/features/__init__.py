@@ -6,28 +6,33 @@ inputs, and neither are the silver columns they are derived from (``PROTECTED_SO
 ``build_claim_features`` (PySpark) lives in ``fraud_assets.features.engineering``;
 ``fraud_assets.features.pandas_peer`` computes the same table in plain pandas.
 
-Feature meanings (all aggregates are over the frame passed in, e.g. the whole silver table):
+Feature meanings. Aggregates are point-in-time: a claim's **history** is itself plus the
+claims of the same key (provider, patient, specialty, procedure, bill) filed on one of the
+``LOOKBACK_DAYS`` days before its ``claim_date``. Claims filed later, or on the same day,
+are never seen, so a feature means the same in training, in batch scoring (the batch built
+together with silver) and in real time; the fixed window keeps counts stationary, so PSI
+does not fire merely because history grows.
 
 - ``amount_per_procedure``: claim amount / num_procedures, with 0 procedures counted as 1.
 - ``service_to_claim_days``: days from service date to claim (submission) date.
 - ``provider_claim_count``, ``provider_unique_patients``, ``provider_avg_amount``: the
-  billing provider's volume, patient reach and average claim amount.
-- ``provider_amount_peer_zscore``: the provider's average amount as a z-score among the
-  providers billing under the claim's specialty (population std); 0 when the specialty has
-  a single provider or no spread.
+  billing provider's claims, distinct patients and average claim amount in its history.
+- ``provider_amount_peer_zscore``: ``provider_avg_amount`` as a z-score among the claims
+  billed under the claim's specialty in the specialty's history (population std); 0 when
+  they have no spread.
 - ``patient_claim_count``, ``patient_provider_count``: the patient's claims and distinct
-  providers.
-- ``days_since_prev_patient_claim``: days between this claim's service date and the
-  patient's previous claim's (ordered by service date, claim date, claim_id);
-  ``FIRST_CLAIM_GAP_DAYS`` (-1) for a patient's first claim.
-- ``amount_vs_procedure_median``: claim amount / the procedure code's median amount; 1.0
-  when that median is 0 (no norm to compare against).
-- ``amount_procedure_zscore``: claim amount as a z-score within its procedure code
-  (population std); 0 when the procedure has no spread.
-- ``duplicate_claim_count``: other claims with the same patient, provider, procedure and
-  service date.
-- ``is_duplicate_claim``: 1 for every such claim after the first submitted (by claim date,
-  then claim_id): the re-bill an analyst would question, not the original.
+  providers in its history.
+- ``days_since_prev_patient_claim``: days from the latest service date among the patient's
+  earlier-filed claims to this claim's service date (0 when that one is later);
+  ``FIRST_CLAIM_GAP_DAYS`` (-1) when the patient has no earlier-filed claim.
+- ``amount_vs_procedure_mean``: claim amount / the procedure code's mean amount in its
+  history; 1.0 when that mean is 0 (no norm to compare against).
+- ``amount_procedure_zscore``: claim amount as a z-score within its procedure code's history
+  (population std); 0 when the history has no spread.
+- ``duplicate_claim_count``: earlier-filed claims with the same patient, provider, procedure
+  and service date (the same bill).
+- ``is_duplicate_claim``: 1 when there is such an earlier claim: the re-bill an analyst would
+  question, not the original. A re-bill filed the same day as its original is not seen.
 - Categorical nulls become ``MISSING_CATEGORY``; numeric inputs are non-null by the silver
   contract, and the blocking ``features_complete`` check stops anything that slips through.
 """
@@ -62,6 +67,9 @@ UNIT_COLUMNS: dict[str, str] = {
     "patient": "patient_id",
 }
 
+# How far back a claim's history reaches (see the module docstring); part of every model's
+# feature definitions, so a constant rather than a setting that could differ between runs.
+LOOKBACK_DAYS = 365
 # A patient's first claim has no previous claim; -1 keeps the column non-null and sortable.
 FIRST_CLAIM_GAP_DAYS = -1
 MISSING_CATEGORY = "__missing__"
@@ -83,7 +91,7 @@ NUMERIC_FEATURES: list[str] = [
     "patient_claim_count",
     "patient_provider_count",
     "days_since_prev_patient_claim",
-    "amount_vs_procedure_median",
+    "amount_vs_procedure_mean",
     "amount_procedure_zscore",
     "duplicate_claim_count",
     "is_duplicate_claim",
@@ -167,7 +175,7 @@ _NUMERIC_TYPES: dict[str, pa.DataType] = {
     "patient_claim_count": pa.int64(),
     "patient_provider_count": pa.int64(),
     "days_since_prev_patient_claim": pa.int32(),
-    "amount_vs_procedure_median": pa.float64(),
+    "amount_vs_procedure_mean": pa.float64(),
     "amount_procedure_zscore": pa.float64(),
     "duplicate_claim_count": pa.int64(),
     "is_duplicate_claim": pa.int32(),
@@ -204,13 +212,14 @@ class SplitPolicy:
     a claim, a provider or a patient (``label_unit``); a split never puts one entity of that
     unit on both sides.
 
-    - ``random``: a unit is in the holdout when its hash bucket (``split_bucket`` of its id)
-      is below ``holdout_fraction`` of ``SPLIT_BUCKETS``; all its labelled claims follow it.
-    - ``out_of_time`` (default): the holdout is the most recent labelled claims. For claim
-      labels, the claims on or after the cutoff date that leaves ``holdout_fraction`` of the
-      labelled claims on or after it (``out_of_time_cutoff``). For provider or patient
-      labels both rules hold at once: a hashed ``sqrt(fraction)`` of the entities is held
-      out, and the holdout is their claims on or after a cutoff that leaves
+    - ``random`` (the settings' default): a unit is in the holdout when its hash bucket
+      (``split_bucket`` of its id) is below ``holdout_fraction`` of ``SPLIT_BUCKETS``; all
+      its labelled claims follow it.
+    - ``out_of_time`` (this class's default): the holdout is the most recent labelled
+      claims. For claim labels, the claims on or after the cutoff date that leaves
+      ``holdout_fraction`` of the labelled claims on or after it (``out_of_time_cutoff``).
+      For provider or patient labels both rules hold at once: a hashed ``sqrt(fraction)``
+      of the entities is held out, and the holdout is their claims on or after a cutoff that leaves
       ``sqrt(fraction)`` of the claims after it; training is the other entities' claims
       before it. That keeps the holdout near ``fraction`` and trains on the most rows an
       honest split allows, ``(1 - sqrt(fraction))**2``; the other labelled claims are
@@ -341,6 +350,7 @@ __all__ = [
     "ID_COLUMN",
     "INPUT_COLUMNS",
     "LABEL_COLUMN",
+    "LOOKBACK_DAYS",
     "MISSING_CATEGORY",
     "MODEL_FEATURES",
     "NUMERIC_FEATURES",

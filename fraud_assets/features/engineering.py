@@ -16,6 +16,7 @@ from fraud_assets.features import (
     HOLDOUT,
     INPUT_COLUMNS,
     LABEL_COLUMN,
+    LOOKBACK_DAYS,
     MISSING_CATEGORY,
     SPLIT_BUCKETS,
     SPLIT_COLUMN,
@@ -28,15 +29,16 @@ from fraud_assets.features import (
 )
 
 if TYPE_CHECKING:
-    from pyspark.sql import Column, DataFrame
+    from pyspark.sql import Column, DataFrame, WindowSpec
 
 
 def build_claim_features(claims: DataFrame, *, split: SplitPolicy) -> DataFrame:
     """Engineer the gold features and the train/holdout split for every claim in ``claims``.
 
-    Aggregates (provider, patient, procedure, duplicates) are computed over ``claims`` itself.
-    To score a small batch consistently with training, pass the batch together with the
-    history it should be compared against, then keep the batch's rows.
+    Aggregates are point-in-time (see ``fraud_assets.features``): a claim's history is
+    itself and the claims of ``claims`` filed on the ``LOOKBACK_DAYS`` days before it. To
+    score a batch, pass it together with silver, then keep the batch's rows: the features
+    are those a claim of the same history had in training.
 
     Args:
         claims: silver claims (``CLAIM_SCHEMA`` columns; lineage columns are ignored).
@@ -45,80 +47,92 @@ def build_claim_features(claims: DataFrame, *, split: SplitPolicy) -> DataFrame:
     Returns:
         One row per input row with exactly the ``CLAIM_FEATURES_SCHEMA`` columns.
     """
-    from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     require_input_columns(claims.columns, source="claims DataFrame")
 
-    base = claims.select(*INPUT_COLUMNS).fillna(MISSING_CATEGORY, subset=CATEGORICAL_FEATURES)
-
-    provider = base.groupBy("provider_id").agg(
-        F.count(F.lit(1)).alias("provider_claim_count"),
-        F.countDistinct("patient_id").alias("provider_unique_patients"),
-        F.avg("claim_amount").alias("provider_avg_amount"),
-        F.collect_set("provider_specialty").alias("_specialties"),
+    base = (
+        claims.select(*INPUT_COLUMNS)
+        .fillna(MISSING_CATEGORY, subset=CATEGORICAL_FEATURES)
+        .withColumn(_DAY, F.datediff("claim_date", F.lit("1970-01-01")))
     )
-    # A provider is a peer in every specialty it bills under, with its overall average.
-    provider_in_specialty = provider.select(
-        "provider_id",
-        "provider_avg_amount",
-        F.explode("_specialties").alias("provider_specialty"),
-    )
-    specialty = provider_in_specialty.groupBy("provider_specialty").agg(
-        F.avg("provider_avg_amount").alias("_peer_mean"),
-        F.stddev_pop("provider_avg_amount").alias("_peer_std"),
-    )
-    peer_zscore = provider_in_specialty.join(specialty, "provider_specialty").select(
-        "provider_id",
-        "provider_specialty",
-        _zscore(F.col("provider_avg_amount"), F.col("_peer_mean"), F.col("_peer_std")).alias(
-            "provider_amount_peer_zscore"
-        ),
-    )
-    # Exact median (not percentile_approx) so the norm is reproducible by any engine.
-    procedure = base.groupBy("procedure_code").agg(
-        F.median("claim_amount").alias("_procedure_median"),
-        F.avg("claim_amount").alias("_procedure_mean"),
-        F.stddev_pop("claim_amount").alias("_procedure_std"),
-    )
-
-    by_patient = Window.partitionBy("patient_id")
-    patient_history = by_patient.orderBy("service_date", "claim_date", "claim_id")
-    same_bill = Window.partitionBy("patient_id", "provider_id", "procedure_code", "service_date")
-    previous_service = F.lag("service_date").over(patient_history)
-
     amount = F.col("claim_amount").cast("double")
-    procedure_median = F.col("_procedure_median")
 
-    # Left joins: a claim is never dropped; a null key (outside the silver contract) yields
-    # null aggregates, which the blocking features_complete check reports.
-    features = (
-        base.join(provider.drop("_specialties"), "provider_id", "left")
-        .join(peer_zscore, ["provider_id", "provider_specialty"], "left")
-        .join(procedure, "procedure_code", "left")
-        .select(
-            "*",
-            _split_column(claims, split).alias(SPLIT_COLUMN),
-            (amount / F.greatest(F.col("num_procedures"), F.lit(1))).alias("amount_per_procedure"),
-            F.datediff("claim_date", "service_date").alias("service_to_claim_days"),
-            F.count(F.lit(1)).over(by_patient).alias("patient_claim_count"),
-            F.size(F.collect_set("provider_id").over(by_patient)).alias("patient_provider_count"),
-            F.coalesce(
-                F.datediff("service_date", previous_service), F.lit(FIRST_CLAIM_GAP_DAYS)
-            ).alias("days_since_prev_patient_claim"),
-            F.when(procedure_median == 0, F.lit(1.0))
-            .otherwise(amount / procedure_median)
-            .alias("amount_vs_procedure_median"),
-            _zscore(amount, F.col("_procedure_mean"), F.col("_procedure_std")).alias(
-                "amount_procedure_zscore"
-            ),
-            (F.count(F.lit(1)).over(same_bill) - 1).alias("duplicate_claim_count"),
-            (F.row_number().over(same_bill.orderBy("claim_date", "claim_id")) > 1)
-            .cast("int")
-            .alias("is_duplicate_claim"),
-        )
+    by_provider = _history("provider_id")
+    by_patient = _history("patient_id")
+    provider_mean = _mean_with_self(amount, by_provider)
+    specialty_mean, specialty_std = _stats_with_self(amount, _history("provider_specialty"))
+    procedure_mean, procedure_std = _stats_with_self(amount, _history("procedure_code"))
+    latest_service = F.max("service_date").over(by_patient)
+    duplicates = F.count(F.lit(1)).over(
+        _history("patient_id", "provider_id", "procedure_code", "service_date")
+    )
+
+    features = base.select(
+        "*",
+        _split_column(claims, split).alias(SPLIT_COLUMN),
+        (amount / F.greatest(F.col("num_procedures"), F.lit(1))).alias("amount_per_procedure"),
+        F.datediff("claim_date", "service_date").alias("service_to_claim_days"),
+        (F.count(F.lit(1)).over(by_provider) + 1).alias("provider_claim_count"),
+        _distinct_with_self("patient_id", by_provider).alias("provider_unique_patients"),
+        provider_mean.alias("provider_avg_amount"),
+        _zscore(provider_mean, specialty_mean, specialty_std).alias("provider_amount_peer_zscore"),
+        (F.count(F.lit(1)).over(by_patient) + 1).alias("patient_claim_count"),
+        _distinct_with_self("provider_id", by_patient).alias("patient_provider_count"),
+        # greatest() skips nulls, so the first claim is decided before it.
+        F.when(latest_service.isNull(), F.lit(FIRST_CLAIM_GAP_DAYS))
+        .otherwise(F.greatest(F.datediff("service_date", latest_service), F.lit(0)))
+        .alias("days_since_prev_patient_claim"),
+        F.when(procedure_mean == 0, F.lit(1.0))
+        .otherwise(amount / procedure_mean)
+        .alias("amount_vs_procedure_mean"),
+        _zscore(amount, procedure_mean, procedure_std).alias("amount_procedure_zscore"),
+        duplicates.alias("duplicate_claim_count"),
+        (duplicates > 0).cast("int").alias("is_duplicate_claim"),
     )
     return features.select(*_typed_output_columns())
+
+
+_DAY = "_claim_day"  # claim_date as days since the epoch: the order of every history window
+
+
+def _history(*keys: str) -> WindowSpec:
+    """The claims of the same ``keys`` filed on the ``LOOKBACK_DAYS`` days before this one."""
+    from pyspark.sql import Window
+
+    return Window.partitionBy(*keys).orderBy(_DAY).rangeBetween(-LOOKBACK_DAYS, -1)
+
+
+def _mean_with_self(value: Column, window: WindowSpec) -> Column:
+    from pyspark.sql import functions as F
+
+    return (F.coalesce(F.sum(value).over(window), F.lit(0.0)) + value) / (
+        F.count(F.lit(1)).over(window) + 1
+    )
+
+
+def _stats_with_self(value: Column, window: WindowSpec) -> tuple[Column, Column]:
+    """Mean and population std of the history plus this claim's own value.
+
+    The history's mean and variance come from Spark's stable aggregates; adding one value
+    uses Chan's update (no sum-of-squares cancellation).
+    """
+    from pyspark.sql import functions as F
+
+    n = F.count(F.lit(1)).over(window)
+    history_mean = F.coalesce(F.avg(value).over(window), value)
+    history_m2 = F.coalesce(F.var_pop(value).over(window) * n, F.lit(0.0))
+    delta = value - history_mean
+    mean = history_mean + delta / (n + 1)
+    variance = (history_m2 + delta * delta * n / (n + 1)) / (n + 1)
+    return mean, F.sqrt(variance)
+
+
+def _distinct_with_self(column: str, window: WindowSpec) -> Column:
+    from pyspark.sql import functions as F
+
+    earlier = F.coalesce(F.collect_set(column).over(window), F.array().cast("array<string>"))
+    return F.size(F.array_union(earlier, F.array(F.col(column))))
 
 
 def _zscore(value: Column, mean: Column, std: Column) -> Column:

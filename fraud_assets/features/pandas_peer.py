@@ -8,7 +8,7 @@ weigh Spark against the obvious alternative on one machine.
 from __future__ import annotations
 
 from datetime import date
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -23,6 +23,7 @@ from fraud_assets.features import (
     HOLDOUT,
     INPUT_COLUMNS,
     LABEL_COLUMN,
+    LOOKBACK_DAYS,
     MISSING_CATEGORY,
     TRAIN,
     UNLABELLED,
@@ -37,6 +38,9 @@ from fraud_assets.features import (
 def build_claim_features_pandas(claims: pd.DataFrame, *, split: SplitPolicy) -> pd.DataFrame:
     """The same table as ``build_claim_features``, from a pandas frame of silver claims.
 
+    Histories are time-based rolling windows closed on the left (``[day - LOOKBACK_DAYS,
+    day)``), so same-day claims are out, as in the Spark range frames; distinct counts come
+    from the intervals in which each (key, value) pair is present.
     ``claim_date`` comes back as ``datetime64[ns]``; ``to_arrow`` gives the gold schema.
     """
     require_input_columns(claims.columns, source="claims frame")
@@ -46,36 +50,17 @@ def build_claim_features_pandas(claims: pd.DataFrame, *, split: SplitPolicy) -> 
     amount = df["claim_amount"].astype("float64")
     service_date = pd.to_datetime(df["service_date"])
     claim_date = pd.to_datetime(df["claim_date"])
+    days = ((claim_date - _EPOCH) // pd.Timedelta(days=1)).astype("int64")
+    service_days = ((service_date - _EPOCH) // pd.Timedelta(days=1)).astype("float64")
+    history = _History(df.assign(_amount=amount, _service=service_days), claim_date)
 
-    by_provider = df.groupby("provider_id", dropna=False)
-    provider_avg = by_provider["claim_amount"].mean()
-    peers = df[["provider_id", "provider_specialty"]].drop_duplicates()
-    peers = peers.assign(provider_avg_amount=peers["provider_id"].map(provider_avg))
-    by_specialty = peers.groupby("provider_specialty")["provider_avg_amount"]
-    peers = peers.assign(
-        provider_amount_peer_zscore=_zscore(
-            peers["provider_avg_amount"],
-            by_specialty.transform("mean"),
-            by_specialty.transform("std", ddof=0),
-        )
-    )
-    peer_zscore = df[["provider_id", "provider_specialty"]].merge(
-        peers, on=["provider_id", "provider_specialty"], how="left", validate="many_to_one"
-    )["provider_amount_peer_zscore"]
-
-    by_procedure = amount.groupby(df["procedure_code"])
-    procedure_median = by_procedure.transform("median")
-
-    # Each claim's predecessor in the patient's history, ordered like the Spark window.
-    history = df.assign(_service=service_date, _claim=claim_date).sort_values(
-        ["patient_id", "_service", "_claim", "claim_id"], kind="stable"
-    )
-    previous_service = history.groupby("patient_id", dropna=False)["_service"].shift(1)
-    gap_days = (history["_service"] - previous_service).dt.days.reindex(df.index)
-
-    bill_keys = ["patient_id", "provider_id", "procedure_code", "service_date"]
-    bills = history.sort_values(["_claim", "claim_id"], kind="stable")
-    bill_rank = bills.groupby(bill_keys, dropna=False).cumcount().reindex(df.index)
+    provider_n = history.count(["provider_id"])
+    provider_mean = (history.sum(["provider_id"], "_amount") + amount) / (provider_n + 1)
+    specialty_mean, specialty_std = history.stats_with_self(["provider_specialty"], amount)
+    procedure_mean, procedure_std = history.stats_with_self(["procedure_code"], amount)
+    latest_service = history.max(["patient_id"], "_service")
+    gap = (service_days - latest_service).clip(lower=0)
+    duplicates = history.count(["patient_id", "provider_id", "procedure_code", "service_date"])
 
     features = pd.DataFrame(
         {
@@ -91,36 +76,110 @@ def build_claim_features_pandas(claims: pd.DataFrame, *, split: SplitPolicy) -> 
             "length_of_stay": df["length_of_stay"].astype("int32"),
             "amount_per_procedure": amount / df["num_procedures"].clip(lower=1),
             "service_to_claim_days": (claim_date - service_date).dt.days.astype("int32"),
-            "provider_claim_count": by_provider["claim_id"].transform("size").astype("int64"),
-            "provider_unique_patients": by_provider["patient_id"]
-            .transform("nunique")
-            .astype("int64"),
-            "provider_avg_amount": by_provider["claim_amount"].transform("mean").astype("float64"),
-            "provider_amount_peer_zscore": peer_zscore,
-            "patient_claim_count": df.groupby("patient_id", dropna=False)["claim_id"]
-            .transform("size")
-            .astype("int64"),
-            "patient_provider_count": df.groupby("patient_id", dropna=False)["provider_id"]
-            .transform("nunique")
-            .astype("int64"),
-            "days_since_prev_patient_claim": gap_days.fillna(FIRST_CLAIM_GAP_DAYS).astype("int32"),
-            "amount_vs_procedure_median": np.where(
-                procedure_median == 0, 1.0, amount / procedure_median.replace(0, np.nan)
+            "provider_claim_count": (provider_n + 1).astype("int64"),
+            "provider_unique_patients": _distinct_with_self(df, days, "provider_id", "patient_id"),
+            "provider_avg_amount": provider_mean,
+            "provider_amount_peer_zscore": _zscore(provider_mean, specialty_mean, specialty_std),
+            "patient_claim_count": (history.count(["patient_id"]) + 1).astype("int64"),
+            "patient_provider_count": _distinct_with_self(df, days, "patient_id", "provider_id"),
+            "days_since_prev_patient_claim": gap.fillna(FIRST_CLAIM_GAP_DAYS).astype("int32"),
+            "amount_vs_procedure_mean": np.where(
+                procedure_mean == 0, 1.0, amount / procedure_mean.replace(0, np.nan)
             ),
-            "amount_procedure_zscore": _zscore(
-                amount, by_procedure.transform("mean"), by_procedure.transform("std", ddof=0)
-            ),
-            "duplicate_claim_count": df.groupby(bill_keys, dropna=False)["claim_id"]
-            .transform("size")
-            .astype("int64")
-            - 1,
-            "is_duplicate_claim": (bill_rank > 0).astype("int32"),
+            "amount_procedure_zscore": _zscore(amount, procedure_mean, procedure_std),
+            "duplicate_claim_count": duplicates.astype("int64"),
+            "is_duplicate_claim": (duplicates > 0).astype("int32"),
             "procedure_code": df["procedure_code"],
             "diagnosis_code": df["diagnosis_code"],
             "provider_specialty": df["provider_specialty"],
         }
     )
     return features[CLAIM_FEATURES_COLUMNS]
+
+
+_EPOCH = pd.Timestamp("1970-01-01")
+_WINDOW = f"{LOOKBACK_DAYS}D"
+
+
+class _History:
+    """Rolling aggregates over each claim's history, aligned to the frame's index."""
+
+    def __init__(self, df: pd.DataFrame, claim_date: pd.Series) -> None:
+        # groupby().rolling(on=...) needs the dates ordered within each group.
+        self._df = df.assign(_date=claim_date).sort_values("_date", kind="stable")
+
+    def _rolling(self, keys: list[str], column: str) -> Any:
+        grouped = self._df.groupby(keys, dropna=False, sort=False)[[column, "_date"]]
+        return grouped.rolling(_WINDOW, on="_date", closed="left")
+
+    def _aligned(self, rolled: pd.DataFrame, keys: list[str], column: str) -> pd.Series:
+        values = rolled[column].reset_index(level=list(range(len(keys))), drop=True)
+        return values.reindex(self._df.index).sort_index()
+
+    def count(self, keys: list[str]) -> pd.Series:
+        rolled = self._rolling(keys, "_amount").count()
+        return self._aligned(rolled, keys, "_amount").fillna(0.0)
+
+    def sum(self, keys: list[str], column: str) -> pd.Series:
+        return self._aligned(self._rolling(keys, column).sum(), keys, column).fillna(0.0)
+
+    def max(self, keys: list[str], column: str) -> pd.Series:
+        return self._aligned(self._rolling(keys, column).max(), keys, column)
+
+    def stats_with_self(self, keys: list[str], value: pd.Series) -> tuple[pd.Series, pd.Series]:
+        """Mean and population std of the history plus ``value``, combined by Chan's update."""
+        n = self.count(keys)
+        mean = self._aligned(self._rolling(keys, "_amount").mean(), keys, "_amount")
+        variance = self._aligned(self._rolling(keys, "_amount").var(ddof=0), keys, "_amount")
+        history_mean = mean.fillna(value)
+        delta = value - history_mean
+        m2 = variance.fillna(0.0) * n + delta * delta * n / (n + 1)
+        return history_mean + delta / (n + 1), (m2 / (n + 1)).pow(0.5)
+
+
+def _distinct_with_self(df: pd.DataFrame, days: pd.Series, key: str, other: str) -> pd.Series:
+    """Distinct ``other`` values among the claim's ``key`` history, the claim's own included.
+
+    A claim of (key, other) on day t puts the pair in the history of days t+1 .. t+W; the
+    pair's runs of overlapping spans give +1/-1 events whose running sum per key, read at a
+    claim's day, counts the pairs in its history.
+    """
+    pairs = (
+        pd.DataFrame({"key": df[key], "other": df[other], "day": days})
+        .drop_duplicates()
+        .sort_values(["key", "other", "day"], kind="stable")
+    )
+    same_pair = (pairs["key"] == pairs["key"].shift()) & (pairs["other"] == pairs["other"].shift())
+    new_run = ~same_pair | (pairs["day"] - pairs["day"].shift() > LOOKBACK_DAYS)
+    run = new_run.cumsum()
+    spans = pairs.groupby(run).agg(key=("key", "first"), first=("day", "min"), last=("day", "max"))
+    events = pd.concat(
+        [
+            pd.DataFrame({"key": spans["key"], "day": spans["first"] + 1, "delta": 1}),
+            pd.DataFrame(
+                {"key": spans["key"], "day": spans["last"] + LOOKBACK_DAYS + 1, "delta": -1}
+            ),
+        ]
+    )
+    level = events.groupby(["key", "day"], as_index=False).agg(delta=("delta", "sum"))
+    level = level.sort_values("day")
+    level["present"] = level.groupby("key")["delta"].cumsum()
+    queries = pd.DataFrame({"key": df[key], "other": df[other], "day": days, "row": df.index})
+    counted = pd.merge_asof(
+        queries.sort_values("day"), level[["key", "day", "present"]], on="day", by="key"
+    )
+    # Is the claim's own pair already in its history? Its latest earlier day says so.
+    previous = pairs.rename(columns={"day": "previous"}).assign(day=lambda p: p["previous"])
+    seen = pd.merge_asof(
+        counted.sort_values("day"),
+        previous[["key", "other", "day", "previous"]].sort_values("day"),
+        on="day",
+        by=["key", "other"],
+        allow_exact_matches=False,
+    )
+    own_in_history = seen["previous"].notna() & (seen["day"] - seen["previous"] <= LOOKBACK_DAYS)
+    total = seen["present"].fillna(0) + (~own_in_history).astype("int64")
+    return total.set_axis(seen["row"]).sort_index().astype("int64")
 
 
 def to_arrow(features: pd.DataFrame) -> pa.Table:

@@ -1,7 +1,7 @@
 """Score the latest claims batch with the champion and log it for drift monitoring.
 
-Features come from ``build_claim_features`` over all of silver, so provider and patient
-aggregates see the same history as in training; then the latest ``_batch_id`` is kept.
+Features come from ``build_claim_features`` over all of silver (point-in-time, so each
+claim sees its own history as in training); then the latest ``_batch_id`` is kept.
 Both output tables are built and validated before either is written.
 """
 
