@@ -275,9 +275,9 @@ class FraudSettings(BaseSettings):
     inject_bias: float = Field(0.0, description="0 = none, 1 = strong label bias against one group")
     holdout_fraction: float = 0.2
     split_strategy: SplitStrategy = Field(
-        "random",
-        description="Holdout = a hash of the label unit's id, or the most recent "
-        "labelled claims (out_of_time)",
+        "out_of_time",
+        description="Holdout = the most recent labelled claims (out_of_time), or a hash of "
+        "the label unit's id (random)",
     )
     label_unit: LabelUnit | None = Field(
         None, description="Unit the label belongs to (default: the source mapping's, or claim)"

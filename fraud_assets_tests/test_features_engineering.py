@@ -16,6 +16,7 @@ from fraud_assets.claims.schema import CLAIM_SCHEMA
 from fraud_assets.claims.synthetic import generate_claims
 from fraud_assets.claims.synthetic import to_arrow as claims_to_arrow
 from fraud_assets.features import (
+    ACTIVITY_DAYS,
     CLAIM_FEATURES_COLUMNS,
     CLAIM_FEATURES_SCHEMA,
     EXCLUDED,
@@ -115,21 +116,24 @@ PROCEDURE = [
     claim(f"R{i}", procedure_code="27447", claim_amount=a, claim_date=on_day(1 + i))
     for i, a in enumerate([100, 200, 300, 1000])
 ]
-# One provider across the lookback window: days 0, 365 (sees day 0), 730 (sees 365 only), 1100.
+# One provider billing one procedure across both windows: its own activity looks back 30
+# days, the procedure's norm 365.
 LOOKBACK = [
     claim(
         claim_id,
         patient_id=patient,
         provider_id="D-long",
         procedure_code="99999",
+        claim_amount=amount,
         service_date=on_day(day),
         claim_date=on_day(day),
     )
-    for claim_id, patient, day in [
-        ("L0", "P-a", 0),
-        ("L1", "P-b", 365),
-        ("L2", "P-a", 730),
-        ("L3", "P-b", 1100),
+    for claim_id, patient, day, amount in [
+        ("L0", "P-a", 0, 100.0),
+        ("L1", "P-b", 30, 200.0),
+        ("L2", "P-a", 60, 300.0),
+        ("L3", "P-b", 91, 400.0),
+        ("L4", "P-a", 426, 500.0),
     ]
 ]
 # Alone in its specialty, no procedures billed, no diagnosis code, not yet adjudicated.
@@ -211,18 +215,24 @@ def test_patient_history_counts_only_claims_filed_on_earlier_days(
     history = features.loc[["H1", "H2", "H3", "H4"]]
     # H2 and H3 are filed the same day: neither sees the other.
     assert history["days_since_prev_patient_claim"].tolist() == [FIRST_CLAIM_GAP_DAYS, 10, 10, 30]
-    assert history["patient_claim_count"].tolist() == [1, 2, 2, 4]
+    # H4 (filed day 43) sees the last 30 days: H2 and H3, not H1 (filed day 3).
+    assert history["patient_claim_count"].tolist() == [1, 2, 2, 3]
     assert history["patient_provider_count"].tolist() == [1, 1, 2, 2]
     assert features.loc["H4", "provider_unique_patients"] == 1
     assert features.loc[["K00", "K01"], "provider_unique_patients"].tolist() == [1, 2]
 
 
-def test_history_reaches_back_exactly_the_lookback_window(features: pd.DataFrame) -> None:
-    assert LOOKBACK_DAYS == 365
-    window = features.loc[["L0", "L1", "L2", "L3"]]
-    assert window["provider_claim_count"].tolist() == [1, 2, 2, 1]
-    assert window["provider_unique_patients"].tolist() == [1, 2, 2, 1]
-    assert window["provider_avg_amount"].tolist() == pytest.approx([100.0] * 4)
+def test_histories_reach_back_exactly_their_windows(features: pd.DataFrame) -> None:
+    assert (ACTIVITY_DAYS, LOOKBACK_DAYS) == (30, 365)
+    window = features.loc[["L0", "L1", "L2", "L3", "L4"]]
+    # Day 30 sees day 0, day 60 sees day 30 only, day 91 and day 426 see nothing.
+    assert window["provider_claim_count"].tolist() == [1, 2, 2, 1, 1]
+    assert window["provider_unique_patients"].tolist() == [1, 2, 2, 1, 1]
+    assert window["provider_avg_amount"].tolist() == pytest.approx([100, 150, 250, 400, 500])
+    # The procedure's norm: day 91 sees days 0..60, day 426 sees day 91 only (61..425).
+    assert window["amount_vs_procedure_mean"].tolist() == pytest.approx(
+        [1.0, 200 / 150, 300 / 200, 400 / 250, 500 / 450]
+    )
 
 
 def test_amount_against_the_procedure_history(features: pd.DataFrame) -> None:

@@ -8,10 +8,11 @@ inputs, and neither are the silver columns they are derived from (``PROTECTED_SO
 
 Feature meanings. Aggregates are point-in-time: a claim's **history** is itself plus the
 claims of the same key (provider, patient, specialty, procedure, bill) filed on one of the
-``LOOKBACK_DAYS`` days before its ``claim_date``. Claims filed later, or on the same day,
-are never seen, so a feature means the same in training, in batch scoring (the batch built
-together with silver) and in real time; the fixed window keeps counts stationary, so PSI
-does not fire merely because history grows.
+``LOOKBACK_DAYS`` (365) days before its ``claim_date``; for a provider's or patient's own
+activity, on one of the ``ACTIVITY_DAYS`` (30) days before it. Claims filed later, or on
+the same day, are never seen, so a feature means the same in training, in batch scoring
+(the batch built together with silver) and in real time; fixed windows keep the features
+stationary, so PSI does not fire merely because history grows.
 
 - ``amount_per_procedure``: claim amount / num_procedures, with 0 procedures counted as 1.
 - ``service_to_claim_days``: days from service date to claim (submission) date.
@@ -23,8 +24,8 @@ does not fire merely because history grows.
 - ``patient_claim_count``, ``patient_provider_count``: the patient's claims and distinct
   providers in its history.
 - ``days_since_prev_patient_claim``: days from the latest service date among the patient's
-  earlier-filed claims to this claim's service date (0 when that one is later);
-  ``FIRST_CLAIM_GAP_DAYS`` (-1) when the patient has no earlier-filed claim.
+  earlier-filed claims in its history to this claim's service date (0 when that one is
+  later); ``FIRST_CLAIM_GAP_DAYS`` (-1) when the history has none.
 - ``amount_vs_procedure_mean``: claim amount / the procedure code's mean amount in its
   history; 1.0 when that mean is 0 (no norm to compare against).
 - ``amount_procedure_zscore``: claim amount as a z-score within its procedure code's history
@@ -70,6 +71,12 @@ UNIT_COLUMNS: dict[str, str] = {
 # How far back a claim's history reaches (see the module docstring); part of every model's
 # feature definitions, so a constant rather than a setting that could differ between runs.
 LOOKBACK_DAYS = 365
+# A provider's or patient's own activity (counts, distinct counts, average amount, gap) looks
+# back a month. Such a feature changes with the window's fill: with a year-long window the
+# first year of data (all of many files) has smaller counts and noisier averages than later
+# claims, which PSI reads as drift and an out-of-time holdout as a shift. The specialty and
+# procedure norms and duplicate bills pool many claims, so they keep the year.
+ACTIVITY_DAYS = 30
 # A patient's first claim has no previous claim; -1 keeps the column non-null and sortable.
 FIRST_CLAIM_GAP_DAYS = -1
 MISSING_CATEGORY = "__missing__"
@@ -339,6 +346,7 @@ def require_input_columns(columns: Iterable[str], *, source: str = "claims") -> 
 
 
 __all__ = [
+    "ACTIVITY_DAYS",
     "AMOUNT_COLUMN",
     "CATEGORICAL_FEATURES",
     "CLAIM_FEATURES_COLUMNS",

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from fraud_assets.features import (
+    ACTIVITY_DAYS,
     CATEGORICAL_FEATURES,
     CLAIM_FEATURES_SCHEMA,
     EXCLUDED,
@@ -36,7 +37,8 @@ def build_claim_features(claims: DataFrame, *, split: SplitPolicy) -> DataFrame:
     """Engineer the gold features and the train/holdout split for every claim in ``claims``.
 
     Aggregates are point-in-time (see ``fraud_assets.features``): a claim's history is
-    itself and the claims of ``claims`` filed on the ``LOOKBACK_DAYS`` days before it. To
+    itself and the claims of ``claims`` filed on the ``LOOKBACK_DAYS`` (for a provider's
+    or patient's own activity, ``ACTIVITY_DAYS``) days before it. To
     score a batch, pass it together with silver, then keep the batch's rows: the features
     are those a claim of the same history had in training.
 
@@ -58,12 +60,12 @@ def build_claim_features(claims: DataFrame, *, split: SplitPolicy) -> DataFrame:
     )
     amount = F.col("claim_amount").cast("double")
 
-    by_provider = _history("provider_id")
-    by_patient = _history("patient_id")
-    provider_mean = _mean_with_self(amount, by_provider)
+    provider_recent = _history("provider_id", days=ACTIVITY_DAYS)
+    patient_recent = _history("patient_id", days=ACTIVITY_DAYS)
+    provider_mean = _mean_with_self(amount, provider_recent)
     specialty_mean, specialty_std = _stats_with_self(amount, _history("provider_specialty"))
     procedure_mean, procedure_std = _stats_with_self(amount, _history("procedure_code"))
-    latest_service = F.max("service_date").over(by_patient)
+    latest_service = F.max("service_date").over(patient_recent)
     duplicates = F.count(F.lit(1)).over(
         _history("patient_id", "provider_id", "procedure_code", "service_date")
     )
@@ -73,12 +75,12 @@ def build_claim_features(claims: DataFrame, *, split: SplitPolicy) -> DataFrame:
         _split_column(claims, split).alias(SPLIT_COLUMN),
         (amount / F.greatest(F.col("num_procedures"), F.lit(1))).alias("amount_per_procedure"),
         F.datediff("claim_date", "service_date").alias("service_to_claim_days"),
-        (F.count(F.lit(1)).over(by_provider) + 1).alias("provider_claim_count"),
-        _distinct_with_self("patient_id", by_provider).alias("provider_unique_patients"),
+        (F.count(F.lit(1)).over(provider_recent) + 1).alias("provider_claim_count"),
+        _distinct_with_self("patient_id", provider_recent).alias("provider_unique_patients"),
         provider_mean.alias("provider_avg_amount"),
         _zscore(provider_mean, specialty_mean, specialty_std).alias("provider_amount_peer_zscore"),
-        (F.count(F.lit(1)).over(by_patient) + 1).alias("patient_claim_count"),
-        _distinct_with_self("provider_id", by_patient).alias("patient_provider_count"),
+        (F.count(F.lit(1)).over(patient_recent) + 1).alias("patient_claim_count"),
+        _distinct_with_self("provider_id", patient_recent).alias("patient_provider_count"),
         # greatest() skips nulls, so the first claim is decided before it.
         F.when(latest_service.isNull(), F.lit(FIRST_CLAIM_GAP_DAYS))
         .otherwise(F.greatest(F.datediff("service_date", latest_service), F.lit(0)))
@@ -96,11 +98,11 @@ def build_claim_features(claims: DataFrame, *, split: SplitPolicy) -> DataFrame:
 _DAY = "_claim_day"  # claim_date as days since the epoch: the order of every history window
 
 
-def _history(*keys: str) -> WindowSpec:
-    """The claims of the same ``keys`` filed on the ``LOOKBACK_DAYS`` days before this one."""
+def _history(*keys: str, days: int = LOOKBACK_DAYS) -> WindowSpec:
+    """The claims of the same ``keys`` filed on the ``days`` days before this one."""
     from pyspark.sql import Window
 
-    return Window.partitionBy(*keys).orderBy(_DAY).rangeBetween(-LOOKBACK_DAYS, -1)
+    return Window.partitionBy(*keys).orderBy(_DAY).rangeBetween(-days, -1)
 
 
 def _mean_with_self(value: Column, window: WindowSpec) -> Column:

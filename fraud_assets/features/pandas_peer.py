@@ -15,6 +15,7 @@ import pandas as pd
 import pyarrow as pa
 
 from fraud_assets.features import (
+    ACTIVITY_DAYS,
     CATEGORICAL_FEATURES,
     CLAIM_FEATURES_COLUMNS,
     CLAIM_FEATURES_SCHEMA,
@@ -54,11 +55,13 @@ def build_claim_features_pandas(claims: pd.DataFrame, *, split: SplitPolicy) -> 
     service_days = ((service_date - _EPOCH) // pd.Timedelta(days=1)).astype("float64")
     history = _History(df.assign(_amount=amount, _service=service_days), claim_date)
 
-    provider_n = history.count(["provider_id"])
-    provider_mean = (history.sum(["provider_id"], "_amount") + amount) / (provider_n + 1)
+    provider_recent = history.count(["provider_id"], days=ACTIVITY_DAYS)
+    provider_sum = history.sum(["provider_id"], "_amount", days=ACTIVITY_DAYS)
+    provider_mean = (provider_sum + amount) / (provider_recent + 1)
+    patient_recent = history.count(["patient_id"], days=ACTIVITY_DAYS)
     specialty_mean, specialty_std = history.stats_with_self(["provider_specialty"], amount)
     procedure_mean, procedure_std = history.stats_with_self(["procedure_code"], amount)
-    latest_service = history.max(["patient_id"], "_service")
+    latest_service = history.max(["patient_id"], "_service", days=ACTIVITY_DAYS)
     gap = (service_days - latest_service).clip(lower=0)
     duplicates = history.count(["patient_id", "provider_id", "procedure_code", "service_date"])
 
@@ -76,12 +79,16 @@ def build_claim_features_pandas(claims: pd.DataFrame, *, split: SplitPolicy) -> 
             "length_of_stay": df["length_of_stay"].astype("int32"),
             "amount_per_procedure": amount / df["num_procedures"].clip(lower=1),
             "service_to_claim_days": (claim_date - service_date).dt.days.astype("int32"),
-            "provider_claim_count": (provider_n + 1).astype("int64"),
-            "provider_unique_patients": _distinct_with_self(df, days, "provider_id", "patient_id"),
+            "provider_claim_count": (provider_recent + 1).astype("int64"),
+            "provider_unique_patients": _distinct_with_self(
+                df, days, "provider_id", "patient_id", window=ACTIVITY_DAYS
+            ),
             "provider_avg_amount": provider_mean,
             "provider_amount_peer_zscore": _zscore(provider_mean, specialty_mean, specialty_std),
-            "patient_claim_count": (history.count(["patient_id"]) + 1).astype("int64"),
-            "patient_provider_count": _distinct_with_self(df, days, "patient_id", "provider_id"),
+            "patient_claim_count": (patient_recent + 1).astype("int64"),
+            "patient_provider_count": _distinct_with_self(
+                df, days, "patient_id", "provider_id", window=ACTIVITY_DAYS
+            ),
             "days_since_prev_patient_claim": gap.fillna(FIRST_CLAIM_GAP_DAYS).astype("int32"),
             "amount_vs_procedure_mean": np.where(
                 procedure_mean == 0, 1.0, amount / procedure_mean.replace(0, np.nan)
@@ -98,7 +105,6 @@ def build_claim_features_pandas(claims: pd.DataFrame, *, split: SplitPolicy) -> 
 
 
 _EPOCH = pd.Timestamp("1970-01-01")
-_WINDOW = f"{LOOKBACK_DAYS}D"
 
 
 class _History:
@@ -108,23 +114,24 @@ class _History:
         # groupby().rolling(on=...) needs the dates ordered within each group.
         self._df = df.assign(_date=claim_date).sort_values("_date", kind="stable")
 
-    def _rolling(self, keys: list[str], column: str) -> Any:
+    def _rolling(self, keys: list[str], column: str, days: int = LOOKBACK_DAYS) -> Any:
         grouped = self._df.groupby(keys, dropna=False, sort=False)[[column, "_date"]]
-        return grouped.rolling(_WINDOW, on="_date", closed="left")
+        return grouped.rolling(f"{days}D", on="_date", closed="left")
 
     def _aligned(self, rolled: pd.DataFrame, keys: list[str], column: str) -> pd.Series:
         values = rolled[column].reset_index(level=list(range(len(keys))), drop=True)
         return values.reindex(self._df.index).sort_index()
 
-    def count(self, keys: list[str]) -> pd.Series:
-        rolled = self._rolling(keys, "_amount").count()
+    def count(self, keys: list[str], *, days: int = LOOKBACK_DAYS) -> pd.Series:
+        rolled = self._rolling(keys, "_amount", days).count()
         return self._aligned(rolled, keys, "_amount").fillna(0.0)
 
-    def sum(self, keys: list[str], column: str) -> pd.Series:
-        return self._aligned(self._rolling(keys, column).sum(), keys, column).fillna(0.0)
+    def sum(self, keys: list[str], column: str, *, days: int) -> pd.Series:
+        rolled = self._rolling(keys, column, days).sum()
+        return self._aligned(rolled, keys, column).fillna(0.0)
 
-    def max(self, keys: list[str], column: str) -> pd.Series:
-        return self._aligned(self._rolling(keys, column).max(), keys, column)
+    def max(self, keys: list[str], column: str, *, days: int) -> pd.Series:
+        return self._aligned(self._rolling(keys, column, days).max(), keys, column)
 
     def stats_with_self(self, keys: list[str], value: pd.Series) -> tuple[pd.Series, pd.Series]:
         """Mean and population std of the history plus ``value``, combined by Chan's update."""
@@ -137,10 +144,12 @@ class _History:
         return history_mean + delta / (n + 1), (m2 / (n + 1)).pow(0.5)
 
 
-def _distinct_with_self(df: pd.DataFrame, days: pd.Series, key: str, other: str) -> pd.Series:
+def _distinct_with_self(
+    df: pd.DataFrame, days: pd.Series, key: str, other: str, *, window: int
+) -> pd.Series:
     """Distinct ``other`` values among the claim's ``key`` history, the claim's own included.
 
-    A claim of (key, other) on day t puts the pair in the history of days t+1 .. t+W; the
+    A claim of (key, other) on day t puts the pair in the history of days t+1 .. t+window; the
     pair's runs of overlapping spans give +1/-1 events whose running sum per key, read at a
     claim's day, counts the pairs in its history.
     """
@@ -150,15 +159,13 @@ def _distinct_with_self(df: pd.DataFrame, days: pd.Series, key: str, other: str)
         .sort_values(["key", "other", "day"], kind="stable")
     )
     same_pair = (pairs["key"] == pairs["key"].shift()) & (pairs["other"] == pairs["other"].shift())
-    new_run = ~same_pair | (pairs["day"] - pairs["day"].shift() > LOOKBACK_DAYS)
+    new_run = ~same_pair | (pairs["day"] - pairs["day"].shift() > window)
     run = new_run.cumsum()
     spans = pairs.groupby(run).agg(key=("key", "first"), first=("day", "min"), last=("day", "max"))
     events = pd.concat(
         [
             pd.DataFrame({"key": spans["key"], "day": spans["first"] + 1, "delta": 1}),
-            pd.DataFrame(
-                {"key": spans["key"], "day": spans["last"] + LOOKBACK_DAYS + 1, "delta": -1}
-            ),
+            pd.DataFrame({"key": spans["key"], "day": spans["last"] + window + 1, "delta": -1}),
         ]
     )
     level = events.groupby(["key", "day"], as_index=False).agg(delta=("delta", "sum"))
@@ -177,7 +184,7 @@ def _distinct_with_self(df: pd.DataFrame, days: pd.Series, key: str, other: str)
         by=["key", "other"],
         allow_exact_matches=False,
     )
-    own_in_history = seen["previous"].notna() & (seen["day"] - seen["previous"] <= LOOKBACK_DAYS)
+    own_in_history = seen["previous"].notna() & (seen["day"] - seen["previous"] <= window)
     total = seen["present"].fillna(0) + (~own_in_history).astype("int64")
     return total.set_axis(seen["row"]).sort_index().astype("int64")
 
