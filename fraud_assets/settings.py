@@ -270,6 +270,11 @@ class FraudSettings(BaseSettings):
         None, description="Mapping for landed files that have no <file>.mapping.yaml sidecar"
     )
     synthetic_rows: int = 20_000
+    synthetic_shape: Literal["default", "realistic", "obvious"] = Field(
+        "default",
+        description="Synthetic claims: default, realistic (43 states, ~2,100 diagnosis codes, "
+        "minors, late labels...) or obvious (every fraud pattern plain to see)",
+    )
     seed: int = 42
     inject_drift: float = Field(0.0, description="0 = none, 1 = strong shift in amounts and mix")
     inject_bias: float = Field(0.0, description="0 = none, 1 = strong label bias against one group")

@@ -13,6 +13,13 @@ through four patterns investigators recognise:
 - ``provider_ring``: rings of four colluding providers bill a shared pool of patients at
   1.4-2.2x the procedure's norm.
 
+Real fraud is not all obvious: by default (``ClaimShape``) 30% of fraud claims are billed
+like ordinary ones and 2% of honest claims, in every group alike, are billed like fraud, so a
+good model reaches a holdout ROC AUC of about 0.85 (``OBVIOUS_SHAPE`` gives the old 0.998).
+``REALISTIC_SHAPE`` adds the shapes of real files: 43 states, ~2,100 diagnosis codes,
+minors, inpatient claims with no procedure code and unadjudicated recent claims; options
+set the prevalence (1% to 60%) and provider-level labels.
+
 ``drift`` (0-1) shifts the data a model sees: amounts inflate, the specialty and procedure
 mix moves to expensive care, patients get older and claims carry more procedures. At 1.0
 several features cross the PSI "major" line (0.2); at 0.0 a new seed stays under 0.1.
@@ -175,6 +182,67 @@ _MEAN_STAY = np.array([p.mean_stay for s in SPECIALTIES for p in CATALOG[s]])
 _DIAGNOSES = np.array([d for s in SPECIALTIES for d in DIAGNOSES[s]], dtype=object)
 _DIAGNOSES_PER_SPECIALTY = 4
 
+DEFAULT_PREVALENCE = sum(PATTERN_RATES.values())
+
+
+@dataclass(frozen=True)
+class ClaimShape:
+    """How a generated file is shaped: the default, and the shapes real claims files have.
+
+    The default (``ClaimShape()``) has five regions, four diagnoses per specialty, 7.5%
+    fraud, adults only, and every claim labelled by its own pattern; its signal is realistic:
+    30% of fraud is billed like ordinary claims and 2% of honest claims (in every group
+    alike) look like fraud, so a good model reaches a holdout ROC AUC of about 0.85, not the
+    0.998 of ``OBVIOUS_SHAPE`` (every fraud billed like its pattern, no honest outlier).
+    ``REALISTIC_SHAPE`` turns every other option on.
+    """
+
+    regions: int = 0  # 0: the five census regions; n: n states "S01".."Snn", unequal sizes
+    diagnosis_codes: int = 0  # 0: four per specialty; n: a long (Zipf) tail of n codes
+    prevalence: float = DEFAULT_PREVALENCE  # share of fraud claims, in (0, 0.6]
+    minor_share: float = 0.0  # share of patients under 18
+    inpatient_without_procedures: float = 0.0  # share of inpatient claims with 0 procedures
+    provider_labels: bool = False  # every claim of a provider with a fraud claim is fraud
+    unlabelled_days: int = 0  # claims filed in the last n days are not adjudicated yet
+    hidden_fraud: float = 0.3  # share of fraud claims billed like ordinary ones
+    honest_outliers: float = 0.02  # share of legitimate claims billed like fraud, in every group
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.prevalence <= 0.6:
+            raise ValueError(f"prevalence must lie in (0, 0.6], got {self.prevalence}")
+        for name in ("minor_share", "inpatient_without_procedures", "hidden_fraud"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
+        if not 0.0 <= self.honest_outliers <= 0.2:
+            raise ValueError(f"honest_outliers must lie in [0, 0.2], got {self.honest_outliers}")
+        if self.regions < 0 or self.diagnosis_codes < 0 or self.unlabelled_days < 0:
+            raise ValueError("regions, diagnosis_codes and unlabelled_days cannot be negative")
+        if 0 < self.diagnosis_codes < len(_DIAGNOSES):
+            raise ValueError(
+                f"diagnosis_codes must be 0 or at least {len(_DIAGNOSES)}, "
+                f"got {self.diagnosis_codes}"
+            )
+
+
+# Shaped like the public files the gates were tried on (issue 12): 43 states, ~2,100
+# diagnosis codes, minors, inpatient stays without procedure codes, the last month not yet
+# adjudicated; the signal is the default (realistic).
+REALISTIC_SHAPE = ClaimShape(
+    regions=43,
+    diagnosis_codes=2_100,
+    minor_share=0.15,
+    inpatient_without_procedures=0.4,
+    unlabelled_days=30,
+)
+# The generator before its signal was made realistic: every pattern is plain to see.
+OBVIOUS_SHAPE = ClaimShape(hidden_fraud=0.0, honest_outliers=0.0)
+# By name, for the FRAUD_SYNTHETIC_SHAPE setting.
+SHAPES: dict[str, ClaimShape] = {
+    "default": ClaimShape(),
+    "realistic": REALISTIC_SHAPE,
+    "obvious": OBVIOUS_SHAPE,
+}
+
 
 def generate_claims(
     n_rows: int,
@@ -185,6 +253,7 @@ def generate_claims(
     start_date: date = date(2024, 1, 1),
     period_days: int = 365,
     id_prefix: str = "C",
+    shape: ClaimShape = ClaimShape(),
 ) -> pd.DataFrame:
     """Synthetic claims with exactly the ``CLAIM_SCHEMA`` columns, in claim-date order.
 
@@ -199,6 +268,7 @@ def generate_claims(
         start_date=start_date,
         period_days=period_days,
         id_prefix=id_prefix,
+        shape=shape,
     )
     return frame
 
@@ -212,6 +282,7 @@ def generate_claims_with_patterns(
     start_date: date = date(2024, 1, 1),
     period_days: int = 365,
     id_prefix: str = "C",
+    shape: ClaimShape = ClaimShape(),
 ) -> tuple[pd.DataFrame, pd.Series]:
     """Like ``generate_claims``, plus each claim's fraud pattern (``"none"`` for legitimate).
 
@@ -226,20 +297,29 @@ def generate_claims_with_patterns(
         raise ValueError(f"period_days must be at least 1, got {period_days}")
 
     rng = np.random.default_rng(seed)
-    population = _population(n_rows, rng, drift)
-    claims = _legitimate_claims(n_rows, rng, population, drift, period_days)
-    pattern = _assign_patterns(rng, population, claims["patient"], bias)
+    population = _population(n_rows, rng, drift, shape)
+    claims = _legitimate_claims(n_rows, rng, population, drift, period_days, shape)
+    pattern = _assign_patterns(rng, population, claims["patient"], bias, _claim_rate(shape))
     # What each claim is billed like: its pattern, or a fraud pattern for a false accusation.
     billed = _billed_like(rng, population, claims, pattern, bias)
+    billed = _blurred(rng, pattern, billed, shape)
     _upcode(rng, claims, billed == 1)
     _phantom_services(rng, claims, population, billed == 3)
     _provider_rings(rng, claims, population, billed == 4)
+    if shape.provider_labels:
+        _concentrate_on_fraudulent_providers(rng, claims, population, pattern, shape)
+    # Inpatient stays are often billed by the day, with no procedure code (before re-bills
+    # copy their originals).
+    by_the_day = (claims["length_of_stay"] > 0) & (
+        rng.random(n_rows) < shape.inpatient_without_procedures
+    )
+    claims["num_procedures"][by_the_day] = 0
     _duplicate_billing(rng, claims, billed)
 
     order = np.lexsort((np.arange(n_rows), claims["claim_day"]))
     claims = {name: values[order] for name, values in claims.items()}
     pattern = pattern[order]
-    frame = _frame(claims, pattern, population, start_date, id_prefix)
+    frame = _frame(claims, pattern, population, start_date, id_prefix, shape)
     labels = np.array([NO_FRAUD, *PATTERNS], dtype=object)[pattern]
     return frame, pd.Series(labels, name="fraud_pattern")
 
@@ -314,11 +394,13 @@ def land_synthetic_batch(
 class _Population:
     patient_gender: np.ndarray  # index into GENDERS
     patient_age: np.ndarray
-    patient_region: np.ndarray  # index into REGIONS
+    patient_region: np.ndarray  # index into region_names
     provider_specialty: np.ndarray  # index into SPECIALTIES
     provider_region: np.ndarray
     per_cell: int  # providers per (specialty, region) cell
     rings: np.ndarray  # (n_rings, RING_SIZE) provider indices
+    region_names: np.ndarray
+    diagnosis_names: np.ndarray
 
     @property
     def n_patients(self) -> int:
@@ -334,22 +416,34 @@ def _mix(base: np.ndarray, drifted: np.ndarray, drift: float) -> np.ndarray:
     return weights / weights.sum()
 
 
-def _population(n_rows: int, rng: np.random.Generator, drift: float) -> _Population:
+def _population(
+    n_rows: int, rng: np.random.Generator, drift: float, shape: ClaimShape
+) -> _Population:
     n_patients = max(200, n_rows // 5)
     gender = (rng.random(n_patients) >= FEMALE_SHARE).astype(np.int8)  # 0 = F, 1 = M
-    group = rng.choice(
-        len(AGE_GROUPS),
-        size=n_patients,
-        p=_mix(AGE_GROUP_WEIGHTS, AGE_GROUP_WEIGHTS_DRIFTED, drift),
-    )
+    age_weights = _mix(AGE_GROUP_WEIGHTS, AGE_GROUP_WEIGHTS_DRIFTED, drift)
+    age_weights = age_weights * (1.0 - shape.minor_share)
+    age_weights[0] = shape.minor_share
+    group = rng.choice(len(AGE_GROUPS), size=n_patients, p=age_weights / age_weights.sum())
     low = np.array([g[1] for g in AGE_GROUPS])
     high = np.minimum(np.array([g[2] for g in AGE_GROUPS]), MAX_SYNTHETIC_AGE)
     age = rng.integers(low[group], high[group] + 1)
-    region = rng.choice(len(REGIONS), size=n_patients, p=REGION_WEIGHTS)
+    if shape.regions:
+        region_names = np.array([f"S{i + 1:02d}" for i in range(shape.regions)], dtype=object)
+        region_weights = _zipf_weights(shape.regions, 0.8)  # a few big states, many small
+    else:
+        region_names, region_weights = np.array(REGIONS, dtype=object), REGION_WEIGHTS
+    region = rng.choice(len(region_names), size=n_patients, p=region_weights)
+    if shape.diagnosis_codes:
+        diagnosis_names = np.array(
+            [f"D{i:04d}" for i in range(shape.diagnosis_codes)], dtype=object
+        )
+    else:
+        diagnosis_names = _DIAGNOSES
 
     # Every (specialty, region) cell has the same number of providers, so a claim can pick
     # its specialty and region first and then a provider with one integer draw.
-    n_cells = len(SPECIALTIES) * len(REGIONS)
+    n_cells = len(SPECIALTIES) * len(region_names)
     per_cell = max(1, n_rows // (250 * n_cells))
     provider = np.arange(n_cells * per_cell)
     cell = provider // per_cell
@@ -358,16 +452,28 @@ def _population(n_rows: int, rng: np.random.Generator, drift: float) -> _Populat
     return _Population(
         patient_gender=gender,
         patient_age=age.astype(np.int32),
-        patient_region=region.astype(np.int8),
-        provider_specialty=(cell // len(REGIONS)).astype(np.int8),
-        provider_region=(cell % len(REGIONS)).astype(np.int8),
+        patient_region=region.astype(np.int16),
+        provider_specialty=(cell // len(region_names)).astype(np.int8),
+        provider_region=(cell % len(region_names)).astype(np.int16),
         per_cell=per_cell,
         rings=rings,
+        region_names=region_names,
+        diagnosis_names=diagnosis_names,
     )
 
 
+def _zipf_weights(n: int, exponent: float) -> np.ndarray:
+    weights = 1.0 / np.arange(1, n + 1) ** exponent
+    return weights / weights.sum()
+
+
 def _legitimate_claims(
-    n_rows: int, rng: np.random.Generator, pop: _Population, drift: float, period_days: int
+    n_rows: int,
+    rng: np.random.Generator,
+    pop: _Population,
+    drift: float,
+    period_days: int,
+    shape: ClaimShape,
 ) -> dict[str, np.ndarray]:
     patient = rng.integers(0, pop.n_patients, size=n_rows)
     specialty = rng.choice(
@@ -377,9 +483,9 @@ def _legitimate_claims(
     region = np.where(
         rng.random(n_rows) < 0.85,
         pop.patient_region[patient],
-        rng.integers(0, len(REGIONS), size=n_rows),
+        rng.integers(0, len(pop.region_names), size=n_rows),
     )
-    cell = specialty * len(REGIONS) + region
+    cell = specialty * len(pop.region_names) + region
     provider = cell * pop.per_cell + rng.integers(0, pop.per_cell, size=n_rows)
     tier = rng.choice(TIERS, size=n_rows, p=_mix(TIER_WEIGHTS, TIER_WEIGHTS_DRIFTED, drift))
     code = specialty * TIERS + tier
@@ -393,6 +499,11 @@ def _legitimate_claims(
     diagnosis = specialty * _DIAGNOSES_PER_SPECIALTY + rng.integers(
         0, _DIAGNOSES_PER_SPECIALTY, size=n_rows
     )
+    if shape.diagnosis_codes:
+        # A long tail: a few codes are common, most are rare (PSI's hardest case).
+        diagnosis = rng.choice(
+            shape.diagnosis_codes, size=n_rows, p=_zipf_weights(shape.diagnosis_codes, 0.9)
+        )
     return {
         "patient": patient,
         "provider": provider,
@@ -407,11 +518,16 @@ def _legitimate_claims(
 
 
 def _assign_patterns(
-    rng: np.random.Generator, pop: _Population, patient: np.ndarray, bias: float
+    rng: np.random.Generator,
+    pop: _Population,
+    patient: np.ndarray,
+    bias: float,
+    prevalence: float,
 ) -> np.ndarray:
     """0 for a legitimate claim, else 1 + index into PATTERNS; rates scaled per group."""
     in_group = pop.patient_gender[patient] == GENDERS.index(BIAS_GROUP)
     scale = np.where(in_group, 1.0 + BIAS_STRENGTH * bias, 1.0 - BIAS_STRENGTH * bias)
+    scale = scale * (prevalence / DEFAULT_PREVALENCE)
     cumulative = np.cumsum([PATTERN_RATES[p] for p in PATTERNS])
     draw = rng.random(len(patient))
     below = draw[:, None] < cumulative[None, :] * scale[:, None]
@@ -443,6 +559,67 @@ def _billed_like(
     billed = pattern.copy()
     billed[accused] = rng.choice(codes, size=int(accused.sum()), p=weights / weights.sum())
     return billed
+
+
+# Under provider labels, this share of a fraudulent provider's claims carry a fraud pattern;
+# the rest are its ordinary claims, labelled fraud all the same.
+PROVIDER_FRAUD_DENSITY = 0.3
+
+
+def _claim_rate(shape: ClaimShape) -> float:
+    """The share of claims that carry a fraud pattern."""
+    if shape.provider_labels:
+        return PROVIDER_FRAUD_DENSITY * shape.prevalence
+    return shape.prevalence
+
+
+def _concentrate_on_fraudulent_providers(
+    rng: np.random.Generator,
+    c: dict[str, np.ndarray],
+    pop: _Population,
+    pattern: np.ndarray,
+    shape: ClaimShape,
+) -> None:
+    """Provider-level labels: fraud is what some providers do, not a coin per claim.
+
+    The ring members and enough other providers to hold ``prevalence`` of the claims are
+    fraudulent; every fraud claim moves to a fraudulent provider of its own specialty (any
+    one, when the specialty has none), so their claims are ``PROVIDER_FRAUD_DENSITY`` fraud.
+    """
+    n_fraudulent = max(len(np.unique(pop.rings)), round(shape.prevalence * pop.n_providers))
+    others = np.setdiff1d(np.arange(pop.n_providers), pop.rings.ravel())
+    extra = max(0, n_fraudulent - len(np.unique(pop.rings)))
+    chosen = np.concatenate([np.unique(pop.rings), rng.choice(others, extra, replace=False)])
+    idx = np.flatnonzero((pattern > 0) & ~np.isin(c["provider"], chosen))
+    specialty = pop.provider_specialty[c["provider"][idx]]
+    for s in np.unique(specialty):
+        rows = idx[specialty == s]
+        pool = chosen[pop.provider_specialty[chosen] == s]
+        if len(pool) == 0:
+            pool = chosen
+        c["provider"][rows] = rng.choice(pool, size=len(rows))
+
+
+def _blurred(
+    rng: np.random.Generator, pattern: np.ndarray, billed: np.ndarray, shape: ClaimShape
+) -> np.ndarray:
+    """Real fraud is not all obvious, and some honest claims look odd.
+
+    A share ``hidden_fraud`` of fraud claims is billed like an ordinary claim (the label
+    stays); a share ``honest_outliers`` of legitimate claims, in every group alike, is billed
+    like upcoding (the label stays legitimate). Together they
+    cap what any model can reach, as in real claims. No draw is made when both are 0.
+    """
+    if shape.hidden_fraud == 0.0 and shape.honest_outliers == 0.0:
+        return billed
+    n = len(pattern)
+    blurred = billed.copy()
+    blurred[(pattern > 0) & (rng.random(n) < shape.hidden_fraud)] = 0
+    # Billed like upcoding, claim by claim: an honest expensive claim is a one-off, not a
+    # pooled patient's run of claims (which would cluster the false positives).
+    odd = (pattern == 0) & (billed == 0) & (rng.random(n) < shape.honest_outliers)
+    blurred[odd] = 1 + PATTERNS.index("upcoding")
+    return blurred
 
 
 def _upcode(rng: np.random.Generator, c: dict[str, np.ndarray], rows: np.ndarray) -> None:
@@ -533,12 +710,29 @@ def _duplicate_billing(
     c["claim_day"][rebill] = c["claim_day"][original] + rng.integers(14, 90, size=len(rebill))
 
 
+def _labels(
+    c: dict[str, np.ndarray], pattern: np.ndarray, shape: ClaimShape
+) -> pd.arrays.IntegerArray:
+    """``is_fraud`` per claim: its own pattern, or its provider's; none for recent claims."""
+    fraud = pattern > 0
+    if shape.provider_labels:
+        flagged = np.zeros(int(c["provider"].max()) + 1, dtype=bool)
+        flagged[c["provider"][fraud]] = True
+        fraud = flagged[c["provider"]]
+    labels = pd.array(fraud.astype(np.int32), dtype="Int32")
+    if shape.unlabelled_days:
+        recent = c["claim_day"] > c["claim_day"].max() - shape.unlabelled_days
+        labels[recent] = pd.NA
+    return labels
+
+
 def _frame(
     c: dict[str, np.ndarray],
     pattern: np.ndarray,
     pop: _Population,
     start_date: date,
     id_prefix: str,
+    shape: ClaimShape,
 ) -> pd.DataFrame:
     n = len(c["patient"])
     start = np.datetime64(start_date, "D")
@@ -560,15 +754,15 @@ def _frame(
             "num_procedures": c["num_procedures"].astype(np.int32),
             "length_of_stay": c["length_of_stay"].astype(np.int32),
             "procedure_code": _CODES[c["code"]],
-            "diagnosis_code": _DIAGNOSES[c["diagnosis"]],
+            "diagnosis_code": pop.diagnosis_names[c["diagnosis"]],
             "provider_specialty": np.array(SPECIALTIES, dtype=object)[
                 pop.provider_specialty[provider]
             ],
             "patient_age": ages.astype(np.int32),
             "patient_gender": np.array(GENDERS, dtype=object)[pop.patient_gender[patient]],
             "patient_age_group": age_groups(ages),
-            "geographic_region": np.array(REGIONS, dtype=object)[pop.patient_region[patient]],
-            "is_fraud": (pattern > 0).astype(np.int32),
+            "geographic_region": pop.region_names[pop.patient_region[patient]],
+            "is_fraud": _labels(c, pattern, shape),
         }
     )
 

@@ -14,7 +14,7 @@ from typing import Any
 from fraud_assets import keys
 from fraud_assets.claims.mapping import bronze_table, load_mapping, read_source
 from fraud_assets.claims.schema import BRONZE_SCHEMA, PARSE_ERROR_COLUMN
-from fraud_assets.claims.synthetic import generate_claims, to_arrow
+from fraud_assets.claims.synthetic import SHAPES, generate_claims, to_arrow
 from fraud_assets.claims.validation import schema_matches
 from fraud_assets.lakehouse import table_store
 from fraud_assets.tasks._runtime import (
@@ -63,12 +63,14 @@ def ingest(ctx: TaskContext) -> TaskResult:
         source = (
             f"synthetic://claims?rows={settings.synthetic_rows}&seed={settings.seed}"
             f"&drift={settings.inject_drift:g}&bias={settings.inject_bias:g}"
+            f"&shape={settings.synthetic_shape}"
         )
         claims = generate_claims(
             settings.synthetic_rows,
             seed=settings.seed,
             drift=settings.inject_drift,
             bias=settings.inject_bias,
+            shape=SHAPES[settings.synthetic_shape],
         )
         bronze = bronze_table(
             to_arrow(claims), source=source, loaded_at=loaded_at, batch_id=batch_id
