@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import chi2_contingency
 
-from fraud_assets.claims.synthetic import generate_claims
+from fraud_assets.claims.synthetic import ClaimShape, generate_claims
 from fraud_assets.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES, SplitPolicy
 from fraud_assets.features.pandas_peer import build_claim_features_pandas
 from fraud_assets.governance import psi_report
@@ -47,8 +47,8 @@ from fraud_assets.settings import Thresholds
 log = logging.getLogger("bench_psi_noise")
 RESULTS = Path(__file__).parent / "results" / "psi_noise.json"
 SIZES = (2_000, 5_000, 10_000)
-DIAGNOSIS_CODES = 2_100
-STATES = 43
+# The generator's long tail of diagnosis codes (Zipf) and 43 unequal states.
+SHAPE = ClaimShape(regions=43, diagnosis_codes=2_100)
 T = Thresholds()
 
 
@@ -61,11 +61,7 @@ def claim_halves(
     all of them, as scoring computes them over the whole history.
     """
     rng = np.random.default_rng(seed)
-    claims = generate_claims(n, seed=seed)
-    weights = 1.0 / np.arange(1, DIAGNOSIS_CODES + 1) ** 0.9
-    codes = [f"D{i:04d}" for i in range(DIAGNOSIS_CODES)]
-    claims["diagnosis_code"] = rng.choice(codes, n, p=weights / weights.sum())
-    claims["geographic_region"] = rng.choice([f"S{i:02d}" for i in range(STATES)], n)
+    claims = generate_claims(n, seed=seed, shape=SHAPE)
     current = rng.permutation(n) < n // 2
     claims.loc[current, "claim_amount"] = (
         claims.loc[current, "claim_amount"] * amount_factor
