@@ -17,7 +17,12 @@ beyond the threshold. Measured here, on data shaped like real claims, in one run
    statsmodels' adjusted-log interval, at the same Bonferroni level;
 6. attribute invariance: a state's interval alone and beside gender and age bands;
 7. time: our report (all slices, analytic) against fairlearn's MetricFrame with 200
-   bootstrap resamples (one attribute) on the same 20,000 claims.
+   bootstrap resamples (one attribute) on the same 20,000 claims;
+8. clustered claims: decisions whose errors cluster by provider (each state's few providers
+   flag honest claims at their own rates), fair and with a real disparity, judged by
+   intervals that count claims as independent and by the patient/provider-clustered ones;
+9. the project's own model on the realistic synthetic claims: how many of 30 data seeds a
+   fair model fails, independent vs clustered, and of 10 a model that falsely accuses women.
 
 Writes bench/results/fairness_gate.json.
 
@@ -41,12 +46,16 @@ import numpy as np
 import pandas as pd
 from fairlearn.metrics import MetricFrame, false_positive_rate, selection_rate
 
+from fraud_assets.claims.synthetic import REALISTIC_SHAPE
 from fraud_assets.governance import (
     FairnessPolicy,
     compute_fairness_report,
     fairness_gates,
+    fairness_report_under,
     figure_interval,
+    pinned_policy,
 )
+from fraud_assets_tests.fairness_cases import provider_clustered, realistic_holdout
 
 log = logging.getLogger("bench_fairness_gate")
 RESULTS = Path(__file__).parent / "results" / "fairness_gate.json"
@@ -269,6 +278,69 @@ def bench_time(n_boot: int) -> dict[str, Any]:
     return out
 
 
+def _blocking_failures(frame: pd.DataFrame, policy: FairnessPolicy) -> list[str]:
+    gates = fairness_gates(fairness_report_under(frame, policy), policy=policy, pinned=policy)
+    return [name for name in policy.gates if not gates.verdicts[name].passed]
+
+
+def bench_clustered() -> dict[str, Any]:
+    """Fail counts over 20 data seeds when a provider's claims are flagged together."""
+    region = FairnessPolicy(
+        attributes=("geographic_region",),
+        gates={"false_positive_rate_ratio": 0.8},
+        confidence_level=0.95,
+        min_group_size=30,
+        clusters=("provider_id",),
+    )
+    disparity = np.where(np.arange(len(STATES)) < 5, 0.10, 0.01)
+    cases = {
+        "fair_5_providers_per_state_icc_0.09": dict(
+            n=10_000, providers_per_state=5, concentration=10.0
+        ),
+        "fair_10_providers_per_state_icc_0.03": dict(
+            n=10_000, providers_per_state=10, concentration=30.0
+        ),
+        "fpr_ratio_0.1_20_providers_per_state_icc_0.03": dict(
+            n=20_000, providers_per_state=20, concentration=30.0, state_rates=disparity
+        ),
+    }
+    out: dict[str, Any] = {}
+    for name, kwargs in cases.items():
+        frames = [provider_clustered(seed, **kwargs) for seed in range(SEEDS)]  # type: ignore[arg-type]
+        out[name] = {
+            "independent_fails": sum(
+                bool(_blocking_failures(f, region.model_copy(update={"clusters": ()})))
+                for f in frames
+            ),
+            "clustered_fails": sum(bool(_blocking_failures(f, region)) for f in frames),
+            "seeds": SEEDS,
+        }
+        log.info("clustered claims, %s: %s", name, out[name])
+    return out
+
+
+def bench_realistic_model(fair_seeds: range, biased_seeds: range) -> dict[str, Any]:
+    """The project's CatBoost on REALISTIC_SHAPE claims, judged by the pinned dev policy."""
+    pinned = pinned_policy("dev")
+    independent = pinned.model_copy(update={"clusters": ()})
+    out: dict[str, Any] = {"policy": pinned.to_dict()}
+    for label, seeds, bias in (("fair", fair_seeds, 0.0), ("accuses_women", biased_seeds, 1.0)):
+        failed: dict[str, dict[int, list[str]]] = {"independent": {}, "clustered": {}}
+        for seed in seeds:
+            holdout = realistic_holdout(REALISTIC_SHAPE, seed=seed, bias=bias)
+            for kind, policy in (("independent", independent), ("clustered", pinned)):
+                failures = _blocking_failures(holdout, policy)
+                if failures:
+                    failed[kind][seed] = failures
+        out[label] = {
+            "seeds": [seeds.start, seeds.stop - 1],
+            **{f"{kind}_fails": len(seeds_failed) for kind, seeds_failed in failed.items()},
+            "failed_seeds": failed,
+        }
+        log.info("realistic model, %s: %s", label, out[label])
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--bootstrap", type=int, default=200)
@@ -288,6 +360,8 @@ def main() -> None:
         "method_choice": bench_method_choice(500),
         "attribute_invariance": bench_invariance(),
         "time": bench_time(args.bootstrap),
+        "clustered_claims": bench_clustered(),
+        "realistic_model": bench_realistic_model(range(30, 60), range(4, 14)),
     }
     results["measured"] = {
         "started_at": started,

@@ -130,6 +130,7 @@ class FairnessOverrides(BaseModel):
     gates: dict[str, float] | None = None
     confidence_level: float | None = None
     min_group_size: int | None = None
+    clusters: list[str] | None = None
 
 
 class Schedules(BaseModel):

@@ -39,6 +39,10 @@ def many_state_holdout(*, seed: int, n: int = 3_000) -> pd.DataFrame:
     frame = pd.DataFrame(
         {
             "claim_id": [f"C{i:06d}" for i in range(n)],
+            "patient_id": [f"PAT{i:06d}" for i in rng.integers(0, n // 2, n)],
+            "provider_id": [
+                f"PRV{s:02d}{i}" for s, i in zip(state_code, rng.integers(0, 8, n), strict=True)
+            ],
             "patient_gender": rng.choice(["F", "M"], n),
             "patient_age_group": rng.choice(["18-34", "35-49", "50-64", "65+"], n),
             "geographic_region": states[state_code],

@@ -66,6 +66,8 @@ def holdout_predictions(
     frame = pd.DataFrame(
         {
             "claim_id": [f"C{i:06d}" for i in range(n)],
+            "patient_id": [f"PAT{i:06d}" for i in rng.integers(0, n // 2, n)],
+            "provider_id": [f"PRV{i:04d}" for i in rng.integers(0, n // 20, n)],
             "patient_gender": rng.choice(["F", "M"], n),
             "patient_age_group": rng.choice(["18-34", "35-49", "50-64", "65+"], n),
             "geographic_region": rng.choice(["Northeast", "South", "West"], n),

@@ -51,6 +51,8 @@ def make_gold_frame(
             "claim_date": [
                 date(2024, 1, 1) + timedelta(days=int(d)) for d in rng.integers(0, 365, n_rows)
             ],
+            "patient_id": [f"PAT{i:07d}" for i in rng.integers(0, n_rows // 3 + 1, n_rows)],
+            "provider_id": [f"PRV{i:05d}" for i in rng.integers(0, n_rows // 30 + 1, n_rows)],
             "patient_gender": rng.choice(GENDERS, n_rows),
             "patient_age_group": rng.choice(AGE_GROUPS, n_rows),
             "geographic_region": rng.choice(REGIONS, n_rows),

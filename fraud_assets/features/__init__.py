@@ -113,9 +113,12 @@ PROTECTED_SOURCES: dict[str, tuple[str, ...]] = {
     "geographic_region": ("geographic_region",),
 }
 
-# Kept beside the features for fairness reporting and time-based monitoring, never trained on.
+# Kept beside the features for fairness reporting and time-based monitoring, never trained on;
+# the patient and provider ids let the fairness intervals account for claims that cluster.
 CONTEXT_COLUMNS: list[str] = [
     "claim_date",
+    "patient_id",
+    "provider_id",
     "patient_gender",
     "patient_age_group",
     "geographic_region",
@@ -139,13 +142,13 @@ def model_inputs(
 ) -> tuple[list[str], list[str]]:
     """The numeric and categorical model inputs: ``MODEL_FEATURES`` plus allowed attributes.
 
-    An allowed protected attribute must be a gold column (``CONTEXT_COLUMNS``); it joins the
-    categorical inputs. Raises ``ProtectedInputError`` when a protected column would be an
+    An allowed protected attribute must be one of ``PROTECTED_SOURCES`` (a gold column); it
+    joins the categorical inputs. Raises ``ProtectedInputError`` when a protected column would be an
     input without being allowed (a guard against a feature list edited by mistake).
     """
     numeric, categorical = list(NUMERIC_FEATURES), list(CATEGORICAL_FEATURES)
     for name in allowed:
-        if name not in CONTEXT_COLUMNS or name == "claim_date":
+        if name not in PROTECTED_SOURCES:
             raise ProtectedInputError(
                 f"allowed_protected_inputs names {name!r}, which is not a protected column of "
                 f"claim_features; allow one of {sorted(PROTECTED_SOURCES)}"
@@ -195,6 +198,8 @@ CLAIM_FEATURES_SCHEMA = pa.schema(
         pa.field(LABEL_COLUMN, pa.int32(), nullable=True),
         pa.field(SPLIT_COLUMN, pa.string(), nullable=False),
         pa.field("claim_date", pa.date32(), nullable=False),
+        pa.field("patient_id", pa.string(), nullable=False),
+        pa.field("provider_id", pa.string(), nullable=False),
         pa.field("patient_gender", pa.string(), nullable=False),
         pa.field("patient_age_group", pa.string(), nullable=False),
         pa.field("geographic_region", pa.string(), nullable=False),

@@ -71,6 +71,8 @@ def build_claim_features_pandas(claims: pd.DataFrame, *, split: SplitPolicy) -> 
             "is_fraud": df["is_fraud"].astype("Int32"),
             "split": _split(df, split),
             "claim_date": claim_date,
+            "patient_id": df["patient_id"],
+            "provider_id": df["provider_id"],
             "patient_gender": df["patient_gender"],
             "patient_age_group": df["patient_age_group"],
             "geographic_region": df["geographic_region"],

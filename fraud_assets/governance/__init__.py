@@ -19,6 +19,7 @@ from fraud_assets.governance._fairness import (
     false_positive_rate_ratio,
     figure_interval,
     group_metrics,
+    intraclass_correlation,
     mover_ratio_interval,
     newcombe_difference_interval,
     wilson_interval,
@@ -44,6 +45,7 @@ from fraud_assets.governance.gates import (
     GateVerdict,
     drift_gates,
     fairness_gates,
+    fairness_report_under,
 )
 from fraud_assets.governance.policy import (
     GATEABLE_FIGURES,
@@ -81,10 +83,12 @@ __all__ = [
     "equal_opportunity_difference",
     "equalized_odds_difference",
     "fairness_gates",
+    "fairness_report_under",
     "fairness_slices",
     "false_positive_rate_ratio",
     "figure_interval",
     "group_metrics",
+    "intraclass_correlation",
     "latest_scored_window",
     "mover_ratio_interval",
     "newcombe_difference_interval",

@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 import pandas as pd
 
-from fraud_assets.governance._fairness import STATUS_OK, FairnessReport
+from fraud_assets.governance._fairness import STATUS_OK, FairnessReport, compute_fairness_report
 from fraud_assets.governance._psi import DriftLevel, drift_level
 from fraud_assets.governance.policy import GATEABLE_FIGURES, FairnessPolicy
 
@@ -72,6 +72,18 @@ class DriftGates:
     max_psi: float
     drift_level: DriftLevel
     drifted_features: list[str]
+
+
+def fairness_report_under(frame: pd.DataFrame, policy: FairnessPolicy) -> FairnessReport:
+    """The fairness report of ``frame`` as ``policy`` asks for it: its attributes, minimum
+    group size, confidence level and clusters."""
+    return compute_fairness_report(
+        frame,
+        protected_attributes=policy.attributes,
+        min_group_size=policy.min_group_size,
+        confidence_level=policy.confidence_level,
+        clusters=policy.clusters,
+    )
 
 
 def fairness_gates(

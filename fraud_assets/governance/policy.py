@@ -65,8 +65,11 @@ class FairnessPolicy(BaseModel):
     confidence_level: float = Field(gt=0.5, lt=1.0)
     min_group_size: int = Field(ge=1)
     interval: IntervalMethod = "mover-wilson-bonferroni"
+    # Columns whose shared values make claims dependent (a patient's, a provider's claims):
+    # each group rate's interval uses its counts over the design effect. Empty: independent.
+    clusters: tuple[str, ...] = ()
 
-    @field_validator("attributes")
+    @field_validator("attributes", "clusters")
     @classmethod
     def _unique(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(dict.fromkeys(value))
@@ -124,6 +127,13 @@ class FairnessPolicy(BaseModel):
             )
         if self.interval != pinned.interval:
             problems.append(f"interval method {self.interval!r} is not {pinned.interval!r}")
+        # Fewer clusters give narrower intervals (they fail more); more, wider ones.
+        widening = [c for c in self.clusters if c not in pinned.clusters]
+        if widening:
+            problems.append(
+                f"clusters {widening} are not pinned (wider intervals fail less; pinned: "
+                f"{list(pinned.clusters)})"
+            )
         return problems
 
 
@@ -161,7 +171,7 @@ def policy_in_force(settings: FraudSettings) -> FairnessPolicy:
     overrides: dict[str, Any] = {}
     if settings.protected_attributes is not None:
         overrides["attributes"] = tuple(settings.protected_attributes)
-    for name in ("gates", "confidence_level", "min_group_size"):
+    for name in ("gates", "confidence_level", "min_group_size", "clusters"):
         value = getattr(settings.fairness, name)
         if value is not None:
             overrides[name] = value

@@ -183,10 +183,12 @@ def holdout_prediction_rows(
     evaluated: Sequence[EvaluatedModel],
     *,
     protected_attributes: Sequence[str],
+    clusters: Sequence[str] = (),
 ) -> pd.DataFrame:
     """Per-claim scores of the candidate and the champion: the fairness report's input.
 
-    Each model's decision is taken at its own operating threshold (``metrics.threshold``).
+    Each model's decision is taken at its own operating threshold (``metrics.threshold``);
+    the protected attributes and the cluster columns (patient, provider) come along.
     """
     parts = []
     for e in evaluated:
@@ -199,7 +201,7 @@ def holdout_prediction_rows(
         part["model"] = e.model
         part["model_role"] = e.role
         part[AMOUNT_COLUMN] = holdout[AMOUNT_COLUMN].to_numpy()
-        for column in protected_attributes:
+        for column in dict.fromkeys([*protected_attributes, *clusters]):
             part[column] = holdout[column].to_numpy()
         parts.append(part)
     return pd.concat(parts, ignore_index=True)

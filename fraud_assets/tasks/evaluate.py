@@ -15,7 +15,7 @@ import pandas as pd
 from fraud_assets import keys
 from fraud_assets.features import LABEL_COLUMN
 from fraud_assets.governance.charts import markdown_image
-from fraud_assets.governance.policy import protected_attributes
+from fraud_assets.governance.policy import policy_in_force
 from fraud_assets.lakehouse import table_store
 from fraud_assets.ml import evaluation
 from fraud_assets.ml.charts import ScoredHoldout, roc_pr_chart
@@ -74,8 +74,9 @@ def evaluate(ctx: TaskContext) -> TaskResult:
     table = evaluation.evaluation_rows(
         evaluated, run_id=ctx.run_id, evaluated_at=evaluated_at, training_delta_version=gold_version
     )
+    policy = policy_in_force(settings)
     predictions = evaluation.holdout_prediction_rows(
-        holdout, evaluated, protected_attributes=protected_attributes(settings)
+        holdout, evaluated, protected_attributes=policy.attributes, clusters=policy.clusters
     )
     predictions_version = store.write_pandas(predictions, "holdout_predictions")
     version = store.write_pandas(table, "model_evaluation")

@@ -25,8 +25,8 @@ from fraud_assets import keys
 from fraud_assets.governance import (
     FIGURES,
     FairnessReport,
-    compute_fairness_report,
     fairness_gates,
+    fairness_report_under,
 )
 from fraud_assets.governance.audit import (
     AuditContext,
@@ -88,12 +88,7 @@ def fairness(ctx: TaskContext) -> TaskResult:
         len(rows),
         holdout_version,
     )
-    report = compute_fairness_report(
-        rows,
-        protected_attributes=policy.attributes,
-        min_group_size=policy.min_group_size,
-        confidence_level=policy.confidence_level,
-    )
+    report = fairness_report_under(rows, policy)
     gates = fairness_gates(report, policy=policy, pinned=pinned)
     if gates.blocking_failures:
         ctx.log.warning("fairness gates failed: %s", ", ".join(gates.blocking_failures))
