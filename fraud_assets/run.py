@@ -60,6 +60,9 @@ _WATCHED = {
     DagsterEventType.RUN_SUCCESS,
     DagsterEventType.RUN_FAILURE,
 }
+# The engine event Dagster logs when a Pipes process closes with an exception: the task's own
+# error (e.g. a SourceError), where the step failure says only "Error occurred while ...".
+_PIPES_EXCEPTION = "[pipes] external process pipes closed with exception"
 
 
 @dataclass
@@ -72,6 +75,8 @@ class RunOutcome:
     materializations: dict[str, dict[str, Any]] = field(default_factory=dict)
     checks: dict[tuple[str, str], tuple[bool, str]] = field(default_factory=dict)
     failed_steps: list[str] = field(default_factory=list)
+    # Every check the job would evaluate; those missing from ``checks`` did not run.
+    planned_checks: list[tuple[str, str]] = field(default_factory=list)
 
 
 class ProgressPrinter:
@@ -80,6 +85,7 @@ class ProgressPrinter:
     def __init__(self, out: TextIO) -> None:
         self.out = out
         self.started: dict[str, float] = {}
+        self.causes: dict[str, str] = {}  # step -> the error its Pipes process raised
 
     def write(self, line: str) -> None:
         self.out.write(line + "\n")
@@ -105,9 +111,13 @@ class ProgressPrinter:
             self.write(f"{stamp} ▶ {step}")
         elif kind == DagsterEventType.STEP_SUCCESS:
             self.write(f"{stamp} ✔ {step} ({self._elapsed(step, entry.timestamp)})")
+        elif kind == DagsterEventType.ENGINE_EVENT:
+            error = event.engine_event_data.error if event.engine_event_data else None
+            if error is not None and (event.message or "").startswith(_PIPES_EXCEPTION):
+                self.causes[step] = _one_line(error.message)
         elif kind == DagsterEventType.STEP_FAILURE:
             error = event.step_failure_data.error if event.step_failure_data else None
-            why = _one_line(error.message) if error else "failed"
+            why = self.causes.get(step) or (_one_line(error.message) if error else "failed")
             self.write(f"{stamp} ✘ {step} failed ({self._elapsed(step, entry.timestamp)}): {why}")
         elif kind == DagsterEventType.STEP_SKIPPED:
             self.write(f"{stamp} · {step} skipped: an upstream step or blocking check failed")
@@ -181,7 +191,12 @@ def run_job(
     finally:
         watcher.done.set()
         watcher.join()
-    return read_outcome(instance, result.run_id, result.success, time.perf_counter() - started)
+    outcome = read_outcome(instance, result.run_id, result.success, time.perf_counter() - started)
+    outcome.planned_checks = sorted(
+        (key.asset_key.to_user_string(), key.name)
+        for key in recon.get_definition().asset_layer.asset_graph.asset_check_keys
+    )
+    return outcome
 
 
 def read_outcome(
@@ -278,15 +293,21 @@ def _model_lines(outcome: RunOutcome) -> list[str]:
 
 
 def _gate_lines(outcome: RunOutcome, settings: FraudSettings) -> list[str]:
-    if not outcome.checks:
+    """Every gate's verdict; a gate the run never reached (a stop upstream) is "not run"."""
+    verdicts: dict[tuple[str, str], str] = {
+        gate: "pass" if passed else f"FAIL {severity}"
+        for gate, (passed, severity) in outcome.checks.items()
+    }
+    for gate in outcome.planned_checks:
+        verdicts.setdefault(gate, "not run")
+    if not verdicts:
         return []
     lines = ["", "Gates:"]
-    width = max(len(f"{asset}.{check}") for asset, check in outcome.checks)
+    width = max(len(f"{asset}.{check}") for asset, check in verdicts)
     promotion = keys.promotion_gates(pinned_policy(settings.target).gates)
-    for (asset, check), (passed, severity) in outcome.checks.items():
-        gate = " (blocks promotion)" if check in promotion.get(_key(asset), []) else ""
-        verdict = "pass" if passed else f"FAIL {severity}"
-        lines.append(f"  {asset + '.' + check:<{width}}  {verdict}{gate}")
+    for (asset, check), verdict in verdicts.items():
+        role = " (blocks promotion)" if check in promotion.get(_key(asset), []) else ""
+        lines.append(f"  {asset + '.' + check:<{width}}  {verdict}{role}")
     return lines
 
 

@@ -1,5 +1,7 @@
-"""A small code location for the runner's tests: one step succeeds, one fails its check."""
+"""A small code location for the runner's tests: one step succeeds, one fails its check,
+and one launches a Pipes process that raises."""
 
+import sys
 import time
 
 from dagster import (
@@ -8,6 +10,7 @@ from dagster import (
     AssetExecutionContext,
     Definitions,
     MaterializeResult,
+    PipesSubprocessClient,
     asset,
     define_asset_job,
 )
@@ -31,9 +34,32 @@ def raw_claims(context: AssetExecutionContext) -> MaterializeResult:
     )
 
 
-@asset(key=keys.CLAIMS, deps=[keys.RAW_CLAIMS])
-def claims() -> None:
-    """Never runs: the blocking check upstream fails."""
+@asset(
+    key=keys.CLAIMS,
+    deps=[keys.RAW_CLAIMS],
+    check_specs=[AssetCheckSpec(keys.CHECK_UNIQUE_CLAIM_ID, asset=keys.CLAIMS, blocking=True)],
+)
+def claims() -> MaterializeResult:
+    """Never runs: the blocking check upstream fails, so its own check is never evaluated."""
+    return MaterializeResult(check_results=[AssetCheckResult(passed=True)])
+
+
+# The external process fails the way a task does: an error raised inside open_dagster_pipes.
+FAILING_TASK = (
+    "from dagster_pipes import open_dagster_pipes\n"
+    "with open_dagster_pipes():\n"
+    "    raise ValueError('claims.csv: mapping needs column(s) [claim_id] that the file lacks')\n"
+)
+
+
+@asset(key=keys.CLAIM_FEATURES)
+def claim_features(
+    context: AssetExecutionContext, pipes_subprocess_client: PipesSubprocessClient
+) -> MaterializeResult:
+    """Launches a Pipes process that raises, as a failing task on local compute does."""
+    return pipes_subprocess_client.run(
+        command=[sys.executable, "-c", FAILING_TASK], context=context
+    ).get_materialize_result()
 
 
 @asset(key=keys.CLAIMS_QUARANTINE)
@@ -43,10 +69,12 @@ def claims_quarantine() -> MaterializeResult:
 
 
 defs = Definitions(
-    assets=[raw_claims, claims, claims_quarantine],
+    assets=[raw_claims, claims, claims_quarantine, claim_features],
     jobs=[
         define_asset_job(
             "tiny_job", selection=[keys.RAW_CLAIMS, keys.CLAIMS, keys.CLAIMS_QUARANTINE]
-        )
+        ),
+        define_asset_job("pipes_failure_job", selection=[keys.CLAIM_FEATURES]),
     ],
+    resources={"pipes_subprocess_client": PipesSubprocessClient()},
 )

@@ -165,6 +165,10 @@ def test_a_source_without_a_mapped_column_is_a_clear_error() -> None:
             "name: x\ncolumns:\n  is_fraud: {from: f, values: {YES: 1, NO: 0}}\n",
             r"quote them",
         ),
+        (
+            "name: x\ncolumns:\n  patient_gender: {from: g, values: {1: M, 2: F}}\n",
+            r"YAML reads unquoted 1, 2 as numbers: quote them \('1': M\)",
+        ),
         ("[1, 2]", r"must be a YAML mapping"),
         ("name: [unclosed", r"not valid YAML"),
     ],
@@ -273,6 +277,17 @@ def test_empty_and_header_only_files() -> None:
 def test_missing_required_columns_name_the_file_and_the_column() -> None:
     with pytest.raises(SourceError, match=r"missing_columns\.csv.*\['claim_amount'\]"):
         read_source(BAD / "missing_columns.csv")
+
+
+def test_a_file_with_another_delimiter_is_told_about_csv_delimiter(tmp_path: Path) -> None:
+    """Issue 13: a semicolon file said only which columns it lacks."""
+    path = tmp_path / "semicolons.csv"
+    path.write_text("claim_id;patient_id;claim_amount\nC1;P1;10.5\n", encoding="utf-8")
+    with pytest.raises(
+        SourceError,
+        match=r"semicolons\.csv.*looks delimited by ';': set csv: \{delimiter: ';'\}",
+    ):
+        read_source(path)
 
 
 def test_missing_files_and_unknown_formats_are_clear_errors(tmp_path: Path) -> None:

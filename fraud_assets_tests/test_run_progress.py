@@ -52,8 +52,28 @@ def test_progress_lines_and_summary_of_a_run_a_blocking_check_stops(
     text = "\n".join(summary(outcome, job_name="tiny_job", settings=get_settings()))
     assert f"tiny_job run {outcome.run_id}: FAILURE in " in text
     assert re.search(r"\n  raw_claims +3 rows  v7  /lake/bronze/raw_claims\n", text)
-    assert f"raw_claims.{keys.CHECK_RAW_SCHEMA}  FAIL ERROR" in text
+    assert re.search(rf"raw_claims\.{keys.CHECK_RAW_SCHEMA} +FAIL ERROR\n", text)
+    # A gate the stop kept from running is listed, not left out (issue 13).
+    assert re.search(rf"claims\.{keys.CHECK_UNIQUE_CLAIM_ID} +not run\n", text)
     assert f"http://localhost:3000/runs/{outcome.run_id}" in text
+
+
+def test_a_failed_step_shows_the_error_its_process_raised(
+    fraud_home: Path, dagster_instance: DagsterInstance
+) -> None:
+    """Issue 13: the console said only 'Error occurred while executing op'."""
+    out = io.StringIO()
+    outcome = run_job(
+        "pipes_failure_job",
+        instance=dagster_instance,
+        out=out,
+        module="fraud_assets_tests.runner_defs",
+        log_path=fraud_home / "logs" / "pipes.log",
+    )
+    assert not outcome.success
+    [failed] = [line for line in out.getvalue().splitlines() if "✘ claim_features failed" in line]
+    assert "claims.csv: mapping needs column(s) [claim_id] that the file lacks" in failed
+    assert "Error occurred while executing" not in failed
 
 
 def test_summary_names_the_model_version_alias_gates_and_audit(fraud_home: Path) -> None:

@@ -278,10 +278,19 @@ def parse_mapping(text: str, *, origin: str = "<string>") -> SourceMapping:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or '<top>'}: {e['msg']}" for e in err.errors()
         )
-        hint = ""
-        if any(isinstance(k, bool) for k in _yaml_keys(raw)):
-            hint = " (YAML reads unquoted yes/no/on/off as booleans: quote them)"
-        raise MappingError(f"mapping {origin} is invalid: {problems}{hint}") from err
+        raise MappingError(f"mapping {origin} is invalid: {problems}{_quoting_hint(raw)}") from err
+
+
+def _quoting_hint(raw: Any) -> str:
+    """Why a key YAML did not read as text may be the problem, and how to quote it."""
+    keys = _yaml_keys(raw)
+    if any(isinstance(k, bool) for k in keys):
+        return " (YAML reads unquoted yes/no/on/off as booleans: quote them)"
+    numbers = [k for k in keys if isinstance(k, int | float)]
+    if numbers:
+        shown = ", ".join(str(k) for k in numbers[:3])
+        return f" (YAML reads unquoted {shown} as numbers: quote them ('{numbers[0]}': M))"
+    return ""
 
 
 def packaged_mappings() -> list[str]:
@@ -342,6 +351,7 @@ def apply_mapping(
         raise SourceError(
             f"{source_name}: mapping {mapping.name!r} needs column(s) {missing} "
             f"that the file lacks; the file has {_data_columns(raw)}"
+            f"{_delimiter_hint(_data_columns(raw), mapping.csv.delimiter)}"
         )
     n = len(raw)
     index = pd.RangeIndex(n)
@@ -502,6 +512,22 @@ def _render_template(template: str, raw: pd.DataFrame, tokens: set[str]) -> pd.S
             missing |= values.isna()
             result = result + values.fillna("")
     return _masked(result, ~missing)
+
+
+_OTHER_DELIMITERS = (";", "\t", "|", ",")
+
+
+def _delimiter_hint(columns: list[str], delimiter: str) -> str:
+    """A header read as one or a few columns full of another delimiter: say how to set it."""
+    for other in _OTHER_DELIMITERS:
+        if other != delimiter and any(column.count(other) >= 2 for column in columns):
+            # YAML spells a tab only inside double quotes.
+            quoted = '"\\t"' if other == "\t" else f"'{other}'"
+            return (
+                f"; the header looks delimited by {quoted}: set csv: {{delimiter: {quoted}}} "
+                "in the mapping"
+            )
+    return ""
 
 
 def _data_columns(raw: pd.DataFrame) -> list[str]:
