@@ -9,18 +9,27 @@ export PYSPARK_PYTHON := $(CURDIR)/$(BIN)/python
 PYTEST_WORKERS ?= 2
 
 .PHONY: help install demo test test-e2e lint dev mlflow-ui serve rollback demo-drift demo-bias \
-        bundle-check lint-workflows deploy-dry-run clean
+        bundle-check lint-workflows deploy-dry-run clean lock
 
 help: ## List the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
-$(BIN)/.installed: pyproject.toml
+# Every install takes the versions CI tested from requirements.lock (uv resolves and installs
+# it several times faster than pip; bench/README.md has the figures). `make lock` refreshes it.
+UV_VERSION := 0.13.9
+UV := $(BIN)/uv
+$(BIN)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet "uv==$(UV_VERSION)"
+	$(UV) pip install --quiet --python $(BIN)/python -r requirements.lock
+	$(UV) pip install --quiet --python $(BIN)/python --no-deps -e .
 	touch $@
 
-install: $(BIN)/.installed ## Create .venv and install the project with its dev extra
+install: $(BIN)/.installed ## Create .venv and install the project and every extra, pinned by requirements.lock
+
+lock: $(BIN)/.installed ## Re-resolve requirements.lock from pyproject.toml to the newest allowed versions
+	$(UV) pip compile pyproject.toml --all-extras --universal --python-version 3.11 --upgrade \
+		--quiet -o requirements.lock
 
 demo: install ## Run the whole pipeline (fraud_pipeline job) locally, with progress and a summary
 	mkdir -p "$(DAGSTER_HOME)"

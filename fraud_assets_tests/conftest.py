@@ -10,7 +10,20 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+# The public auto-insurance claims file (https://github.com/kcao22/insurance_fraud, no data
+# licence, never committed): CLAIMS_FILE names it, else this workspace's copy; tests that
+# need it skip without it.
+AUTO_INSURANCE_FILE = Path(
+    os.environ.get("CLAIMS_FILE")
+    or REPO_ROOT.parent / "shared" / "data" / "auto_insurance_claims" / "insurance_claims.csv"
+)
+needs_auto_insurance_file = pytest.mark.skipif(
+    not AUTO_INSURANCE_FILE.is_file(),
+    reason=(
+        f"the public insurance_claims.csv is not at {AUTO_INSURANCE_FILE}: download it from "
+        "https://github.com/kcao22/insurance_fraud and set CLAIMS_FILE to its path"
+    ),
+)
 
 
 @pytest.fixture

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import shutil
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +20,6 @@ import pytest
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SCHEMA = REPO_ROOT.parent / "shared" / "databricks" / "bundle_config_schema.json"
 RESOURCES = REPO_ROOT / "resources"
 
 
@@ -32,10 +33,7 @@ def _load_script(name: str) -> ModuleType:
 
 
 check_bundle = _load_script("check_bundle")
-
-needs_schema = pytest.mark.skipif(
-    not SCHEMA.is_file(), reason=f"bundle JSON schema not found at {SCHEMA}"
-)
+SCHEMA = check_bundle.REPO_SCHEMA
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -55,7 +53,6 @@ def _edges(job: dict[str, Any]) -> dict[str, set[str]]:
 # --- schema ---------------------------------------------------------------------------
 
 
-@needs_schema
 def test_every_bundle_file_validates_against_the_cli_schema() -> None:
     files = check_bundle.bundle_files(REPO_ROOT)
     assert REPO_ROOT / "databricks.yml" in files
@@ -64,7 +61,6 @@ def test_every_bundle_file_validates_against_the_cli_schema() -> None:
     assert check_bundle.schema_errors(files, SCHEMA) == []
 
 
-@needs_schema
 def test_schema_check_reports_a_misspelled_field_and_a_wrong_type(tmp_path: Path) -> None:
     misspelled = tmp_path / "misspelled.yml"
     misspelled.write_text(
@@ -440,3 +436,73 @@ def test_the_command_line_check_fails_on_a_broken_copy(broken_copy: Path) -> Non
         pytest.skip(f"bundle JSON schema not found at {SCHEMA}")
     assert check_bundle.main(args) == 1
     assert check_bundle.main(["--schema", str(SCHEMA)]) == 0
+
+
+# --- a clone with nothing beside it (issue 19) ------------------------------------------
+
+
+def _lone_clone(tmp_path: Path) -> Path:
+    """The repository's bundle files and scripts, in a folder with no ../shared beside it."""
+    clone = tmp_path / "alone" / "fraud_assets"
+    for part in ("databricks.yml", "pyproject.toml", "resources", "deploy", "scripts"):
+        source = REPO_ROOT / part
+        if source.is_dir():
+            shutil.copytree(source, clone / part, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            clone.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, clone / part)
+    shutil.copytree(
+        REPO_ROOT / "fraud_assets",
+        clone / "fraud_assets",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    assert not (clone.parent / "shared").exists()
+    return clone
+
+
+def _bundle_check(clone: Path, path: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(clone / "scripts" / "check_bundle.py"), "--repo-root", str(clone)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "PATH": path},
+    )
+
+
+def test_bundle_check_passes_on_a_clone_with_nothing_beside_it(tmp_path: Path) -> None:
+    clone = _lone_clone(tmp_path)
+    beside_python = str(Path(sys.executable).parent)
+    no_cli = os.pathsep.join(
+        p for p in [beside_python, "/usr/bin", "/bin"] if not (Path(p) / "databricks").exists()
+    )
+    result = _bundle_check(clone, no_cli)
+    assert result.returncode == 0, result.stderr
+    assert (
+        "scripts/bundle_schema/bundle_config_schema.json (Databricks CLI v1.13.0)" in result.stderr
+    )
+
+
+def test_bundle_check_asks_an_installed_cli_for_its_own_schema(tmp_path: Path) -> None:
+    clone = _lone_clone(tmp_path)
+    cli_dir = tmp_path / "cli"
+    cli_dir.mkdir()
+    fake = cli_dir / "databricks"
+    # A CLI whose schema forbids every top-level key: the check must use it, and fail.
+    fake.write_text('#!/bin/sh\necho \'{"type": "object", "additionalProperties": false}\'\n')
+    fake.chmod(0o755)
+    path = os.pathsep.join([str(cli_dir), str(Path(sys.executable).parent), "/usr/bin", "/bin"])
+    result = _bundle_check(clone, path)
+    assert "`databricks bundle schema` of" in result.stderr
+    assert result.returncode == 1
+    # A CLI that cannot print a schema falls back to the repository's copy, and says so.
+    fake.write_text("#!/bin/sh\necho 'unknown command' >&2\nexit 1\n")
+    result = _bundle_check(clone, path)
+    assert result.returncode == 0, result.stderr
+    assert "using the repository's copy" in result.stderr
+
+
+def test_no_make_target_or_readme_command_needs_a_sibling_folder() -> None:
+    for name in ("Makefile", "README.md", "docs/data_contract.md", "docs/ARCHITECTURE.md"):
+        text = (REPO_ROOT / name).read_text(encoding="utf-8")
+        assert "../shared" not in text, f"{name} still reads from ../shared"

@@ -22,10 +22,10 @@ from fraud_assets.claims.mapping import (
 )
 from fraud_assets.claims.schema import CLAIM_COLUMNS, PARSE_ERROR_COLUMN, ROW_NUMBER_COLUMN
 from fraud_assets.claims.synthetic import generate_claims, write_claims_file
-from fraud_assets_tests.conftest import SHARED_DATA
+from fraud_assets_tests.conftest import AUTO_INSURANCE_FILE, needs_auto_insurance_file
 
 BAD = Path(__file__).parent / "data" / "bad_inputs"
-AUTO_FILE = SHARED_DATA / "auto_insurance_claims" / "insurance_claims.csv"
+AUTO_FILE = AUTO_INSURANCE_FILE
 
 POLICY_MAPPING = """
 name: policies
@@ -331,7 +331,7 @@ def test_canonical_files_may_omit_the_label() -> None:
     assert records["is_fraud"].isna().all()
 
 
-@pytest.mark.skipif(not AUTO_FILE.is_file(), reason=f"shared data file not present: {AUTO_FILE}")
+@needs_auto_insurance_file
 def test_the_real_auto_insurance_file_maps_cleanly() -> None:
     landed = read_source(AUTO_FILE, load_mapping("auto_insurance_claims"))
     records = landed.records

@@ -16,10 +16,10 @@ from fraud_assets.settings import get_settings
 from fraud_assets.tasks._runtime import CheckOutcome, TaskContext, TaskResult
 from fraud_assets.tasks.ingest import ingest
 from fraud_assets.tasks.validate import validate
-from fraud_assets_tests.conftest import SHARED_DATA
+from fraud_assets_tests.conftest import AUTO_INSURANCE_FILE, needs_auto_insurance_file
 
 BAD = Path(__file__).parent / "data" / "bad_inputs"
-AUTO_FILE = SHARED_DATA / "auto_insurance_claims" / "insurance_claims.csv"
+AUTO_FILE = AUTO_INSURANCE_FILE
 
 
 def _ctx(run_id: str, **params: str) -> TaskContext:
@@ -153,7 +153,7 @@ def test_a_source_given_to_the_run_brings_its_own_mapping(
     assert _metadata(landed, "raw_claims")["row_count"] == 3
 
 
-@pytest.mark.skipif(not AUTO_FILE.is_file(), reason=f"shared data file not present: {AUTO_FILE}")
+@needs_auto_insurance_file
 def test_the_real_auto_insurance_file_end_to_end(
     small_synthetic: Path, spark: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

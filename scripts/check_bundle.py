@@ -10,8 +10,9 @@
 
     python scripts/check_bundle.py [--schema PATH]
 
-The schema is ``databricks bundle schema`` output; by default the copy in
-``../shared/databricks/bundle_config_schema.json``.
+The schema is ``databricks bundle schema`` output: the CLI's own when ``databricks`` is on
+the PATH, else the copy in ``scripts/bundle_schema/`` (its README names the CLI version and
+the command that refreshes it), or the file ``--schema`` names.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import tomllib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -33,7 +35,7 @@ from typing import Any
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_SCHEMA = REPO_ROOT.parent / "shared" / "databricks" / "bundle_config_schema.json"
+REPO_SCHEMA = REPO_ROOT / "scripts" / "bundle_schema" / "bundle_config_schema.json"
 SERVING_BUNDLE = Path("deploy") / "serving"
 STEP_JOB_PREFIX = "step_"
 # Dagster's run-now finds a step's job by name: FRAUD_DATABRICKS__JOB_NAME_TEMPLATE.
@@ -135,6 +137,33 @@ def check_jsonschema_executable() -> str:
     if found is None:
         raise FileNotFoundError("check-jsonschema is not installed (pip install check-jsonschema)")
     return found
+
+
+def resolve_schema(explicit: Path | None, scratch: Path) -> tuple[Path, str]:
+    """The schema to validate against and where it came from.
+
+    ``explicit`` if given; else the installed CLI's (``databricks bundle schema``, written
+    into ``scratch``); else the repository's copy. A CLI that cannot print its schema (too
+    old, broken) is logged and the copy is used.
+    """
+    if explicit is not None:
+        return explicit, str(explicit)
+    cli = shutil.which("databricks")
+    if cli:
+        printed = subprocess.run(
+            [cli, "bundle", "schema"], capture_output=True, text=True, check=False
+        )
+        if printed.returncode == 0 and printed.stdout.strip().startswith("{"):
+            target = scratch / "bundle_config_schema.json"
+            target.write_text(printed.stdout, encoding="utf-8")
+            return target, f"`databricks bundle schema` of {cli}"
+        log.warning(
+            "%s bundle schema failed (exit %d): %s; using the repository's copy",
+            cli,
+            printed.returncode,
+            printed.stderr.strip()[:200],
+        )
+    return REPO_SCHEMA, f"{REPO_SCHEMA.relative_to(REPO_ROOT)} (Databricks CLI v1.13.0)"
 
 
 def schema_errors(files: list[Path], schema: Path) -> list[str]:
@@ -514,18 +543,23 @@ def _artifact_errors(bundle: BundleConfig) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--schema", type=Path, default=DEFAULT_SCHEMA, help="bundle JSON schema")
+    parser.add_argument(
+        "--schema", type=Path, default=None, help="bundle JSON schema (default: see above)"
+    )
     parser.add_argument("--repo-root", type=Path, default=REPO_ROOT)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    errors = schema_errors(bundle_files(args.repo_root), args.schema)
+    with tempfile.TemporaryDirectory() as scratch:
+        schema, source = resolve_schema(args.schema, Path(scratch))
+        log.info("bundle schema: %s", source)
+        errors = schema_errors(bundle_files(args.repo_root), schema)
     errors += cross_file_errors(args.repo_root)
     for error in errors:
         log.error(error)
     if errors:
         log.error("bundle check failed: %d problem(s)", len(errors))
         return 1
-    log.info("bundle check passed: schema %s and cross-file rules", args.schema.name)
+    log.info("bundle check passed: schema and cross-file rules")
     return 0
 
 
