@@ -39,6 +39,11 @@ EXPECTED: dict[str, dict[int, str | None]] = {
         5: "claim_date '03/05/2024' is not a date (YYYY-MM-DD)",
         6: "claim_date '2024-02-30' is not a date (YYYY-MM-DD)",
         7: "service_date 2024-04-01 is after claim_date 2024-03-05",
+        # Issue 14: year 0 parsed, landed in silver and made it unreadable for delta-rs.
+        8: "claim_date 0000-01-01 is before 1900-01-01; "
+        "service_date 0000-01-01 is before 1900-01-01",
+        9: "service_date 1899-12-31 is before 1900-01-01",
+        10: "claim_date 2100-01-01 is after 2099-12-31",
     },
     "negative_amounts.csv": {
         **GOOD_ROWS,

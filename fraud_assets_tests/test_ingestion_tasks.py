@@ -10,6 +10,7 @@ import pytest
 
 from fraud_assets import keys
 from fraud_assets.claims.mapping import SourceError
+from fraud_assets.claims.schema import REASON_COLUMN
 from fraud_assets.claims.synthetic import generate_claims, write_claims_file
 from fraud_assets.lakehouse import LocalDeltaStore
 from fraud_assets.settings import get_settings
@@ -110,6 +111,20 @@ def test_a_retried_ingest_replaces_its_batch(small_synthetic: Path) -> None:
     ingest(_ctx("r1", source_path=path))  # a step retry within the same run
     bronze = LocalDeltaStore(small_synthetic).read_pandas("raw_claims")
     assert bronze["claim_id"].tolist() == ["G1", "G2", "G3"]
+
+
+def test_a_claim_dated_year_zero_is_quarantined_and_silver_stays_readable(
+    small_synthetic: Path, spark: Any
+) -> None:
+    """Issue 14: one row dated 0000-01-01 passed validation, and silver could never be read
+    back (``ValueError: year 0 is out of range``), so every later run failed."""
+    ingest(_ctx("r1", source_path=str(BAD / "bad_dates.csv")))
+    validate(_ctx("r1", batch_id="r1"))
+    store = LocalDeltaStore(small_synthetic)
+    silver = store.read_pandas("claims")
+    assert sorted(silver["claim_id"]) == ["G1", "G2", "G3"]
+    quarantine = store.read_pandas("claims_quarantine").set_index("claim_id")
+    assert "claim_date 0000-01-01 is before 1900-01-01" in quarantine.loc["D5", REASON_COLUMN]
 
 
 def test_a_header_only_file_lands_an_empty_batch(small_synthetic: Path, spark: Any) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -32,6 +34,12 @@ CLAIM_COLUMNS: list[str] = CLAIM_SCHEMA.names
 REQUIRED_COLUMNS: list[str] = [f.name for f in CLAIM_SCHEMA if not f.nullable]
 LABEL_COLUMN = "is_fraud"
 ID_COLUMN = "claim_id"
+DATE_COLUMNS = ("claim_date", "service_date")
+# The dates a claim may carry. Spark parses "0000-01-01", which no Python, pandas or delta-rs
+# reader can read back (year 0; pandas' nanoseconds end at 1677 and 2262), so one such row
+# made silver unreadable; no claim predates 1900 or is filed after 2099.
+EARLIEST_DATE = date(1900, 1, 1)
+LATEST_DATE = date(2099, 12, 31)
 
 # Lineage columns carried from bronze to silver.
 SOURCE_COLUMN = "_source"

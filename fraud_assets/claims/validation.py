@@ -21,7 +21,10 @@ from fraud_assets.claims.schema import (
     BRONZE_SCHEMA,
     CLAIM_COLUMNS,
     CLAIM_SCHEMA,
+    DATE_COLUMNS,
+    EARLIEST_DATE,
     ID_COLUMN,
+    LATEST_DATE,
     PARSE_ERROR_COLUMN,
     REASON_COLUMN,
     REQUIRED_COLUMNS,
@@ -357,7 +360,26 @@ def _range_rules(typed: dict[str, Column], t: Thresholds) -> list[Column]:
         expected_group = F.when(typed["patient_age"].between(low, high), F.lit(label)).otherwise(
             expected_group
         )
+
+    def dated(name: str) -> list[Column]:
+        value = typed[name]
+        return [
+            F.when(
+                value < F.lit(EARLIEST_DATE),
+                F.concat(
+                    F.lit(f"{name} "), value.cast("string"), F.lit(f" is before {EARLIEST_DATE}")
+                ),
+            ),
+            F.when(
+                value > F.lit(LATEST_DATE),
+                F.concat(
+                    F.lit(f"{name} "), value.cast("string"), F.lit(f" is after {LATEST_DATE}")
+                ),
+            ),
+        ]
+
     return [
+        *(rule for name in DATE_COLUMNS for rule in dated(name)),
         *bounded("claim_amount", t.min_claim_amount, t.max_claim_amount),
         *bounded("patient_age", 0, t.max_patient_age),
         *bounded("length_of_stay", 0, t.max_length_of_stay),
