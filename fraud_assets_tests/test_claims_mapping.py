@@ -6,6 +6,7 @@ import io
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -323,6 +324,28 @@ def test_parquet_and_csv_of_the_same_claims_land_identically(tmp_path: Path) -> 
     )
     pd.testing.assert_frame_equal(from_csv, from_parquet)
     assert from_csv["claim_date"].str.fullmatch(r"\d{4}-\d{2}-\d{2}").all()
+
+
+def test_dates_pandas_wrote_as_datetimes_land_as_dates(tmp_path: Path) -> None:
+    """Issue 14: a Parquet file from pandas with datetime64 dates was 100% quarantined
+    ('2024-01-12 00:00:00' is not a date); a timestamp with a time of day stays a timestamp."""
+    claims = generate_claims(50, seed=4)
+    frame = claims.assign(
+        claim_date=lambda f: pd.to_datetime(f["claim_date"]),
+        service_date=lambda f: pd.to_datetime(f["service_date"]),
+    )
+    path = tmp_path / "pandas.parquet"
+    frame.to_parquet(path)
+    assert pq.read_schema(path).field("claim_date").type == pa.timestamp("ns")
+    records = read_source(path).records
+    expected = pd.to_datetime(claims["claim_date"]).dt.strftime("%Y-%m-%d").tolist()
+    assert records["claim_date"].tolist() == expected
+    assert records["service_date"].str.fullmatch(r"\d{4}-\d{2}-\d{2}").all()
+    timed = frame.assign(claim_date=frame["claim_date"] + pd.Timedelta(hours=9, minutes=5))
+    timed.to_parquet(path)
+    assert (
+        read_source(path).records["claim_date"].str.fullmatch(r"\d{4}-\d{2}-\d{2} 09:05:00").all()
+    )
 
 
 def test_canonical_files_may_omit_the_label() -> None:

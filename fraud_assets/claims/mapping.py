@@ -711,11 +711,23 @@ def _as_strings(column: pa.ChunkedArray) -> pa.ChunkedArray:
     """Typed Parquet values in the text form a CSV of the same data would carry."""
     kind = column.type
     if pa.types.is_timestamp(kind):
-        return pc.strftime(column, format="%Y-%m-%d %H:%M:%S")
+        return _timestamp_text(column)
     if pa.types.is_boolean(kind):
         return pc.if_else(column, "1", "0")
     # Dates cast to ISO text, numbers to their shortest round-tripping text.
     return column.cast(pa.string())
+
+
+def _timestamp_text(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """A timestamp column as text: a date where every value is midnight (pandas writes dates
+    as datetime64), else date and time to the second, with a fraction only if one exists."""
+    kind = column.type
+    if pc.all(pc.equal(column, pc.floor_temporal(column, unit="day"))).as_py() is not False:
+        return pc.strftime(column, format="%Y-%m-%d")
+    if pc.all(pc.equal(column, pc.floor_temporal(column, unit="second"))).as_py() is not False:
+        seconds = column.cast(pa.timestamp("s", tz=kind.tz), safe=False)
+        return pc.strftime(seconds, format="%Y-%m-%d %H:%M:%S")
+    return pc.strftime(column, format="%Y-%m-%d %H:%M:%S")
 
 
 def _yaml_keys(raw: Any) -> list[Any]:
