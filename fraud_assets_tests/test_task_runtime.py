@@ -96,3 +96,21 @@ def test_pipes_metadata_wraps_containers_dagster_pipes_would_reject() -> None:
     assert normalized["quarantined_by_reason"] == {"raw_value": {}, "type": "json"}
     assert normalized["drifted_features"] == {"raw_value": ["claim_amount"], "type": "json"}
     assert normalized["run_url"] == {"raw_value": "http://x", "type": "url"}
+
+
+def test_manual_runs_started_in_the_same_second_get_their_own_batch(
+    fraud_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 14: the batch id was manual-<epoch second>, so two ingests started together
+    replaced each other's landed file."""
+    monkeypatch.setattr("time.time", lambda: 1_765_000_000.0)
+    ids: list[str] = []
+
+    def probe(ctx: TaskContext) -> TaskResult:
+        ids.append(ctx.run_id)
+        return TaskResult()
+
+    run_task(probe, [], name="probe")
+    run_task(probe, [], name="probe")
+    assert len(set(ids)) == 2, ids
+    assert all(run_id.startswith("manual-20251206T054640Z-") for run_id in ids), ids

@@ -11,6 +11,7 @@ import json
 import logging
 import sys
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -169,7 +170,7 @@ def run_task(
             settings=_settings(params, None),
             params=params,
             log=logging.getLogger(f"fraud_assets.tasks.{name}"),
-            run_id=str(params.get("run_id") or f"manual-{int(time.time())}"),
+            run_id=str(params.get("run_id") or manual_run_id()),
         )
         return _execute(task, ctx, None)
     with open_dagster_pipes(
@@ -186,6 +187,13 @@ def run_task(
             run_id=str(params.get("run_id") or pipes.run_id),
         )
         return _execute(task, ctx, pipes)
+
+
+def manual_run_id() -> str:
+    """A run id for a task started by hand: its UTC second plus a random suffix, so two runs
+    started together never share a batch (and never replace each other's landed file)."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time()))
+    return f"manual-{stamp}-{uuid.uuid4().hex[:8]}"
 
 
 def _execute(
