@@ -220,6 +220,15 @@ def bad_record(**changes: Any) -> dict[str, Any]:
         ({"dataframe_records": [bad_record(is_duplicate_claim=True)]}, [], ["is_duplicate_claim"]),
         ({"dataframe_records": [bad_record(procedure_code="9" * 300)]}, [], ["procedure_code"]),
         ({"dataframe_records": [bad_record(claim_id=...)]}, ["claim_id"], []),
+        (
+            {
+                "dataframe_records": [
+                    bad_record(claim_amount=-5.0, num_procedures=-1, length_of_stay=-1)
+                ]
+            },
+            [],
+            ["claim_amount", "num_procedures", "length_of_stay"],
+        ),
         ({"dataframe_records": []}, [], []),
         ({"instances": [[1, 2]]}, [], []),
     ],
@@ -230,6 +239,7 @@ def bad_record(**changes: Any) -> dict[str, Any]:
         "bool",
         "overlong-code",
         "no-claim-id",
+        "out-of-range",
         "empty",
         "no-records",
     ],

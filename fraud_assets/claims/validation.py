@@ -338,6 +338,17 @@ def _not_a(name: str, kind: pa.DataType) -> Column:
     return F.concat(F.lit(f"{name} '"), _text(name), F.lit(f"' {problem}"))
 
 
+def column_ranges(t: Thresholds) -> dict[str, tuple[float, float]]:
+    """The inclusive range of each bounded claim column: batch validation quarantines a value
+    outside it, and the scoring service answers 422 (one contract, everywhere)."""
+    return {
+        "claim_amount": (t.min_claim_amount, t.max_claim_amount),
+        "patient_age": (0, t.max_patient_age),
+        "length_of_stay": (0, t.max_length_of_stay),
+        "num_procedures": (t.min_num_procedures, t.max_num_procedures),
+    }
+
+
 def _range_rules(typed: dict[str, Column], t: Thresholds) -> list[Column]:
     """Rules on typed values; each yields a reason naming the column, value and limit."""
     from pyspark.sql import functions as F
@@ -380,10 +391,11 @@ def _range_rules(typed: dict[str, Column], t: Thresholds) -> list[Column]:
 
     return [
         *(rule for name in DATE_COLUMNS for rule in dated(name)),
-        *bounded("claim_amount", t.min_claim_amount, t.max_claim_amount),
-        *bounded("patient_age", 0, t.max_patient_age),
-        *bounded("length_of_stay", 0, t.max_length_of_stay),
-        *bounded("num_procedures", t.min_num_procedures, t.max_num_procedures),
+        *(
+            rule
+            for name, (low, high) in column_ranges(t).items()
+            for rule in bounded(name, low, high)
+        ),
         F.when(
             typed["service_date"] > typed["claim_date"],
             F.concat(

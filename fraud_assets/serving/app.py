@@ -132,7 +132,10 @@ def create_app(
         try:
             body = InvocationRequest.model_validate_json(
                 await request.body(),
-                context={"max_records": scoring.settings.serving.max_records},
+                context={
+                    "max_records": scoring.settings.serving.max_records,
+                    "thresholds": scoring.settings.thresholds,
+                },
             )
         except ValidationError as exc:
             return _json(describe_invalid_request(exc.errors(include_input=False)), 422)

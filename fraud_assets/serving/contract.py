@@ -19,11 +19,14 @@ from pydantic import (
     Field,
     ValidationInfo,
     create_model,
+    field_validator,
     model_validator,
 )
 
+from fraud_assets.claims.validation import column_ranges
 from fraud_assets.features import CLAIM_FEATURES_SCHEMA, ID_COLUMN, MODEL_FEATURES
 from fraud_assets.serving.router import Alias
+from fraud_assets.settings import Thresholds
 
 # The frame handed to the models: claim_id plus the features, typed exactly as in gold, so a
 # claim scored here and the same claim scored in batch reach the model identically.
@@ -58,10 +61,29 @@ _RECORD_FIELDS: dict[str, Any] = {
     ID_COLUMN: (Annotated[str, Field(strict=True, min_length=1, max_length=256)], ...),
     **{name: (_field_type(CLAIM_FEATURES_SCHEMA.field(name).type), ...) for name in MODEL_FEATURES},
 }
+# Columns batch validation bounds that are also model inputs: out of range is a 422 here.
+BOUNDED_FEATURES = [name for name in MODEL_FEATURES if name in column_ranges(Thresholds())]
+
+
+def _in_range(value: Any, info: ValidationInfo) -> Any:
+    """The batch validation's range for this column (the service's thresholds, passed in the
+    validation context as ``thresholds``); the value itself is never echoed."""
+    thresholds = (info.context or {}).get("thresholds")
+    if thresholds is None or info.field_name is None:
+        return value
+    low, high = column_ranges(thresholds)[info.field_name]
+    if value < low:
+        raise ValueError(f"is below {low:g}, the batch validation's limit")
+    if value > high:
+        raise ValueError(f"is above {high:g}, the batch validation's limit")
+    return value
+
+
 ClaimRecord: type[BaseModel] = create_model(
     "ClaimRecord",
     __config__=ConfigDict(extra="ignore"),
     __doc__="One claim to score: its id and every model feature, typed as in claim_features.",
+    __validators__={"in_range": field_validator(*BOUNDED_FEATURES)(_in_range)},
     **_RECORD_FIELDS,
 )
 
@@ -72,8 +94,8 @@ PAYLOAD_FORMATS = ("dataframe_records", "dataframe_split", "instances")
 class InvocationRequest(BaseModel):
     """MLflow serving's input: ``dataframe_records``, ``dataframe_split`` or ``instances``.
 
-    Validate with ``context={"max_records": n}`` to refuse an oversized batch before any of
-    its records is checked.
+    Validate with ``context={"max_records": n, "thresholds": t}`` to refuse an oversized batch
+    before any of its records is checked, and values outside batch validation's ranges.
     """
 
     dataframe_records: list[ClaimRecord] = Field(min_length=1)
