@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 from pathlib import Path
 
@@ -289,6 +290,21 @@ def test_a_file_with_another_delimiter_is_told_about_csv_delimiter(tmp_path: Pat
         match=r"semicolons\.csv.*looks delimited by ';': set csv: \{delimiter: ';'\}",
     ):
         read_source(path)
+
+
+def test_a_directory_a_gzip_file_and_an_unknown_encoding_say_what_they_are(
+    tmp_path: Path,
+) -> None:
+    """Issue 14, finding 11: a directory 'does not exist', a gzip file 'is not utf-8 text',
+    and a bogus encoding raised LookupError from the codec machinery."""
+    with pytest.raises(SourceError, match=r"is a directory, not a file"):
+        read_source(tmp_path)
+    zipped = tmp_path / "claims.csv"
+    zipped.write_bytes(gzip.compress((BAD / "crlf.csv").read_bytes()))
+    with pytest.raises(SourceError, match=r"claims\.csv: is gzip-compressed: decompress it"):
+        read_source(zipped)
+    with pytest.raises(MappingError, match=r"csv\.encoding: unknown encoding 'utf-99'"):
+        parse_mapping("name: x\ncsv: {encoding: utf-99}\ncolumns: {}\n", origin="enc.yaml")
 
 
 def test_missing_files_and_unknown_formats_are_clear_errors(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ naming the file, the column and the problem. A broken mapping is a ``MappingErro
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import logging
@@ -40,6 +41,7 @@ from pydantic import (
     StrictInt,
     StrictStr,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
@@ -162,12 +164,26 @@ class SourceCheck(BaseModel):
         return self
 
 
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
 class CsvOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     delimiter: str = Field(default=",", min_length=1, max_length=1)
     quote_char: str = Field(default='"', min_length=1, max_length=1)
     encoding: str = "utf-8"
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        try:
+            codecs.lookup(value)
+        except LookupError:
+            raise ValueError(
+                f"unknown encoding {value!r} (Python codec names: utf-8, latin-1, cp1252, ...)"
+            ) from None
+        return value
 
 
 class SourceMapping(BaseModel):
@@ -276,7 +292,9 @@ def parse_mapping(text: str, *, origin: str = "<string>") -> SourceMapping:
         return SourceMapping.model_validate(raw)
     except ValidationError as err:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '<top>'}: {e['msg']}" for e in err.errors()
+            f"{'.'.join(str(p) for p in e['loc']) or '<top>'}: "
+            f"{e['msg'].removeprefix('Value error, ')}"
+            for e in err.errors()
         )
         raise MappingError(f"mapping {origin} is invalid: {problems}{_quoting_hint(raw)}") from err
 
@@ -305,8 +323,15 @@ def read_source(path: str | Path, mapping: SourceMapping | None = None) -> Lande
     """Read a CSV or Parquet claims file and map it onto the canonical columns."""
     mapping = mapping or SourceMapping.canonical()
     source = Path(path)
+    if source.is_dir():
+        raise SourceError(f"source {source} is a directory, not a file: name one claims file")
     if not source.is_file():
         raise SourceError(f"source file {source} does not exist")
+    with source.open("rb") as handle:
+        if handle.read(2) == _GZIP_MAGIC:
+            raise SourceError(
+                f"{source}: is gzip-compressed: decompress it first (gunzip -k {source.name})"
+            )
     file_format = mapping.file_format or _format_of(source)
     if file_format == "csv":
         raw, errors, notes = _read_csv(source, mapping.csv)
