@@ -338,6 +338,18 @@ def test_non_finite_and_huge_numbers_are_422(registry_home: Path, value: str) ->
     assert answer.json()["invalid_columns"] == ["claim_amount"]
 
 
+def test_a_body_with_a_byte_order_mark_is_read(registry_home: Path) -> None:
+    """Issue 14, finding 11: a UTF-8 BOM got "expected value at line 1 column 1"."""
+    body = "\ufeff" + json.dumps({"dataframe_records": [bad_record()]})
+    with TestClient(create_app(serving_settings(registry_home))) as client:
+        answer = client.post(
+            "/invocations",
+            content=body.encode("utf-8"),
+            headers={"content-type": "application/json"},
+        )
+    assert answer.status_code == 200, answer.text
+
+
 def test_a_body_sent_as_another_content_type_is_415(registry_home: Path) -> None:
     body = json.dumps({"dataframe_records": [bad_record()]})
     with TestClient(create_app(serving_settings(registry_home))) as client:

@@ -9,6 +9,7 @@ row. Bad input is always a 4xx naming the problem, never a 5xx.
 from __future__ import annotations
 
 import asyncio
+import codecs
 import logging
 import re
 import uuid
@@ -131,7 +132,8 @@ def create_app(
         scoring = _service(request)
         try:
             body = InvocationRequest.model_validate_json(
-                await request.body(),
+                # A UTF-8 byte-order mark (some Windows clients write one) is not JSON.
+                (await request.body()).removeprefix(codecs.BOM_UTF8),
                 context={
                     "max_records": scoring.settings.serving.max_records,
                     "thresholds": scoring.settings.thresholds,
