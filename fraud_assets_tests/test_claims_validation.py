@@ -313,3 +313,33 @@ def test_value_ranges_judge_the_silver_rows(spark: Any) -> None:
     strict = value_ranges(silver, thresholds=_thresholds(max_claim_amount=100.0))
     assert not strict.passed
     assert strict.metadata["silver_rows_out_of_range"] == 2
+
+
+def test_numbers_are_strict_and_text_is_bounded(spark: Any) -> None:
+    """Issue 14, finding 9: Spark's casts accepted Java literals (12d, 12f, 0x1p3), and a NUL
+    byte or a 200,000-character id went into silver."""
+    rows = [
+        {"claim_amount": "12d"},
+        {"claim_amount": "12f"},
+        {"claim_amount": "0x1p3"},
+        {"num_procedures": "3d"},
+        {"is_fraud": "1d"},
+        {"claim_id": "C\x00NUL"},
+        {"claim_id": "C" * 200_000},
+        {"claim_amount": "-0", "num_procedures": "+2", "length_of_stay": "1e1"},
+    ]
+    for i, row in enumerate(rows):
+        row.setdefault("claim_id", f"S{i}")
+    validated = validate_batch(_bronze(spark, rows), thresholds=DEFAULTS)
+    reasons = _reasons(validated)
+    assert reasons[1] == "claim_amount '12d' is not a finite number"
+    assert reasons[2] == "claim_amount '12f' is not a finite number"
+    assert reasons[3] == "claim_amount '0x1p3' is not a finite number"
+    assert reasons[4] == "num_procedures '3d' is not a whole number"
+    assert reasons[5] == "is_fraud '1d' is not 0 or 1"
+    assert reasons[6] == "claim_id holds a control character"
+    assert reasons[7] == "claim_id has 200000 characters; the limit is 256"
+    assert reasons[8] is None
+    [kept] = silver_rows(validated).filter("claim_id = 'S7'").collect()
+    assert (kept["claim_amount"], kept["num_procedures"], kept["length_of_stay"]) == (0.0, 2, 10)
+    assert str(kept["claim_amount"]) == "0.0"  # not -0.0

@@ -219,6 +219,7 @@ def bad_record(**changes: Any) -> dict[str, Any]:
         ),
         ({"dataframe_records": [bad_record(is_duplicate_claim=True)]}, [], ["is_duplicate_claim"]),
         ({"dataframe_records": [bad_record(procedure_code="9" * 300)]}, [], ["procedure_code"]),
+        ({"dataframe_records": [bad_record(diagnosis_code="I1\x000")]}, [], ["diagnosis_code"]),
         ({"dataframe_records": [bad_record(claim_id=...)]}, ["claim_id"], []),
         (
             {
@@ -238,6 +239,7 @@ def bad_record(**changes: Any) -> dict[str, Any]:
         "fraction-and-number-for-code",
         "bool",
         "overlong-code",
+        "control-character",
         "no-claim-id",
         "out-of-range",
         "empty",

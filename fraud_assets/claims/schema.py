@@ -39,6 +39,9 @@ DATE_COLUMNS = ("claim_date", "service_date")
 # reader can read back (year 0; pandas' nanoseconds end at 1677 and 2262), so one such row
 # made silver unreadable; no claim predates 1900 or is filed after 2099.
 EARLIEST_DATE = date(1900, 1, 1)
+# Ids and codes: at most this many characters, and no control characters (a NUL byte breaks
+# downstream tools); the scoring service applies the same limit to the same columns.
+MAX_TEXT_LENGTH = 256
 LATEST_DATE = date(2099, 12, 31)
 
 # Lineage columns carried from bronze to silver.

@@ -25,6 +25,7 @@ from fraud_assets.claims.schema import (
     EARLIEST_DATE,
     ID_COLUMN,
     LATEST_DATE,
+    MAX_TEXT_LENGTH,
     PARSE_ERROR_COLUMN,
     REASON_COLUMN,
     REQUIRED_COLUMNS,
@@ -37,6 +38,12 @@ if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
 
 _ISO_DATE = r"^\d{4}-\d{2}-\d{2}$"
+# A decimal number, as a CSV writer spells one. Spark's casts also take Java literals (12d,
+# 12f, 0x1p3), which no claims system means as numbers.
+_NUMBER = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
+# Control characters other than tab, newline and carriage return (a quoted CSV value may
+# hold those).
+_CONTROL = "[\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f]"
 _INT32_MAX = 2**31 - 1
 
 
@@ -311,11 +318,12 @@ def _typed(name: str, text: Column) -> Column:
     if pa.types.is_date(kind):
         return F.when(text.rlike(_ISO_DATE), text.try_cast("date"))
     if pa.types.is_floating(kind):
-        number = text.try_cast("double")
-        return F.when(~F.isnan(number) & (F.abs(number) != float("inf")), number)
+        number = F.when(text.rlike(_NUMBER), text.try_cast("double"))
+        # + 0.0 turns -0.0 into 0.0: "-0" is the amount 0.
+        return F.when(~F.isnan(number) & (F.abs(number) != float("inf")), number + F.lit(0.0))
     if pa.types.is_integer(kind):
         # "3" and "3.0" are both the whole number 3; "3.5" and "3e12" are not int32.
-        number = text.try_cast("double")
+        number = F.when(text.rlike(_NUMBER), text.try_cast("double"))
         whole = (number == F.round(number, 0)) & (F.abs(number) <= _INT32_MAX)
         typed = F.when(whole, number.cast("int"))
         if name == "is_fraud":
@@ -389,7 +397,27 @@ def _range_rules(typed: dict[str, Column], t: Thresholds) -> list[Column]:
             ),
         ]
 
+    def bounded_text(name: str) -> list[Column]:
+        value = typed[name]
+        return [
+            F.when(value.rlike(_CONTROL), F.lit(f"{name} holds a control character")),
+            F.when(
+                F.length(value) > MAX_TEXT_LENGTH,
+                F.concat(
+                    F.lit(f"{name} has "),
+                    F.length(value).cast("string"),
+                    F.lit(f" characters; the limit is {MAX_TEXT_LENGTH}"),
+                ),
+            ),
+        ]
+
     return [
+        *(
+            rule
+            for field in CLAIM_SCHEMA
+            if pa.types.is_string(field.type)
+            for rule in bounded_text(field.name)
+        ),
         *(rule for name in DATE_COLUMNS for rule in dated(name)),
         *(
             rule

@@ -23,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from fraud_assets.claims.schema import MAX_TEXT_LENGTH
 from fraud_assets.claims.validation import column_ranges
 from fraud_assets.features import CLAIM_FEATURES_SCHEMA, ID_COLUMN, MODEL_FEATURES
 from fraud_assets.serving.router import Alias
@@ -36,6 +37,9 @@ REQUEST_SCHEMA = pa.schema(
         *(pa.field(name, CLAIM_FEATURES_SCHEMA.field(name).type) for name in MODEL_FEATURES),
     ]
 )
+
+
+_NO_CONTROL_CHARACTERS = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
 
 
 def _number_only(value: Any) -> Any:
@@ -52,13 +56,26 @@ def _field_type(data_type: pa.DataType) -> Any:
     if pa.types.is_floating(data_type):
         return Annotated[float, Field(strict=True, allow_inf_nan=False)]
     if pa.types.is_string(data_type) or pa.types.is_large_string(data_type):
-        # Codes are short; the bound keeps a runaway value out of the inference log.
-        return Annotated[str, Field(strict=True, max_length=256)]
+        # Codes are short, and hold no control characters: batch validation's rule.
+        return Annotated[
+            str, Field(strict=True, max_length=MAX_TEXT_LENGTH, pattern=_NO_CONTROL_CHARACTERS)
+        ]
     raise TypeError(f"no request type for gold column type {data_type}")
 
 
 _RECORD_FIELDS: dict[str, Any] = {
-    ID_COLUMN: (Annotated[str, Field(strict=True, min_length=1, max_length=256)], ...),
+    ID_COLUMN: (
+        Annotated[
+            str,
+            Field(
+                strict=True,
+                min_length=1,
+                max_length=MAX_TEXT_LENGTH,
+                pattern=_NO_CONTROL_CHARACTERS,
+            ),
+        ],
+        ...,
+    ),
     **{name: (_field_type(CLAIM_FEATURES_SCHEMA.field(name).type), ...) for name in MODEL_FEATURES},
 }
 # Columns batch validation bounds that are also model inputs: out of range is a 422 here.
