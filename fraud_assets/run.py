@@ -51,15 +51,6 @@ POLL_SECONDS = 0.5
 _QUIET_PREFIXES = ("[pipes]", "materialized ", "check ")
 # Dagster's message for a step whose upstream failed or whose blocking check did.
 _NOT_EXECUTING = "Not executing."
-_WATCHED = {
-    DagsterEventType.STEP_START,
-    DagsterEventType.STEP_SUCCESS,
-    DagsterEventType.STEP_FAILURE,
-    DagsterEventType.STEP_SKIPPED,
-    DagsterEventType.ASSET_CHECK_EVALUATION,
-    DagsterEventType.RUN_SUCCESS,
-    DagsterEventType.RUN_FAILURE,
-}
 # The engine event Dagster logs when a Pipes process closes with an exception: the task's own
 # error (e.g. a SourceError), where the step failure says only "Error occurred while ...".
 _PIPES_EXCEPTION = "[pipes] external process pipes closed with exception"
