@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -41,3 +42,28 @@ def test_every_make_target_in_the_readme_exists() -> None:
     ).stdout
     defined = set(re.findall(r"^([a-z][a-z0-9-]*):", listed, re.M))
     assert targets <= defined, f"README names undefined make targets: {targets - defined}"
+
+
+def test_every_readme_make_command_resolves_on_a_clone_with_nothing_beside_it(
+    tmp_path: Path,
+) -> None:
+    """Issue 19: `make -n` of each README command, in a clone with no ../shared beside it,
+    finds every file its recipe and prerequisites need (dry run: nothing is executed)."""
+    clone = tmp_path / "alone" / "fraud_assets"
+    clone.mkdir(parents=True)
+    for name in (
+        "Makefile",
+        "pyproject.toml",
+        "requirements.lock",
+        "package.json",
+        "package-lock.json",
+    ):
+        shutil.copy2(REPO_ROOT / name, clone / name)
+    commands = sorted(set(re.findall(r"^\s*(make [a-z0-9-]+(?: [A-Z_]+=\S+)*)", README, re.M)))
+    assert "make demo" in commands and "make bundle-check" in commands
+    for command in commands:
+        result = subprocess.run(
+            [*command.split(), "-n"], cwd=clone, capture_output=True, text=True, check=False
+        )
+        assert result.returncode == 0, (command, result.stderr)
+        assert "../shared" not in result.stdout, (command, result.stdout)
