@@ -23,7 +23,8 @@ from fraud_assets.governance import (
     fairness_report_under,
     intraclass_correlation,
 )
-from fraud_assets.governance.policy import pinned_policy
+from fraud_assets.governance.policy import pinned_policy, policy_in_force
+from fraud_assets.settings import FraudSettings
 from fraud_assets_tests.fairness_cases import STATES, provider_clustered
 
 SEEDS = range(20)
@@ -164,3 +165,12 @@ def test_a_verdict_under_clusters_the_policy_does_not_pin_is_weaker() -> None:
     assert any("provider_specialty" in problem for problem in wider.weaker_than(pinned))
     # Fewer clusters give narrower intervals, which fail more: never weaker.
     assert pinned.model_copy(update={"clusters": ()}).weaker_than(pinned) == []
+
+
+def test_a_run_can_cluster_by_fewer_columns_which_is_never_weaker(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FRAUD_FAIRNESS__CLUSTERS", '["patient_id"]')
+    policy = policy_in_force(FraudSettings())
+    assert policy.clusters == ("patient_id",)
+    assert policy.weaker_than(pinned_policy("dev")) == []
