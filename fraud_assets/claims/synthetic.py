@@ -32,7 +32,7 @@ many procedures), so a model that never sees gender still flags far more claims 
 at 1.0 the disparate impact ratio of a decent model falls far below 0.8. That alone is a
 difference in base rates, which an accurate model may rightly reflect, so the pinned policy
 does not gate on it. What it gates is false accusation: at ``bias`` b a share
-``FALSE_ACCUSATION_RATE * b`` (15% at 1.0) of the group's legitimate claims are billed like
+``FALSE_ACCUSATION_RATE * b`` (6% at 1.0) of the group's legitimate claims are billed like
 fraud and stay legitimate, so a model blind to gender flags honest women several times as
 often as honest men and the false-positive-rate gate fails on ``patient_gender``. At 0.0
 every group of every protected attribute has the same expected fraud rate and nothing is
@@ -67,7 +67,7 @@ BIAS_GROUP = "F"
 BIAS_STRENGTH = 0.85  # at bias=1 the favoured group's rate x1.85, the others' x0.15
 # At bias=1, this share of the group's legitimate claims are billed like fraud (not re-bills:
 # a duplicate needs a legitimate original).
-FALSE_ACCUSATION_RATE = 0.15
+FALSE_ACCUSATION_RATE = 0.06
 LOOKALIKE_PATTERNS = ("upcoding", "phantom_service", "provider_ring")
 
 PATTERNS: list[str] = ["upcoding", "duplicate_billing", "phantom_service", "provider_ring"]
