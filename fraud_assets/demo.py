@@ -59,6 +59,7 @@ DRIFT_SEED_OFFSET = 101
 BIAS_SEED_OFFSET = 202
 # A biased batch several times the baseline's size, so retraining learns mostly from it.
 BIAS_BATCH_FACTOR = 3
+DEMO_FALSE_ACCUSATION_RATE = 0.15
 
 
 @dataclass
@@ -224,10 +225,19 @@ class _Demo:
         return str(version.version) if version is not None else None
 
     def land(self, *, seed: int, n_rows: int, drift: float = 0.0, bias: float = 0.0) -> Path:
-        from fraud_assets.claims.synthetic import land_synthetic_batch
+        from fraud_assets.claims.synthetic import ClaimShape, land_synthetic_batch
 
+        # The demo's biased batch accuses 15% of women's honest claims, not the generator's
+        # default 6%: with the realistic signal 6% sat near the gate's line, and the demo
+        # must show a biased model the gate stops on every run.
+        shape = ClaimShape(false_accusation_rate=DEMO_FALSE_ACCUSATION_RATE)
         return land_synthetic_batch(
-            self.settings.landing_path, n_rows=n_rows, seed=seed, drift=drift, bias=bias
+            self.settings.landing_path,
+            n_rows=n_rows,
+            seed=seed,
+            drift=drift,
+            bias=bias,
+            shape=shape,
         )
 
     # --- scenario building blocks ----------------------------------------------------------

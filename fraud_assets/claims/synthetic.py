@@ -206,6 +206,8 @@ class ClaimShape:
     unlabelled_days: int = 0  # claims filed in the last n days are not adjudicated yet
     hidden_fraud: float = 0.3  # share of fraud claims billed like ordinary ones
     honest_outliers: float = 0.02  # share of legitimate claims billed like fraud, in every group
+    # At bias 1, the share of the biased group's legitimate claims billed like fraud.
+    false_accusation_rate: float = FALSE_ACCUSATION_RATE
 
     def __post_init__(self) -> None:
         if not 0.0 < self.prevalence <= 0.6:
@@ -301,7 +303,7 @@ def generate_claims_with_patterns(
     claims = _legitimate_claims(n_rows, rng, population, drift, period_days, shape)
     pattern = _assign_patterns(rng, population, claims["patient"], bias, _claim_rate(shape))
     # What each claim is billed like: its pattern, or a fraud pattern for a false accusation.
-    billed = _billed_like(rng, population, claims, pattern, bias)
+    billed = _billed_like(rng, population, claims, pattern, bias * shape.false_accusation_rate)
     billed = _blurred(rng, pattern, billed, shape)
     _upcode(rng, claims, billed == 1)
     _phantom_services(rng, claims, population, billed == 3)
@@ -370,6 +372,7 @@ def land_synthetic_batch(
     bias: float = 0.0,
     file_format: FileFormat = "csv",
     start_date: date = date(2024, 1, 1),
+    shape: ClaimShape = ClaimShape(),
 ) -> Path:
     """Drop one batch of synthetic claims into a landing folder, as a claims system would.
 
@@ -382,6 +385,7 @@ def land_synthetic_batch(
         bias=bias,
         start_date=start_date,
         id_prefix=f"S{seed}-",
+        shape=shape,
     )
     name = f"claims_seed{seed}_drift{drift:g}_bias{bias:g}.{file_format}"
     return write_claims_file(frame, Path(landing_dir) / name, file_format=file_format)
@@ -540,20 +544,21 @@ def _billed_like(
     pop: _Population,
     claims: dict[str, np.ndarray],
     pattern: np.ndarray,
-    bias: float,
+    accusation_rate: float,
 ) -> np.ndarray:
     """The pattern each claim is billed like; under bias, some honest claims look like fraud.
 
-    At ``bias`` b, a share ``FALSE_ACCUSATION_RATE * b`` of the biased group's legitimate
+    A share ``accusation_rate`` (bias times ``ClaimShape.false_accusation_rate``, by default
+    ``FALSE_ACCUSATION_RATE * b``) of the biased group's legitimate
     claims are billed like upcoding, a phantom service or a ring (in those patterns'
     proportions) and stay legitimate. A model cannot tell them from fraud, so it flags honest
     claims of that group far more often than others': the false-positive-rate disparity the
     fairness gates exist for. No draw is made at bias 0, so unbiased claims are unchanged.
     """
-    if bias == 0.0:
+    if accusation_rate == 0.0:
         return pattern
     in_group = pop.patient_gender[claims["patient"]] == GENDERS.index(BIAS_GROUP)
-    accused = (pattern == 0) & in_group & (rng.random(len(pattern)) < FALSE_ACCUSATION_RATE * bias)
+    accused = (pattern == 0) & in_group & (rng.random(len(pattern)) < accusation_rate)
     codes = np.array([1 + PATTERNS.index(p) for p in LOOKALIKE_PATTERNS])
     weights = np.array([PATTERN_RATES[p] for p in LOOKALIKE_PATTERNS])
     billed = pattern.copy()
