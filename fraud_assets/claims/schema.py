@@ -39,10 +39,12 @@ DATE_COLUMNS = ("claim_date", "service_date")
 # reader can read back (year 0; pandas' nanoseconds end at 1677 and 2262), so one such row
 # made silver unreadable; no claim predates 1900 or is filed after 2099.
 EARLIEST_DATE = date(1900, 1, 1)
-# Ids and codes: at most this many characters, and no control characters (a NUL byte breaks
-# downstream tools); the scoring service applies the same limit to the same columns.
-MAX_TEXT_LENGTH = 256
 LATEST_DATE = date(2099, 12, 31)
+# Ids and codes: at most this many characters, and none of these control characters (a NUL
+# byte breaks downstream tools; tab, newline and carriage return may sit in a quoted CSV
+# value). A regex character-class body; batch validation and the scoring service both use it.
+MAX_TEXT_LENGTH = 256
+CONTROL_CHARACTERS = r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f"
 
 # Lineage columns carried from bronze to silver.
 SOURCE_COLUMN = "_source"

@@ -21,6 +21,7 @@ from fraud_assets.claims.schema import (
     BRONZE_SCHEMA,
     CLAIM_COLUMNS,
     CLAIM_SCHEMA,
+    CONTROL_CHARACTERS,
     DATE_COLUMNS,
     EARLIEST_DATE,
     ID_COLUMN,
@@ -41,9 +42,7 @@ _ISO_DATE = r"^\d{4}-\d{2}-\d{2}$"
 # A decimal number, as a CSV writer spells one. Spark's casts also take Java literals (12d,
 # 12f, 0x1p3), which no claims system means as numbers.
 _NUMBER = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
-# Control characters other than tab, newline and carriage return (a quoted CSV value may
-# hold those).
-_CONTROL = "[\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f]"
+_CONTROL = f"[{CONTROL_CHARACTERS}]"
 _INT32_MAX = 2**31 - 1
 
 

@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from fraud_assets.claims.schema import MAX_TEXT_LENGTH
+from fraud_assets.claims.schema import CONTROL_CHARACTERS, MAX_TEXT_LENGTH
 from fraud_assets.claims.validation import column_ranges
 from fraud_assets.features import CLAIM_FEATURES_SCHEMA, ID_COLUMN, MODEL_FEATURES
 from fraud_assets.serving.router import Alias
@@ -39,7 +39,7 @@ REQUEST_SCHEMA = pa.schema(
 )
 
 
-_NO_CONTROL_CHARACTERS = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
+_NO_CONTROL_CHARACTERS = f"^[^{CONTROL_CHARACTERS}]*$"
 
 
 def _number_only(value: Any) -> Any:
