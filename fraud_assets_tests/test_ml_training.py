@@ -13,7 +13,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fraud_assets.features import CATEGORICAL_FEATURES, MODEL_FEATURES, NUMERIC_FEATURES
+from fraud_assets.claims.mapping import load_mapping, read_source
+from fraud_assets.claims.synthetic import generate_claims
+from fraud_assets.features import (
+    ACTIVITY_DAYS,
+    CATEGORICAL_FEATURES,
+    MODEL_FEATURES,
+    NUMERIC_FEATURES,
+    SplitPolicy,
+)
+from fraud_assets.features.pandas_peer import build_claim_features_pandas
+from fraud_assets.governance import psi_report
 from fraud_assets.lakehouse import table_store
 from fraud_assets.ml import tracking, training
 from fraud_assets.ml.pyfunc import FeatureFrameError, validate_feature_frame
@@ -22,6 +32,7 @@ from fraud_assets.ml.training import TrainingDataError, TrainingParams, split_go
 from fraud_assets.settings import get_settings
 from fraud_assets.tasks import train as train_task
 from fraud_assets.tasks._runtime import run_task
+from fraud_assets_tests.conftest import AUTO_INSURANCE_FILE, needs_auto_insurance_file
 from fraud_assets_tests.test_ml_support import make_gold_frame
 
 SMALL = TrainingParams(boosting_rounds=25, max_depth=4, seed=11)
@@ -329,3 +340,97 @@ def test_the_allowance_is_a_setting_and_reaches_the_train_step(monkeypatch):
     assert get_settings().allowed_protected_inputs == []
     monkeypatch.setenv("FRAUD_ALLOWED_PROTECTED_INPUTS", '["geographic_region"]')
     assert get_settings().allowed_protected_inputs == ["geographic_region"]
+
+
+WARM_UP_FEATURES = [
+    "provider_claim_count",
+    "provider_unique_patients",
+    "patient_claim_count",
+    "patient_provider_count",
+]
+
+
+def _activity_psi(reference: pd.DataFrame, current: pd.DataFrame) -> float:
+    report = psi_report(
+        reference,
+        current,
+        numeric_features=WARM_UP_FEATURES,
+        categorical_features=[],
+        score_column=None,
+        bins=10,
+        epsilon=1e-4,
+        warn=0.1,
+        error=0.2,
+        min_bucket_count=10,
+    )
+    return float(report["psi"].max())
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_psi_reference_leaves_out_the_first_months_cut_short_counts(seed):
+    # Four months of claims: the first month's provider and patient counts have no earlier
+    # claims to count, so against them the holdout's full counts read as drift.
+    claims = generate_claims(5000, seed=seed, period_days=120)
+    gold = build_claim_features_pandas(claims, split=SplitPolicy(0.2, 42))
+    train, holdout = gold[gold["split"] == "train"], gold[gold["split"] == "holdout"]
+    assert _activity_psi(train, holdout) > 0.2  # every training row: "major drift"
+    warm = training.reference_rows(train, history_starts=min(gold["claim_date"]))
+    assert pd.to_datetime(warm["claim_date"]).min() >= pd.Timestamp(
+        min(gold["claim_date"])
+    ) + pd.Timedelta(days=ACTIVITY_DAYS)
+    assert _activity_psi(warm, holdout) < 0.2
+
+
+def test_a_short_table_keeps_every_training_row_in_the_reference(gold):
+    train, _ = split_gold(gold)
+    # Every claim of the table is in its first month: nothing is warmed up.
+    latest = max(train["claim_date"])
+    assert len(training.reference_rows(train, history_starts=latest)) == len(train)
+    earliest = min(train["claim_date"])
+    warm = training.reference_rows(train, history_starts=earliest)
+    assert training.REFERENCE_MIN_ROWS <= len(warm) < len(train)
+
+
+def test_reference_sample_draws_from_the_warmed_up_rows(gold):
+    train, _ = split_gold(gold)
+    trained = train_model(train, model_type="catboost", params=SMALL)
+    earliest = min(train["claim_date"])
+    reference = training.reference_sample(train, trained, seed=1, history_starts=earliest)
+    assert len(reference) == len(training.reference_rows(train, history_starts=earliest))
+
+
+@needs_auto_insurance_file
+def test_the_auto_insurance_files_first_run_shows_no_activity_drift():
+    landed = read_source(AUTO_INSURANCE_FILE, load_mapping("auto_insurance_claims"))
+    records = landed.records
+    claims = pd.DataFrame(
+        {
+            **{name: records[name] for name in records.columns},
+            "claim_date": pd.to_datetime(records["claim_date"]).dt.date,
+            "service_date": pd.to_datetime(records["service_date"]).dt.date,
+            "claim_amount": records["claim_amount"].astype(float),
+            "num_procedures": records["num_procedures"].astype(int),
+            "length_of_stay": records["length_of_stay"].astype(int),
+            "patient_age": records["patient_age"].astype(int),
+            "is_fraud": records["is_fraud"].astype(int),
+        }
+    )
+    gold = build_claim_features_pandas(claims, split=SplitPolicy(0.2, 42))
+    train, holdout = gold[gold["split"] == "train"], gold[gold["split"] == "holdout"]
+    assert _activity_psi(train, holdout) > 1.0  # measured 1.39 before the warm-up rule
+    warm = training.reference_rows(train, history_starts=min(gold["claim_date"]))
+    assert _activity_psi(warm, holdout) < 0.1
+
+
+@pytest.mark.parametrize("model_type", ["catboost", "xgboost"])
+def test_the_same_claims_in_another_row_order_train_the_same_model(gold, model_type):
+    # A Delta table read back has no guaranteed row order (Spark writes several files).
+    shuffled = gold.sample(frac=1.0, random_state=7).reset_index(drop=True)
+    scores = []
+    for frame in (gold, shuffled):
+        train, holdout = split_gold(frame)
+        trained = train_model(train, model_type=model_type, params=SMALL)
+        scores.append(
+            pd.Series(trained.predict_proba(holdout), index=holdout["claim_id"]).sort_index()
+        )
+    np.testing.assert_allclose(scores[0], scores[1], rtol=1e-12)

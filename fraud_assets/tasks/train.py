@@ -52,6 +52,7 @@ def train(ctx: TaskContext) -> TaskResult:
     version = store.version(GOLD_TABLE)
     gold = store.read_pandas(GOLD_TABLE, version=version)
     train_rows, holdout_rows = split_gold(gold)
+    history_starts = min(gold["claim_date"]) if len(gold) else None
     ctx.log.info(
         "training %s: %d rounds on %d claims (claim_features v%d)",
         model_type,
@@ -97,12 +98,16 @@ def train(ctx: TaskContext) -> TaskResult:
         amounts=holdout_rows[AMOUNT_COLUMN],
         threshold=threshold,
     )
+    # The PSI reference leaves out the first month's cut-short activity counts.
+    reference = reference_sample(
+        train_rows, trained, seed=params.seed, history_starts=history_starts
+    )
     configure_mlflow(settings)
     commit = git_commit()
     run = log_training_run(
         trained,
         data=TrainingData(store.location(GOLD_TABLE), version, train_rows),
-        reference=reference_sample(train_rows, trained, seed=params.seed),
+        reference=reference,
         pipeline_run_id=ctx.run_id,
         git_commit=commit,
         params={"seed": params.seed, **choice.as_params()},
@@ -125,6 +130,7 @@ def train(ctx: TaskContext) -> TaskResult:
                     "roc_auc": round(holdout.roc_auc, 4),
                     "pr_auc": round(holdout.pr_auc, 4),
                     "training_rows": trained.training_rows,
+                    "psi_reference_rows": len(reference),
                     "holdout_rows": holdout.rows,
                     "training_delta_version": version,
                     "operating_threshold": round(threshold, 6),
