@@ -275,7 +275,7 @@ def _model_lines(outcome: RunOutcome) -> list[str]:
         lines.append(f"  {name} version {version}: alias champion (and challenger)")
     else:
         lines.append(
-            f"  {name} version {version}: alias challenger; champion stays version "
+            f"  {name} version {version}: registered without an alias; champion stays version "
             f"{registered.get('champion_version')} ({registered.get('reason')})"
         )
     if registered.get("mlflow_model_version"):

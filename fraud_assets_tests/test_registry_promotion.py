@@ -89,11 +89,13 @@ def test_champion_moves_only_when_every_gate_has_a_fresh_passing_verdict(trained
 
     first = _register("run-1")
     assert first["promoted"] is False
-    assert first["champion_version"] == "none" and first["challenger_version"] == "1"
+    # A version that has not passed every gate is neither champion nor challenger: no
+    # live claim is routed to it (issue 14, finding 2).
+    assert first["champion_version"] == "none" and first["challenger_version"] == "none"
     assert "fairness_report.false_positive_rate_ratio (missing)" in str(first["reason"])
     client = mlflow_client()
     assert _version(client, registry.CHAMPION) is None
-    assert _version(client, registry.CHALLENGER) == "1"
+    assert _version(client, registry.CHALLENGER) is None
 
     _fairness("run-1", failing=(keys.CHECK_FALSE_POSITIVE_RATE_RATIO,))
     second = _register("run-1")
@@ -104,6 +106,7 @@ def test_champion_moves_only_when_every_gate_has_a_fresh_passing_verdict(trained
     _fairness("run-1")
     third = _register("run-1")
     assert third["promoted"] is True and third["champion_version"] == "1"
+    assert third["challenger_version"] == "1"
     assert third["reason"] == "all 7 promotion gates passed"
 
     version = client.get_model_version(MODEL, "1")
@@ -137,7 +140,7 @@ def test_a_failing_model_gate_leaves_the_champion_where_it_was(trained_home):
     outcome = _register("run-2")
 
     assert outcome["promoted"] is False
-    assert outcome["model_version"] == 2 and outcome["challenger_version"] == "2"
+    assert outcome["model_version"] == 2 and outcome["challenger_version"] == "1"
     assert outcome["champion_version"] == "1"
     assert "model_evaluation.roc_auc_floor (failed)" in str(outcome["reason"])
     client = mlflow_client()
@@ -208,7 +211,7 @@ def test_rollback_and_manual_promotion(three_versions):
     assert (move.from_version, move.to_version) == (v2, v1)
     assert str(registry.champion_version(client, MODEL).version) == v1
     assert client.get_model_version(MODEL, v2).tags["rolled_back_by"] == "oncall"
-    with pytest.raises(registry.RollbackError, match="records no previous champion"):
+    with pytest.raises(registry.RollbackError, match="records no earlier champion"):
         registry.rollback_champion(client, name=MODEL, actor="oncall")
 
     with pytest.raises(registry.PromotionError, match="gates_passed=false"):
@@ -225,7 +228,9 @@ def test_rollback_and_manual_promotion(three_versions):
     refused = _promote_cli("--action", "rollback")
     assert refused.returncode == 1
     last_line = refused.stderr.strip().splitlines()[-1]
-    assert last_line.startswith("promote: fraud_detector version 1 is champion but records no")
+    assert last_line.startswith(
+        "promote: fraud_detector version 1 is champion and the history records no"
+    )
     assert "Traceback" not in refused.stderr
 
     # Without --version, promote takes the challenger (the bundle's promotion job does this).
@@ -262,3 +267,84 @@ def test_a_champion_that_cannot_score_the_holdout_fails_the_regression_gate(trai
     assert not regression.passed
     assert regression.description is not None
     assert "needs column(s) retired_feature" in regression.description
+
+
+def test_rollback_history_is_a_list_never_a_cycle(three_versions):
+    v1, v2, _ = three_versions
+    client = mlflow_client()
+    for version in (v1, v2, v1):  # v1 promoted again by hand after v2
+        registry.promote_version(client, name=MODEL, version=version, actor="oncall")
+    assert registry.champion_history(client, MODEL) == [v1, v2, v1]
+
+    # Each rollback undoes one promotion: v1 -> v2 -> v1, then there is nothing left.
+    assert registry.rollback_champion(client, name=MODEL, actor="oncall").to_version == v2
+    assert registry.rollback_champion(client, name=MODEL, actor="oncall").to_version == v1
+    with pytest.raises(registry.RollbackError, match="no earlier champion"):
+        registry.rollback_champion(client, name=MODEL, actor="oncall")
+    assert registry.champion_history(client, MODEL) == [v1]
+    assert str(registry.champion_version(client, MODEL).version) == v1
+
+
+def test_a_rolled_back_version_leaves_the_challenger_alias(three_versions):
+    v1, v2, _ = three_versions
+    client = mlflow_client()
+    registry.promote_version(client, name=MODEL, version=v1, actor="test")
+    registry.promote_version(client, name=MODEL, version=v2, actor="test")
+    registry.set_challenger(client, name=MODEL, version=v2)
+    registry.rollback_champion(client, name=MODEL, actor="oncall")
+    # The operator took v2 out of service: it must not keep answering the challenger's share.
+    assert _version(client, registry.CHALLENGER) is None
+
+
+def test_a_champion_moved_outside_the_history_rolls_back_to_the_last_recorded_one(
+    three_versions,
+):
+    v1, v2, v3 = three_versions
+    client = mlflow_client()
+    registry.promote_version(client, name=MODEL, version=v1, actor="test")
+    registry.promote_version(client, name=MODEL, version=v2, actor="test")
+    # Someone sets the alias in the registry UI, bypassing promote.
+    client.set_registered_model_alias(MODEL, registry.CHAMPION, v3)
+    move = registry.rollback_champion(client, name=MODEL, actor="oncall")
+    assert (move.from_version, move.to_version) == (v3, v2)
+
+
+def test_a_promotion_waits_for_the_alias_lock(three_versions):
+    v1, v2, _ = three_versions
+    registry.promote_version(mlflow_client(), name=MODEL, version=v1, actor="test")
+    with registry.alias_lock(get_settings().fraud_home):
+        waiting = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "fraud_assets.tasks.promote",
+                "--action",
+                "promote",
+                "--version",
+                v2,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        # Long enough for the command to start and reach the registry (it takes ~10 s).
+        with pytest.raises(subprocess.TimeoutExpired):
+            waiting.wait(timeout=25)
+        assert str(registry.champion_version(mlflow_client(), MODEL).version) == v1
+    assert waiting.wait(timeout=120) == 0, waiting.stderr.read() if waiting.stderr else ""
+    assert registry.champion_history(mlflow_client(), MODEL) == [v1, v2]
+
+
+def test_a_move_that_loses_a_race_on_another_machine_fails_clearly(three_versions, monkeypatch):
+    v1, v2, v3 = three_versions
+    client = mlflow_client()
+    registry.promote_version(client, name=MODEL, version=v1, actor="test")
+    real = client.set_registered_model_alias
+
+    def raced(name: str, alias: str, version: str) -> None:
+        real(name, alias, version)
+        real(name, alias, v3)  # another cluster's promotion lands right after this one
+
+    monkeypatch.setattr(client, "set_registered_model_alias", raced)
+    with pytest.raises(registry.ConcurrentAliasMoveError, match="the champion is now 3"):
+        registry.promote_version(client, name=MODEL, version=v2, actor="test")

@@ -3,21 +3,26 @@
 Promotion uses aliases, never stages. Every registered version is tagged with the evidence
 behind it (metrics, each gate's verdict, the training data version, the pipeline run, the
 commit and who deployed it). ``champion`` moves only when every promotion gate has a
-passing verdict recorded since the candidate was evaluated; the version it replaces is
-kept in the new champion's ``previous_champion`` tag, which is what rollback follows.
+passing verdict recorded since the candidate was evaluated, and only such a version is given
+``challenger``. The champions in promotion order are the registered model's
+``champion_history`` tag, which rollback walks back through; ``alias_lock`` serializes alias
+moves on one ``FRAUD_HOME``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import mlflow
 import pandas as pd
+from filelock import FileLock, Timeout
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
@@ -34,6 +39,12 @@ CHAMPION = "champion"
 CHALLENGER = "challenger"
 
 TAG_PREVIOUS_CHAMPION = "previous_champion"
+# On the registered model: the champions in promotion order, comma-separated, what rollback
+# walks back through. The latest entries only, so the tag value stays short.
+TAG_CHAMPION_HISTORY = "champion_history"
+CHAMPION_HISTORY_LENGTH = 20
+# A promotion takes a few registry calls; a writer that waits this long is stuck, not queued.
+ALIAS_LOCK_SECONDS = 120.0
 TAG_GATES_PASSED = "gates_passed"
 TAG_PROMOTED_AT = "promoted_at"
 TAG_PROMOTED_BY = "promoted_by"
@@ -47,6 +58,31 @@ MISSING = "missing"
 WEAKER_POLICY = "weaker policy"
 
 _ABSENT = {ErrorCode.Name(RESOURCE_DOES_NOT_EXIST), ErrorCode.Name(NOT_FOUND)}
+
+
+class ConcurrentAliasMoveError(RuntimeError):
+    """Another promotion or rollback moved the champion while this one was writing."""
+
+
+@contextmanager
+def alias_lock(fraud_home: Path) -> Iterator[None]:
+    """One writer of the champion and challenger aliases at a time, per ``FRAUD_HOME``.
+
+    A file lock beside the local registry (released by the OS if its holder dies): every
+    promote, rollback and register on this machine queues behind it. Steps on separate
+    Databricks clusters cannot share it; there ``move_champion`` and ``rollback_champion``
+    read their write back and raise ``ConcurrentAliasMoveError`` when another one won.
+    """
+    path = fraud_home / "locks" / "registry_aliases.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with FileLock(str(path), timeout=ALIAS_LOCK_SECONDS):
+            yield
+    except Timeout:
+        raise ConcurrentAliasMoveError(
+            f"another promotion or rollback has held {path} for {ALIAS_LOCK_SECONDS:.0f} s; "
+            "wait for it to finish and retry"
+        ) from None
 
 
 class NoChampionError(LookupError):
@@ -227,13 +263,65 @@ def set_challenger(client: MlflowClient, *, name: str, version: str) -> None:
     client.set_registered_model_alias(name, CHALLENGER, version)
 
 
+def champion_history(client: MlflowClient, name: str) -> list[str]:
+    """The champions in promotion order, the current one last (``TAG_CHAMPION_HISTORY``).
+
+    A model promoted before the history was kept starts it from its current champion.
+    """
+    try:
+        registered = client.get_registered_model(name)
+    except MlflowException as exc:
+        if _absent(exc):
+            return []
+        raise
+    recorded = (registered.tags or {}).get(TAG_CHAMPION_HISTORY)
+    if recorded:
+        return [version for version in recorded.split(",") if version]
+    current = (registered.aliases or {}).get(CHAMPION)
+    return [str(current)] if current is not None else []
+
+
+def _write_history(client: MlflowClient, name: str, history: list[str]) -> None:
+    kept = history[-CHAMPION_HISTORY_LENGTH:]
+    client.set_registered_model_tag(name, TAG_CHAMPION_HISTORY, ",".join(kept))
+
+
+def _confirm(client: MlflowClient, name: str, *, champion: str, history: list[str]) -> None:
+    """Read the alias and history back: another writer in between means this move lost."""
+    if (
+        _current_champion(client, name) == champion
+        and champion_history(client, name) == (history[-CHAMPION_HISTORY_LENGTH:])
+    ):
+        return
+    raise ConcurrentAliasMoveError(
+        f"another promotion or rollback of {name} ran at the same time: the champion is now "
+        f"{_current_champion(client, name)} (history {champion_history(client, name)}), not "
+        f"{champion}; check the registry and retry"
+    )
+
+
+def _current_champion(client: MlflowClient, name: str) -> str | None:
+    try:
+        aliases = client.get_registered_model(name).aliases or {}
+    except MlflowException as exc:
+        if _absent(exc):
+            return None
+        raise
+    current = aliases.get(CHAMPION)
+    return None if current is None else str(current)
+
+
 def move_champion(client: MlflowClient, *, name: str, version: str, actor: str) -> str | None:
-    """Give ``version`` the champion alias; return the version that held it before."""
-    previous = alias_version(client, name, CHAMPION)
-    previous_number = str(previous.version) if previous is not None else None
+    """Give ``version`` the champion alias and append it to the history; return the version
+    that held it before."""
+    previous_number = _current_champion(client, name)
     if previous_number == str(version):
         log.info("%s version %s is already champion", name, version)
         return previous_number
+    history = champion_history(client, name)
+    if previous_number is not None and (not history or history[-1] != previous_number):
+        # The alias was moved outside promote (by hand in the registry): record it.
+        history.append(previous_number)
     tags: dict[str, object] = {
         TAG_PROMOTED_AT: datetime.now(UTC).isoformat(timespec="seconds"),
         TAG_PROMOTED_BY: actor,
@@ -241,7 +329,10 @@ def move_champion(client: MlflowClient, *, name: str, version: str, actor: str) 
     if previous_number is not None:
         tags[TAG_PREVIOUS_CHAMPION] = previous_number
     tag_version(client, name, str(version), tags)
+    written = [*history, str(version)]
+    _write_history(client, name, written)
     client.set_registered_model_alias(name, CHAMPION, str(version))
+    _confirm(client, name, champion=str(version), history=written)
     log.info("%s champion: %s -> %s (by %s)", name, previous_number, version, actor)
     return previous_number
 
@@ -255,28 +346,41 @@ class AliasMove:
 
 
 def rollback_champion(client: MlflowClient, *, name: str, actor: str) -> AliasMove:
-    """Give the champion alias back to the version it replaced."""
-    current = champion_version(client, name)
-    current_number = str(current.version)
-    previous = current.tags.get(TAG_PREVIOUS_CHAMPION)
-    if not previous:
+    """Undo the latest promotion: the champion alias goes to the history's entry before it.
+
+    The history is a list, so rollbacks walk back through it and end (never a cycle: a
+    version promoted twice is in it twice). The rolled-back version also loses the
+    ``challenger`` alias, so it answers no live claims at all.
+    """
+    current_number = str(champion_version(client, name).version)
+    history = champion_history(client, name)
+    # When the history does not end with the champion, the alias was moved outside promote:
+    # back to the last recorded champion.
+    if history and history[-1] == current_number:
+        history.pop()
+    if not history:
         raise RollbackError(
-            f"{name} version {current_number} is champion but records no previous champion; "
-            "promote a version explicitly with --action promote --version N"
+            f"{name} version {current_number} is champion and the history records no earlier "
+            "champion; promote a version explicitly with --action promote --version N"
         )
+    previous = history[-1]
     # Fails clearly if the previous version was deleted since.
     client.get_model_version(name, previous)
     tag_version(
         client,
         name,
-        current.version,
+        current_number,
         {
             TAG_ROLLED_BACK_AT: datetime.now(UTC).isoformat(timespec="seconds"),
             TAG_ROLLED_BACK_BY: actor,
         },
     )
-    # Not move_champion: that would record the rolled-back version as this one's predecessor.
+    _write_history(client, name, history)
     client.set_registered_model_alias(name, CHAMPION, previous)
+    _confirm(client, name, champion=previous, history=history)
+    challenger = (client.get_registered_model(name).aliases or {}).get(CHALLENGER)
+    if challenger is not None and str(challenger) == current_number:
+        client.delete_registered_model_alias(name, CHALLENGER)
     log.info("%s champion rolled back: %s -> %s (by %s)", name, current_number, previous, actor)
     return AliasMove(from_version=current_number, to_version=previous)
 

@@ -4,9 +4,10 @@
     python -m fraud_assets.tasks.promote --action promote              # the challenger
     python -m fraud_assets.tasks.promote --action promote --version 3 [--force true]
 
-Rollback follows the ``previous_champion`` tag the automatic promotion left on the current
-champion. Promote takes the ``challenger`` unless a version is named; a version whose gates
-did not all pass needs ``--force true``.
+Rollback undoes the latest promotion: the registered model's ``champion_history`` tag lists
+the champions in order, and each rollback steps one entry back. Alias moves on one
+``FRAUD_HOME`` are serialized by ``registry.alias_lock``. Promote takes the ``challenger``
+unless a version is named; a version whose gates did not all pass needs ``--force true``.
 """
 
 from __future__ import annotations
@@ -34,14 +35,15 @@ def promote(ctx: TaskContext) -> TaskResult:
     client = mlflow_client()
     name = ctx.settings.registered_model_name
     actor = deployed_by()
-    if action == "rollback":
-        move = registry.rollback_champion(client, name=name, actor=actor)
-    else:
-        version = ctx.param("version") or _challenger(client, name)
-        force = str(ctx.param("force", "false")).lower() in ("1", "true", "yes")
-        move = registry.promote_version(
-            client, name=name, version=str(version), actor=actor, force=force
-        )
+    with registry.alias_lock(ctx.settings.fraud_home):
+        if action == "rollback":
+            move = registry.rollback_champion(client, name=name, actor=actor)
+        else:
+            version = ctx.param("version") or _challenger(client, name)
+            force = str(ctx.param("force", "false")).lower() in ("1", "true", "yes")
+            move = registry.promote_version(
+                client, name=name, version=str(version), actor=actor, force=force
+            )
     reason = f"{action} by {actor}: champion {move.from_version or 'none'} -> {move.to_version}"
     ctx.log.info("%s %s", name, reason)
     return TaskResult(
@@ -75,7 +77,12 @@ def _challenger(client: MlflowClient, name: str) -> str:
 def main(argv: list[str] | None = None) -> None:
     try:
         run_task(promote, argv, name="promote")
-    except (registry.RollbackError, registry.NoChampionError, registry.PromotionError) as exc:
+    except (
+        registry.RollbackError,
+        registry.NoChampionError,
+        registry.PromotionError,
+        registry.ConcurrentAliasMoveError,
+    ) as exc:
         # An expected refusal: one line for the operator, not a traceback.
         raise SystemExit(f"promote: {exc}") from None
 

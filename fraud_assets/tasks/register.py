@@ -100,13 +100,17 @@ def register(ctx: TaskContext) -> TaskResult:
             "deployed_by": actor,
         },
     )
-    registry.set_challenger(client, name=name, version=version)
-    if report.passed:
-        registry.move_champion(client, name=name, version=version, actor=actor)
-    else:
-        ctx.log.warning("%s version %s not promoted: %s", name, version, report.reason)
-    champion = registry.alias_version(client, name, registry.CHAMPION)
+    with registry.alias_lock(settings.fraud_home):
+        if report.passed:
+            # Only a version that passed every gate may answer live claims as challenger.
+            registry.set_challenger(client, name=name, version=version)
+            registry.move_champion(client, name=name, version=version, actor=actor)
+        else:
+            ctx.log.warning("%s version %s not promoted: %s", name, version, report.reason)
+        champion = registry.alias_version(client, name, registry.CHAMPION)
+        challenger = registry.alias_version(client, name, registry.CHALLENGER)
     champion_number = str(champion.version) if champion is not None else "none"
+    challenger_number = str(challenger.version) if challenger is not None else "none"
     return TaskResult(
         materializations=[
             Materialization(
@@ -117,7 +121,7 @@ def register(ctx: TaskContext) -> TaskResult:
                     "model_uri": f"models:/{name}/{version}",
                     **link("mlflow_model_version", model_version_url(settings, name, version)),
                     "champion_version": champion_number,
-                    "challenger_version": version,
+                    "challenger_version": challenger_number,
                     "promoted": report.passed,
                     "reason": report.reason,
                     "mlflow_run_id": run_id,
