@@ -14,6 +14,7 @@ from fraud_assets.assets import (
     training,
 )
 from fraud_assets.catalog import catalog_assets
+from fraud_assets.executor import fraud_home_executor
 from fraud_assets.jobs import ASSET_JOBS
 from fraud_assets.resources.alerts import default_alerts
 from fraud_assets.resources.compute import default_compute
@@ -31,4 +32,6 @@ defs = Definitions(
     schedules=SCHEDULES,
     sensors=SENSORS,
     resources={"compute": default_compute(), "alerts": default_alerts()},
+    # Dagster's multiprocess executor, one run at a time per FRAUD_HOME.
+    executor=fraud_home_executor,
 )

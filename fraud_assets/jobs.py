@@ -5,16 +5,24 @@ from __future__ import annotations
 from dagster import AssetSelection, define_asset_job
 
 from fraud_assets import keys
+from fraud_assets.executor import RUN_LOCK_TAG
+from fraud_assets.settings import get_settings
+
+# The shared state a run writes is the target's: a run queue limited on this tag runs one
+# at a time per target (fraud_assets.executor).
+WRITER_TAGS = {RUN_LOCK_TAG: get_settings().target}
 
 fraud_pipeline = define_asset_job(
     keys.MAIN_JOB,
     selection=AssetSelection.all(),
+    tags=WRITER_TAGS,
     description="Every asset: claims in, governed champion model and fraud scores out.",
 )
 
 ingestion_job = define_asset_job(
     keys.INGESTION_JOB,
     selection=AssetSelection.assets(keys.RAW_CLAIMS, keys.CLAIMS, keys.CLAIMS_QUARANTINE),
+    tags=WRITER_TAGS,
     description="Land new claims in bronze, validate them into silver and quarantine.",
 )
 
@@ -28,12 +36,14 @@ retraining_job = define_asset_job(
         keys.FAIRNESS_REPORT,
         keys.REGISTERED_MODEL,
     ),
+    tags=WRITER_TAGS,
     description="Rebuild features, train both models, gate them and register the winner.",
 )
 
 drift_monitoring_job = define_asset_job(
     keys.DRIFT_MONITORING_JOB,
     selection=AssetSelection.assets(keys.FRAUD_SCORES, keys.PSI_REPORT),
+    tags=WRITER_TAGS,
     description="Score the latest claims with the champion and measure drift against it.",
 )
 
@@ -41,6 +51,7 @@ fairness_audit_job = define_asset_job(
     keys.FAIRNESS_AUDIT_JOB,
     selection=AssetSelection.assets(keys.FAIRNESS_REPORT),
     config={"ops": {"fairness_report": {"config": {"write_audit_report": True}}}},
+    tags=WRITER_TAGS,
     description="Recompute the fairness report and write the HTML audit report.",
 )
 
