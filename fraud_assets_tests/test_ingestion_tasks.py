@@ -105,6 +105,36 @@ def test_synthetic_refresh_file_appends_and_revalidation(
     assert store.version("claims") == _metadata(fourth, "claims")["delta_version"]
 
 
+def test_two_batches_landed_before_one_validate_both_reach_silver(
+    small_synthetic: Path, spark: Any, tmp_path: Path
+) -> None:
+    # Issue 14, finding 7: the first of two batches ended in neither silver nor quarantine
+    # while the reconciliation check passed.
+    store = LocalDeltaStore(small_synthetic)
+    ingest(_ctx("r1"))
+    validate(_ctx("r1"))
+    first = write_claims_file(generate_claims(5, seed=1, id_prefix="A"), tmp_path / "a.csv")
+    second = write_claims_file(generate_claims(4, seed=2, id_prefix="B"), tmp_path / "b.csv")
+    ingest(_ctx("r2", source_path=str(first)))
+    ingest(_ctx("r3", source_path=str(second)))
+
+    result = validate(_ctx("r4"))  # no batch_id: every batch not validated yet
+    silver = store.read_pandas("claims")
+    assert len(silver) == 400 + 5 + 4
+    assert silver.groupby("_batch_id").size().to_dict() == {"r1": 400, "r2": 5, "r3": 4}
+    silver_meta = _metadata(result, "claims")
+    assert silver_meta["batch_ids"] == ["r2", "r3"]
+    assert silver_meta["batch_row_count"] == 9
+    reconciled = _checks(result)[keys.CHECK_RECONCILES]
+    assert reconciled.passed
+    assert reconciled.metadata["bronze_rows"] == 9
+
+    # With nothing left to validate, the latest batch is validated again (idempotent).
+    again = validate(_ctx("r5"))
+    assert _metadata(again, "claims")["batch_ids"] == ["r3"]
+    assert len(store.read_pandas("claims")) == 409
+
+
 def test_a_retried_ingest_replaces_its_batch(small_synthetic: Path) -> None:
     path = str(BAD / "crlf.csv")
     ingest(_ctx("r1", source_path=path))

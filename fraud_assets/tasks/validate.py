@@ -1,8 +1,9 @@
 """Validate step: bronze ``raw_claims`` → silver ``claims`` + ``claims_quarantine`` (PySpark).
 
-One bronze batch is validated per run: the ``batch_id`` parameter, else the latest loaded.
-When bronze holds only that batch (a synthetic full refresh) silver and quarantine are
-rebuilt; otherwise the batch's rows are replaced in both, so re-validating is idempotent and
+A run validates the ``batch_id`` parameter's batch, else every bronze batch that is in
+neither silver nor quarantine yet (oldest first), else the latest loaded again. When bronze
+holds only those batches' rows (a synthetic full refresh) silver and quarantine are
+rebuilt; otherwise each batch's rows are replaced in both, so re-validating is idempotent and
 a claim id already in silver from another batch is quarantined as a duplicate. The checks
 read back the tables as written and reconcile the batch.
 """
@@ -43,7 +44,7 @@ from fraud_assets.tasks._runtime import (
 )
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame
+    from pyspark.sql import DataFrame, SparkSession
 
 BRONZE, SILVER, QUARANTINE = "raw_claims", "claims", "claims_quarantine"
 SILVER_ASSET = keys.CLAIMS.to_user_string()
@@ -51,7 +52,7 @@ QUARANTINE_ASSET = keys.CLAIMS_QUARANTINE.to_user_string()
 
 
 def validate(ctx: TaskContext) -> TaskResult:
-    """Type, validate and deduplicate one bronze batch into silver and quarantine."""
+    """Type, validate and deduplicate bronze batches into silver and quarantine."""
     from pyspark.sql import functions as F
 
     settings = ctx.settings
@@ -61,22 +62,33 @@ def validate(ctx: TaskContext) -> TaskResult:
 
     bronze_all = store.read_spark(spark, BRONZE)
     batches = _batches_by_load_time(bronze_all)
-    batch_id = str(ctx.param("batch_id") or _latest(batches))
-    in_batch = F.col(BATCH_ID_COLUMN) == batch_id
-    bronze = bronze_all.filter(in_batch).cache()
-    full_refresh = not [b for b in batches if b != batch_id]
-
-    known_ids = None
-    if not full_refresh and store.exists(SILVER):
-        known_ids = (
-            store.read_spark(spark, SILVER).filter(~in_batch).select(ID_COLUMN, BATCH_ID_COLUMN)
-        )
-    validated = validate_batch(bronze, thresholds=thresholds, known_ids=known_ids).cache()
-    silver_version, quarantine_version = _write(
-        store, silver_rows(validated), quarantine_rows(validated), batch_id, full_refresh
+    batch_ids = (
+        [str(ctx.param("batch_id"))]
+        if ctx.param("batch_id")
+        else _pending(store, spark, batches) or [_latest(batches)]
     )
-    validated.unpersist()
+    # Bronze holds nothing but this one batch: a synthetic full refresh.
+    full_refresh = len(batch_ids) == 1 and set(batches) == set(batch_ids)
+    silver_version = quarantine_version = -1
+    for batch_id in batch_ids:
+        in_one = F.col(BATCH_ID_COLUMN) == batch_id
+        known_ids = None
+        if not full_refresh and store.exists(SILVER):
+            known_ids = (
+                store.read_spark(spark, SILVER).filter(~in_one).select(ID_COLUMN, BATCH_ID_COLUMN)
+            )
+        validated = validate_batch(
+            bronze_all.filter(in_one), thresholds=thresholds, known_ids=known_ids
+        ).cache()
+        silver_version, quarantine_version = _write(
+            store, silver_rows(validated), quarantine_rows(validated), batch_id, full_refresh
+        )
+        validated.unpersist()
 
+    # The checks judge every batch this run validated, together.
+    in_batch = F.col(BATCH_ID_COLUMN).isin(batch_ids)
+    batch_id = ", ".join(batch_ids)
+    bronze = bronze_all.filter(in_batch).cache()
     silver_table = store.read_spark(spark, SILVER)
     silver_batch = silver_table.filter(in_batch)
     quarantine_table = store.read_spark(spark, QUARANTINE)
@@ -117,7 +129,11 @@ def validate(ctx: TaskContext) -> TaskResult:
         quarantine_count,
         "full refresh" if full_refresh else "append",
     )
-    shared = {"batch_id": batch_id, "load_mode": "full_refresh" if full_refresh else "append"}
+    shared = {
+        "batch_id": batch_id,
+        "batch_ids": batch_ids,
+        "load_mode": "full_refresh" if full_refresh else "append",
+    }
     materializations = [
         Materialization(
             SILVER_ASSET,
@@ -170,6 +186,20 @@ def _batches_by_load_time(bronze: DataFrame) -> list[str]:
         .collect()
     )
     return [str(row[BATCH_ID_COLUMN]) for row in rows]
+
+
+def _pending(store: TableStore, spark: SparkSession, batches: list[str]) -> list[str]:
+    """The bronze batches in neither silver nor quarantine yet, the oldest first.
+
+    Two batches landed before one validate are both validated, in the order they landed,
+    so a claim id re-sent in the later one is the one quarantined as a duplicate.
+    """
+    accounted: set[str] = set()
+    for table in (SILVER, QUARANTINE):
+        if store.exists(table):
+            rows = store.read_spark(spark, table).select(BATCH_ID_COLUMN).distinct().collect()
+            accounted.update(str(row[BATCH_ID_COLUMN]) for row in rows)
+    return [batch for batch in reversed(batches) if batch not in accounted]
 
 
 def _latest(batches: list[str]) -> str:
