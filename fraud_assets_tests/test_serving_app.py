@@ -32,7 +32,8 @@ from mlflow import MlflowClient
 
 from fraud_assets.features import MODEL_FEATURES
 from fraud_assets.lakehouse import table_store
-from fraud_assets.ml.tracking import configure_mlflow, local_tracking_uri
+from fraud_assets.ml import registry
+from fraud_assets.ml.tracking import configure_mlflow, local_tracking_uri, mlflow_client
 from fraud_assets.serving.app import create_app
 from fraud_assets.serving.inference_log import INFERENCE_LOG, window_id
 from fraud_assets.serving.router import TrafficSplit
@@ -67,6 +68,15 @@ def two_version_registry(home: Path, template: Path, aliases: dict[str, str]) ->
         # Each version decides at the threshold chosen when it was trained.
         assert register_version(settings, seed=1, threshold=THRESHOLDS["1"]) == "1"
         assert register_version(settings, seed=2, threshold=THRESHOLDS["2"]) == "2"
+        # Both passed every gate, as the register task records, so the challenger decides.
+        configure_mlflow(settings)
+        for version in ("1", "2"):
+            registry.tag_version(
+                mlflow_client(),
+                settings.registered_model_name,
+                version,
+                {registry.TAG_GATES_PASSED: "true"},
+            )
         for alias, version in aliases.items():
             set_alias(settings, alias, version)
         yield home

@@ -31,6 +31,7 @@ from fraud_assets.ml.scoring import ModelOutputError
 from fraud_assets.serving.batcher import MicroBatcher
 from fraud_assets.serving.contract import (
     PAYLOAD_FORMATS,
+    BrokenVersionInfo,
     ErrorResponse,
     InferenceLogInfo,
     InvocationRequest,
@@ -41,7 +42,7 @@ from fraud_assets.serving.contract import (
 )
 from fraud_assets.serving.inference_log import InferenceLogBacklogError
 from fraud_assets.serving.metrics import MetricsMiddleware, ServingMetrics
-from fraud_assets.serving.models import NoChampionError, ServedModel
+from fraud_assets.serving.models import BrokenVersion, NoChampionError, ServedModel
 from fraud_assets.serving.service import ClaimsRequest, ScoringService
 from fraud_assets.settings import FraudSettings, get_settings
 
@@ -55,7 +56,10 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _ERRORS: dict[int | str, dict[str, Any]] = {
     415: {"model": ErrorResponse, "description": "The body is not sent as application/json"},
     422: {"model": ErrorResponse, "description": "Not JSON, unknown format, bad or too many rows"},
-    503: {"model": ErrorResponse, "description": "No champion model, or the log is down"},
+    503: {
+        "model": ErrorResponse,
+        "description": "No champion model, a version that cannot be loaded, or the log is down",
+    },
 }
 _REQUEST_BODY: dict[str, Any] = {
     "requestBody": {
@@ -178,18 +182,32 @@ def create_app(
 
     @app.get("/ready", responses={503: {"description": "No champion loaded"}})
     async def ready(request: Request) -> JSONResponse:
-        """Readiness: a champion is loaded, so ``/invocations`` can answer."""
+        """Readiness: a champion is loaded, so ``/invocations`` can answer.
+
+        ``degraded`` is still ready: a version behind an alias could not be loaded and is
+        skipped, and the message says what serves instead.
+        """
         state = _service(request).state
+        broken = [_broken_info(b).model_dump() for b in state.broken]
         if state.champion is None:
             return JSONResponse(
-                {"status": "no_champion", "message": state.no_champion_message()}, 503
+                {
+                    "status": "no_champion",
+                    "message": state.no_champion_message(),
+                    "broken_versions": broken,
+                },
+                503,
             )
+        degraded = state.degraded_message()
         return JSONResponse(
             {
-                "status": "ready",
+                "status": "degraded" if degraded else "ready",
                 "model_name": state.model_name,
                 "champion_version": state.champion.version,
                 "challenger_version": state.challenger.version if state.challenger else None,
+                "challenger_decides": state.challenger_decides,
+                "broken_versions": broken,
+                **({"message": degraded} if degraded else {}),
             }
         )
 
@@ -219,8 +237,13 @@ def create_app(
             log.error("reload failed, still serving %s: %s", scoring.state.versions(), exc.message)
             return _error(503, "MODEL_REGISTRY_UNAVAILABLE", f"model registry: {exc.message}")
         metrics.reloads.labels("api", "changed" if changed else "unchanged").inc()
-        if scoring.state.champion is None:
-            return _error(503, "NO_CHAMPION", scoring.state.no_champion_message())
+        state = scoring.state
+        if state.broken:
+            # The versions that loaded are in force; the caller learns which did not.
+            message = state.degraded_message() if state.champion else state.no_champion_message()
+            return _error(503, "MODEL_VERSION_UNLOADABLE", message or "")
+        if state.champion is None:
+            return _error(503, "NO_CHAMPION", state.no_champion_message())
         return _models_response(scoring, changed=changed)
 
     _document_request_body(app)
@@ -285,7 +308,7 @@ def _models_response(service: ScoringService, *, changed: bool | None) -> Models
         traffic=TrafficInfo(
             challenger_traffic=serving.challenger_traffic,
             effective_challenger_share=split.effective_challenger_share if split else 0.0,
-            shadow=serving.shadow,
+            shadow=split.shadow if split else serving.shadow,
             routing="hash(routing_salt, claim_id) < challenger_traffic -> challenger",
         ),
         inference_log=InferenceLogInfo(
@@ -295,6 +318,7 @@ def _models_response(service: ScoringService, *, changed: bool | None) -> Models
             failed_writes=stats.failed_writes,
             last_error=stats.last_error,
         ),
+        broken_versions=[_broken_info(broken) for broken in state.broken],
         resolved_at=state.resolved_at.isoformat() if state.resolved_at else None,
         changed=changed,
     )
@@ -309,6 +333,13 @@ def _model_info(served: ServedModel | None) -> ServedModelInfo | None:
         run_id=served.run_id,
         source=served.source,
         loaded_at=served.loaded_at.isoformat(),
+        gates_passed=served.gates_passed,
+    )
+
+
+def _broken_info(broken: BrokenVersion) -> BrokenVersionInfo:
+    return BrokenVersionInfo(
+        model_name=broken.name, alias=broken.alias, version=broken.version, error=broken.error
     )
 
 

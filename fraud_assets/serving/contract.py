@@ -206,6 +206,18 @@ class ServedModelInfo(BaseModel):
     run_id: str | None
     source: str | None
     loaded_at: str
+    gates_passed: bool = Field(
+        description="The version's gates_passed tag is true; a challenger without it is shadowed"
+    )
+
+
+class BrokenVersionInfo(BaseModel):
+    """A version an alias points at that could not be loaded, so it is not served."""
+
+    model_name: str
+    alias: Alias
+    version: str
+    error: str = Field(description="Error type and first line, without credentials")
 
 
 class TrafficInfo(BaseModel):
@@ -215,7 +227,9 @@ class TrafficInfo(BaseModel):
     effective_challenger_share: float = Field(
         description="Share the challenger really answers (0 without a distinct challenger)"
     )
-    shadow: bool
+    shadow: bool = Field(
+        description="The champion answers every claim: set so, or the challenger is ungated"
+    )
     routing: str
 
 
@@ -237,6 +251,7 @@ class ModelsResponse(BaseModel):
     challenger: ServedModelInfo | None
     traffic: TrafficInfo
     inference_log: InferenceLogInfo
+    broken_versions: list[BrokenVersionInfo]
     resolved_at: str | None
     changed: bool | None = None
 

@@ -89,6 +89,14 @@ class _ServiceCollector(Collector):
             if version is not None:
                 versions.add_metric([state.model_name, alias, version], 1.0)
         yield versions
+        broken = GaugeMetricFamily(
+            "fraud_serving_model_version_broken",
+            "1 for each version behind an alias that could not be loaded, with the error",
+            labels=["model_name", "alias", "model_version", "error"],
+        )
+        for failed in state.broken:
+            broken.add_metric([failed.name, failed.alias, failed.version, failed.error], 1.0)
+        yield broken
         yield GaugeMetricFamily(
             "fraud_serving_ready", "1 when a champion is loaded", value=float(bool(state.champion))
         )

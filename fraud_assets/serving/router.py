@@ -59,13 +59,15 @@ class TrafficSplit:
         *,
         champion_version: str,
         challenger_version: str | None,
+        challenger_may_decide: bool = True,
     ) -> TrafficSplit:
+        """The configured split; a challenger that may not decide is shadowed whatever it says."""
         return cls(
             champion_version=champion_version,
             challenger_version=challenger_version,
             challenger_share=serving.challenger_traffic,
             salt=serving.routing_salt,
-            shadow=serving.shadow,
+            shadow=serving.shadow or not challenger_may_decide,
         )
 
     @property

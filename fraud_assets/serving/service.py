@@ -100,7 +100,10 @@ class ScoringService:
         return self._state
 
     def start(self) -> None:
-        """Load the aliased models and start the log writer. No champion yet is allowed."""
+        """Load the aliased models and start the log writer.
+
+        No champion yet, or a version that cannot be loaded, is allowed: ``/ready`` says so.
+        """
         self.reload()
         if self._state.champion is None:
             log.warning("serving without a model: %s", self._state.no_champion_message())
@@ -111,12 +114,16 @@ class ScoringService:
         self.inference_log.close()
 
     def reload(self) -> bool:
-        """Re-resolve the aliases (after a promotion); returns whether any version changed."""
+        """Re-resolve the aliases (after a promotion); returns whether the routing changed.
+
+        The routing is the version behind each alias and whether the challenger decides.
+        A version that cannot be loaded is in ``state.broken``, not raised.
+        """
         with self._reload_lock:
-            before = self._state.versions()
+            before = _routing(self._state)
             # Swapped in one assignment: a request sees the old or the new state, never a mix.
             self._state = self.models.refresh()
-            after = self._state.versions()
+            after = _routing(self._state)
         if before != after:
             log.info("serving %s: %s (was %s)", self._state.model_name, after, before)
         return before != after
@@ -213,3 +220,7 @@ class ScoringService:
             )
             start = end
         return answers
+
+
+def _routing(state: ServingState) -> tuple[dict[Alias, str | None], bool]:
+    return state.versions(), state.challenger_decides
