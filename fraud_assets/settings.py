@@ -208,6 +208,12 @@ class ServingSettings(BaseModel):
         False, description="Challenger scores its share too, but the champion always answers"
     )
     max_records: int = Field(1000, ge=1, description="Most claims accepted in one request")
+    # 1,000 claims (max_records) of the contract serialize to well under 1 MB
+    # (test_serving_limits.py): 4 MiB leaves room for long ids and codes, and a body is 413
+    # long before it could grow the server's memory.
+    max_request_bytes: int = Field(
+        4 * 1024 * 1024, ge=1024, description="Largest request body; larger ones are 413"
+    )
     reload_seconds: float = Field(
         15.0, ge=0, description="How often the registry is polled for alias moves; 0 disables"
     )
