@@ -168,6 +168,10 @@ def test_a_header_only_file_lands_an_empty_batch(small_synthetic: Path, spark: A
     validated = validate(_ctx("r1", batch_id="r1"))
     assert _checks(validated)[keys.CHECK_RECONCILES].passed
     assert _metadata(validated, "claims")["batch_row_count"] == 0
+    # Without a batch id the step said "materialize raw_claims first", which it just was.
+    with pytest.raises(ValueError, match="raw_claims holds no rows: its latest load") as error:
+        validate(_ctx("r2"))
+    assert "header but no records" in str(error.value)
 
 
 def test_files_that_cannot_be_ingested_fail_the_step_and_write_nothing(

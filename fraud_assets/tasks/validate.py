@@ -65,7 +65,8 @@ def validate(ctx: TaskContext) -> TaskResult:
     batch_ids = (
         [str(ctx.param("batch_id"))]
         if ctx.param("batch_id")
-        else _pending(store, spark, batches) or [_latest(batches)]
+        else _pending(store, spark, batches)
+        or [_latest(batches, bronze_version=store.version(BRONZE))]
     )
     # Bronze holds nothing but this one batch: a synthetic full refresh.
     full_refresh = len(batch_ids) == 1 and set(batches) == set(batch_ids)
@@ -202,9 +203,14 @@ def _pending(store: TableStore, spark: SparkSession, batches: list[str]) -> list
     return [batch for batch in reversed(batches) if batch not in accounted]
 
 
-def _latest(batches: list[str]) -> str:
+def _latest(batches: list[str], *, bronze_version: int) -> str:
     if not batches:
-        raise ValueError("raw_claims has no rows to validate: materialize raw_claims first")
+        # The table exists (it was just read), so an ingest ran and landed nothing.
+        raise ValueError(
+            f"raw_claims holds no rows: its latest load (Delta version {bronze_version}) "
+            "was a file with a header but no records, or with none at all (see the "
+            "raw_claims.raw_not_empty check); land a file with records, then validate"
+        )
     return batches[0]
 
 
