@@ -342,6 +342,38 @@ def test_parquet_and_csv_of_the_same_claims_land_identically(tmp_path: Path) -> 
     assert from_csv["claim_date"].str.fullmatch(r"\d{4}-\d{2}-\d{2}").all()
 
 
+def test_unmapped_list_and_binary_parquet_columns_do_not_reject_the_file(
+    tmp_path: Path,
+) -> None:
+    # Issue 14, finding 11: an unused list column rejected the whole file, and invalid UTF-8
+    # in an unused binary column failed with an ArrowInvalid naming neither file nor column.
+    claims = pa.Table.from_pandas(generate_claims(3, seed=4), preserve_index=False)
+    extra = claims.append_column("attachments", pa.array([[1, 2], [], None])).append_column(
+        "scan", pa.array([b"\xff\xfe", b"ok", None], pa.binary())
+    )
+    path = tmp_path / "extra.parquet"
+    pq.write_table(extra, path)
+    landed = read_source(path)
+    assert len(landed.records) == 3
+    assert {"attachments", "scan"} <= set(landed.unmapped_columns)
+    assert landed.records[PARSE_ERROR_COLUMN].isna().all()
+
+
+def test_a_mapped_binary_column_that_is_not_utf8_names_file_column_and_row(
+    tmp_path: Path,
+) -> None:
+    claims = pa.Table.from_pandas(generate_claims(3, seed=4), preserve_index=False)
+    index = claims.column_names.index("diagnosis_code")
+    binary = pa.array([b"D1", b"\xff\xfeD2", b"D3"], pa.binary())
+    path = tmp_path / "binary.parquet"
+    pq.write_table(claims.set_column(index, "diagnosis_code", binary), path)
+    with pytest.raises(SourceError) as error:
+        read_source(path)
+    message = str(error.value)
+    assert "binary.parquet" in message and "'diagnosis_code'" in message
+    assert "row 2 holds" in message and "not UTF-8" in message
+
+
 def test_dates_pandas_wrote_as_datetimes_land_as_dates(tmp_path: Path) -> None:
     """Issue 14: a Parquet file from pandas with datetime64 dates was 100% quarantined
     ('2024-01-12 00:00:00' is not a date); a timestamp with a time of day stays a timestamp."""

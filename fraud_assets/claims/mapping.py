@@ -333,14 +333,14 @@ def read_source(path: str | Path, mapping: SourceMapping | None = None) -> Lande
                 f"{source}: is gzip-compressed: decompress it first (gunzip -k {source.name})"
             )
     file_format = mapping.file_format or _format_of(source)
-    if file_format == "csv":
-        raw, errors, notes = _read_csv(source, mapping.csv)
-    else:
-        raw, errors, notes = _read_parquet(source)
-    records = apply_mapping(raw, mapping, source_name=str(source), record_errors=errors)
     used = set(mapping.required_source_columns()) | {
         c for rule in mapping.columns.values() for c in rule.source_columns()
     }
+    if file_format == "csv":
+        raw, errors, notes = _read_csv(source, mapping.csv)
+    else:
+        raw, errors, notes = _read_parquet(source, used=used)
+    records = apply_mapping(raw, mapping, source_name=str(source), record_errors=errors)
     unmapped = [c for c in raw.columns if c not in used and c != ROW_NUMBER_COLUMN]
     log.info(
         "read %d records from %s with mapping %s (%d with parse errors)",
@@ -712,7 +712,9 @@ def _ends_inside_quotes(path: Path, quote_char: str) -> bool:
     return count % 2 == 1
 
 
-def _read_parquet(path: Path) -> tuple[pd.DataFrame, pd.Series, dict[str, Any]]:
+def _read_parquet(path: Path, *, used: set[str]) -> tuple[pd.DataFrame, pd.Series, dict[str, Any]]:
+    """The file's columns as text; a column the mapping does not read stays unread (all
+    null), so a list, struct or binary column beside the claims cannot reject the file."""
     if path.stat().st_size == 0:
         raise EmptySourceError(f"{path}: the file is empty (zero bytes)")
     try:
@@ -721,15 +723,34 @@ def _read_parquet(path: Path) -> tuple[pd.DataFrame, pd.Series, dict[str, Any]]:
         raise SourceError(f"{path}: cannot be read as Parquet: {err}") from err
     columns = {}
     for name, column in zip(table.column_names, table.columns, strict=True):
+        if name not in used:
+            columns[name] = pa.nulls(table.num_rows, pa.string())
+            continue
         try:
             columns[name] = _as_strings(column)
         except pa.ArrowNotImplementedError as err:
             raise SourceError(
                 f"{path}: column {name!r} of type {column.type} cannot be read as text"
             ) from err
+        except pa.ArrowInvalid as err:
+            raise SourceError(
+                f"{path}: column {name!r} of type {column.type} cannot be read as text: "
+                f"{_first_undecodable(column)}"
+            ) from err
     frame = pa.table(columns).to_pandas() if columns else pd.DataFrame()
     frame[ROW_NUMBER_COLUMN] = np.arange(1, table.num_rows + 1, dtype=np.int64)
     return frame, pd.Series([None] * table.num_rows, dtype=object), {}
+
+
+def _first_undecodable(column: pa.ChunkedArray) -> str:
+    """Where a binary column stops being UTF-8 text: its first such row and value."""
+    for row, value in enumerate(column.to_pylist(), start=1):
+        if isinstance(value, bytes):
+            try:
+                value.decode("utf-8")
+            except UnicodeDecodeError:
+                return f"row {row} holds {value[:40]!r}, which is not UTF-8"
+    return "a value is not UTF-8 text"
 
 
 def _as_strings(column: pa.ChunkedArray) -> pa.ChunkedArray:
