@@ -135,6 +135,48 @@ def test_two_batches_landed_before_one_validate_both_reach_silver(
     assert len(store.read_pandas("claims")) == 409
 
 
+class _Killed(Exception):
+    """Stands in for the process dying between the silver and the quarantine commit."""
+
+
+def test_a_batch_cut_short_between_its_two_commits_is_finished_by_the_next_validate(
+    small_synthetic: Path, spark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Issue 14, finding 8: a kill between the silver and the quarantine commit left the
+    # batch's quarantined rows in neither table, and a later validate never went back to it.
+    store = LocalDeltaStore(small_synthetic)
+    ingest(_ctx("r1"))
+    validate(_ctx("r1"))
+    ingest(_ctx("r2", source_path=str(BAD / "duplicate_ids.csv")))
+    later = write_claims_file(generate_claims(4, seed=2, id_prefix="B"), tmp_path / "b.csv")
+    ingest(_ctx("r3", source_path=str(later)))
+
+    real = LocalDeltaStore.replace_rows_spark
+
+    def killed(self: LocalDeltaStore, df: Any, name: str, *, column: str, value: str) -> int:
+        if name == "claims_quarantine" and value == "r2":
+            raise _Killed
+        return real(self, df, name, column=column, value=value)
+
+    monkeypatch.setattr(LocalDeltaStore, "replace_rows_spark", killed)
+    with pytest.raises(_Killed):
+        validate(_ctx("r4"))
+    monkeypatch.setattr(LocalDeltaStore, "replace_rows_spark", real)
+
+    result = validate(_ctx("r5"))
+    assert _metadata(result, "claims")["batch_ids"] == ["r2", "r3"]
+    assert _checks(result)[keys.CHECK_RECONCILES].passed
+    counts = {
+        table: store.read_pandas(table).groupby("_batch_id").size().to_dict()
+        for table in ("raw_claims", "claims", "claims_quarantine")
+    }
+    for batch in ("r2", "r3"):
+        assert counts["raw_claims"][batch] == counts["claims"].get(batch, 0) + counts[
+            "claims_quarantine"
+        ].get(batch, 0)
+    assert counts["claims_quarantine"]["r2"] > 0
+
+
 def test_a_retried_ingest_replaces_its_batch(small_synthetic: Path) -> None:
     path = str(BAD / "crlf.csv")
     ingest(_ctx("r1", source_path=path))

@@ -1,7 +1,8 @@
 """Validate step: bronze ``raw_claims`` → silver ``claims`` + ``claims_quarantine`` (PySpark).
 
-A run validates the ``batch_id`` parameter's batch, else every bronze batch that is in
-neither silver nor quarantine yet (oldest first), else the latest loaded again. When bronze
+A run validates the ``batch_id`` parameter's batch, else every bronze batch whose rows are
+not all in silver or quarantine (not validated yet, or cut short between the two commits;
+oldest first), else the latest loaded again. When bronze
 holds only those batches' rows (a synthetic full refresh) silver and quarantine are
 rebuilt; otherwise each batch's rows are replaced in both, so re-validating is idempotent and
 a claim id already in silver from another batch is quarantined as a duplicate. The checks
@@ -66,7 +67,7 @@ def validate(ctx: TaskContext) -> TaskResult:
         [str(ctx.param("batch_id"))]
         if ctx.param("batch_id")
         else _pending(store, spark, batches)
-        or [_latest(batches, bronze_version=store.version(BRONZE))]
+        or [_latest(list(batches), bronze_version=store.version(BRONZE))]
     )
     # Bronze holds nothing but this one batch: a synthetic full refresh.
     full_refresh = len(batch_ids) == 1 and set(batches) == set(batch_ids)
@@ -176,31 +177,41 @@ def validate(ctx: TaskContext) -> TaskResult:
     return TaskResult(materializations=materializations, checks=checks)
 
 
-def _batches_by_load_time(bronze: DataFrame) -> list[str]:
-    """Every batch in bronze, the most recently loaded first (one small Spark job)."""
+def _batches_by_load_time(bronze: DataFrame) -> dict[str, int]:
+    """Every batch in bronze and its row count, the most recently loaded first (one small
+    Spark job)."""
     from pyspark.sql import functions as F
 
     rows = (
         bronze.groupBy(BATCH_ID_COLUMN)
-        .agg(F.max(LOADED_AT_COLUMN).alias("loaded_at"))
+        .agg(F.max(LOADED_AT_COLUMN).alias("loaded_at"), F.count("*").alias("rows"))
         .orderBy(F.desc("loaded_at"))
         .collect()
     )
-    return [str(row[BATCH_ID_COLUMN]) for row in rows]
+    return {str(row[BATCH_ID_COLUMN]): int(row["rows"]) for row in rows}
 
 
-def _pending(store: TableStore, spark: SparkSession, batches: list[str]) -> list[str]:
-    """The bronze batches in neither silver nor quarantine yet, the oldest first.
+def _pending(store: TableStore, spark: SparkSession, batches: dict[str, int]) -> list[str]:
+    """The bronze batches whose rows are not all in silver or quarantine, the oldest first.
 
-    Two batches landed before one validate are both validated, in the order they landed,
-    so a claim id re-sent in the later one is the one quarantined as a duplicate.
+    That is a batch not validated yet, or one whose validate died between its silver and
+    its quarantine commit. Two batches landed before one validate are both validated, in the
+    order they landed, so a claim id re-sent in the later one is the one quarantined.
     """
-    accounted: set[str] = set()
-    for table in (SILVER, QUARANTINE):
-        if store.exists(table):
-            rows = store.read_spark(spark, table).select(BATCH_ID_COLUMN).distinct().collect()
-            accounted.update(str(row[BATCH_ID_COLUMN]) for row in rows)
-    return [batch for batch in reversed(batches) if batch not in accounted]
+    silver = _rows_per_batch(store, spark, SILVER)
+    quarantine = _rows_per_batch(store, spark, QUARANTINE)
+    return [
+        batch
+        for batch, rows in reversed(batches.items())
+        if silver.get(batch, 0) + quarantine.get(batch, 0) != rows
+    ]
+
+
+def _rows_per_batch(store: TableStore, spark: SparkSession, table: str) -> dict[str, int]:
+    if not store.exists(table):
+        return {}
+    rows = store.read_spark(spark, table).groupBy(BATCH_ID_COLUMN).count().collect()
+    return {str(row[BATCH_ID_COLUMN]): int(row["count"]) for row in rows}
 
 
 def _latest(batches: list[str], *, bronze_version: int) -> str:
