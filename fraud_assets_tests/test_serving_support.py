@@ -7,6 +7,8 @@ service is tested against the artifact it serves in production.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pandas as pd
 
 from fraud_assets.ml import registry
@@ -23,14 +25,23 @@ def gold_frame(seed: int, n_rows: int = 600) -> pd.DataFrame:
     return make_gold_frame(n_rows, seed=seed, fraud_rate=0.15, holdout_fraction=0.3)
 
 
-def register_version(settings: FraudSettings, *, seed: int, threshold: float | None = None) -> str:
+def register_version(
+    settings: FraudSettings,
+    *,
+    seed: int,
+    threshold: float | None = None,
+    allowed_protected: Sequence[str] = (),
+) -> str:
     """Train, log and register one model version; returns its version number.
 
-    ``threshold`` is logged as the run's chosen operating threshold, as training does.
+    ``threshold`` is logged as the run's chosen operating threshold, as training does;
+    ``allowed_protected`` names protected attributes the model may take as inputs.
     """
     configure_mlflow(settings)
     train, _ = split_gold(gold_frame(seed))
-    trained = train_model(train, model_type="xgboost", params=FAST)
+    trained = train_model(
+        train, model_type="xgboost", params=FAST, allowed_protected=allowed_protected
+    )
     run = log_training_run(
         trained,
         data=TrainingData(location=str(settings.fraud_home / "gold"), delta_version=0, frame=train),

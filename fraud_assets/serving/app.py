@@ -30,13 +30,16 @@ from fraud_assets.ml.pyfunc import FeatureFrameError
 from fraud_assets.ml.scoring import ModelOutputError
 from fraud_assets.serving.batcher import MicroBatcher
 from fraud_assets.serving.contract import (
+    DEFAULT_CONTRACT,
     PAYLOAD_FORMATS,
     BrokenVersionInfo,
     ErrorResponse,
     InferenceLogInfo,
+    InvocationBody,
     InvocationRequest,
     InvocationResponse,
     ModelsResponse,
+    RequestContract,
     ServedModelInfo,
     TrafficInfo,
 )
@@ -150,11 +153,13 @@ def create_app(
         }
         try:
             if len(raw) <= INLINE_PARSE_BYTES:
-                body = parse_invocation(raw, context=context)
+                body = parse_invocation(raw, context=context, contract=scoring.state.contract)
             else:
                 # A large body takes milliseconds to parse: off the event loop, so requests
                 # arriving meanwhile are not stalled behind it.
-                body = await run_in_threadpool(parse_invocation, raw, context=context)
+                body = await run_in_threadpool(
+                    parse_invocation, raw, context=context, contract=scoring.state.contract
+                )
         except ValidationError as exc:
             return _json(describe_invalid_request(exc.errors(include_input=False)), 422)
         request_id = _request_id(request)
@@ -365,10 +370,14 @@ def _json(content: Any, status: int, *, headers: dict[str, str] | None = None) -
 INLINE_PARSE_BYTES = 64 * 1024
 
 
-def parse_invocation(raw: bytes, *, context: dict[str, Any]) -> InvocationRequest:
-    """The request body as an ``InvocationRequest`` (``ValidationError`` when it is not one)."""
+def parse_invocation(
+    raw: bytes, *, context: dict[str, Any], contract: RequestContract = DEFAULT_CONTRACT
+) -> InvocationBody:
+    """The request body under ``contract`` (``ValidationError`` when it does not meet it)."""
     # A UTF-8 byte-order mark (some Windows clients write one) is not JSON.
-    return InvocationRequest.model_validate_json(raw.removeprefix(codecs.BOM_UTF8), context=context)
+    return contract.invocation.model_validate_json(
+        raw.removeprefix(codecs.BOM_UTF8), context=context
+    )
 
 
 async def _read_body(request: Request, limit: int) -> bytes | None:

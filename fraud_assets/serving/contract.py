@@ -2,14 +2,18 @@
 
 Requests use MLflow serving's input formats (``dataframe_records``, ``dataframe_split`` or
 ``instances``) so one client can call this service or the Databricks Model Serving endpoint.
-Each record carries ``claim_id`` and every model feature with the gold table's type: a
-number where the model expects a number, text where it expects a code. Extra fields are
-ignored.
+Each record carries ``claim_id`` and every input of the served models with the gold table's
+type: a number where the model expects a number, text where it expects a code. The inputs
+are the served versions' signature columns (``MODEL_FEATURES`` unless a version was trained
+with an allowed protected attribute), so the contract follows what is loaded. Extra fields
+are ignored.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, cast
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Annotated, Any, ClassVar, cast
 
 import pyarrow as pa
 from pydantic import (
@@ -28,16 +32,6 @@ from fraud_assets.claims.validation import column_ranges
 from fraud_assets.features import CLAIM_FEATURES_SCHEMA, ID_COLUMN, MODEL_FEATURES
 from fraud_assets.serving.router import Alias
 from fraud_assets.settings import Thresholds
-
-# The frame handed to the models: claim_id plus the features, typed exactly as in gold, so a
-# claim scored here and the same claim scored in batch reach the model identically.
-REQUEST_SCHEMA = pa.schema(
-    [
-        pa.field(ID_COLUMN, pa.string()),
-        *(pa.field(name, CLAIM_FEATURES_SCHEMA.field(name).type) for name in MODEL_FEATURES),
-    ]
-)
-
 
 _NO_CONTROL_CHARACTERS = f"^[^{CONTROL_CHARACTERS}]*$"
 
@@ -63,23 +57,10 @@ def _field_type(data_type: pa.DataType) -> Any:
     raise TypeError(f"no request type for gold column type {data_type}")
 
 
-_RECORD_FIELDS: dict[str, Any] = {
-    ID_COLUMN: (
-        Annotated[
-            str,
-            Field(
-                strict=True,
-                min_length=1,
-                max_length=MAX_TEXT_LENGTH,
-                pattern=_NO_CONTROL_CHARACTERS,
-            ),
-        ],
-        ...,
-    ),
-    **{name: (_field_type(CLAIM_FEATURES_SCHEMA.field(name).type), ...) for name in MODEL_FEATURES},
-}
-# Columns batch validation bounds that are also model inputs: out of range is a 422 here.
-BOUNDED_FEATURES = [name for name in MODEL_FEATURES if name in column_ranges(Thresholds())]
+_CLAIM_ID_TYPE = Annotated[
+    str,
+    Field(strict=True, min_length=1, max_length=MAX_TEXT_LENGTH, pattern=_NO_CONTROL_CHARACTERS),
+]
 
 
 def _in_range(value: Any, info: ValidationInfo) -> Any:
@@ -96,26 +77,18 @@ def _in_range(value: Any, info: ValidationInfo) -> Any:
     return value
 
 
-ClaimRecord: type[BaseModel] = create_model(
-    "ClaimRecord",
-    __config__=ConfigDict(extra="ignore"),
-    __doc__="One claim to score: its id and every model feature, typed as in claim_features.",
-    __validators__={"in_range": field_validator(*BOUNDED_FEATURES)(_in_range)},
-    **_RECORD_FIELDS,
-)
-
-
 PAYLOAD_FORMATS = ("dataframe_records", "dataframe_split", "instances")
 
 
-class InvocationRequest(BaseModel):
+class InvocationBody(BaseModel):
     """MLflow serving's input: ``dataframe_records``, ``dataframe_split`` or ``instances``.
 
     Validate with ``context={"max_records": n, "thresholds": t}`` to refuse an oversized batch
     before any of its records is checked, and values outside batch validation's ranges.
     """
 
-    dataframe_records: list[ClaimRecord] = Field(min_length=1)
+    # The contract's table schema; each contract's subclass sets its own.
+    schema_: ClassVar[pa.Schema]
 
     @model_validator(mode="before")
     @classmethod
@@ -141,12 +114,81 @@ class InvocationRequest(BaseModel):
         return {"dataframe_records": records}
 
     def rows(self) -> list[dict[str, Any]]:
-        """The records as dicts of ``REQUEST_SCHEMA`` columns (types already checked)."""
-        return [record.model_dump() for record in cast(list[BaseModel], self.dataframe_records)]
+        """The records as dicts of the contract's columns (types already checked)."""
+        records = cast(list[BaseModel], getattr(self, "dataframe_records"))  # noqa: B009
+        return [record.model_dump() for record in records]
 
     def to_arrow(self) -> pa.Table:
-        """The records as a table with ``REQUEST_SCHEMA``."""
-        return pa.Table.from_pylist(self.rows(), schema=REQUEST_SCHEMA)
+        """The records as a table with the contract's schema."""
+        return pa.Table.from_pylist(self.rows(), schema=self.schema_)
+
+
+@dataclass(frozen=True)
+class RequestContract:
+    """What a request must carry to be scored by the models being served.
+
+    ``schema`` is the frame handed to the models: claim_id plus each input typed exactly as
+    in gold, so a claim scored here and the same claim scored in batch reach the model
+    identically. ``record`` validates one claim and ``invocation`` a whole request body.
+    """
+
+    schema: pa.Schema
+    record: type[BaseModel]
+    invocation: type[InvocationBody]
+
+    @property
+    def features(self) -> list[str]:
+        return [name for name in self.schema.names if name != ID_COLUMN]
+
+
+@lru_cache(maxsize=32)
+def request_contract(columns: tuple[str, ...]) -> RequestContract:
+    """The contract for requests carrying ``columns`` (claim_id and the models' inputs).
+
+    Each column takes its gold type; the contract is built once per distinct column set.
+    """
+    unknown = [c for c in columns if c not in CLAIM_FEATURES_SCHEMA.names]
+    if unknown:
+        raise ValueError(
+            f"no gold column {unknown} to type a request field by; claim_features has "
+            f"{CLAIM_FEATURES_SCHEMA.names}"
+        )
+    inputs = [c for c in dict.fromkeys(columns) if c != ID_COLUMN]
+    schema = pa.schema(
+        [
+            pa.field(ID_COLUMN, pa.string()),
+            *(pa.field(name, CLAIM_FEATURES_SCHEMA.field(name).type) for name in inputs),
+        ]
+    )
+    fields: dict[str, Any] = {
+        ID_COLUMN: (_CLAIM_ID_TYPE, ...),
+        **{name: (_field_type(schema.field(name).type), ...) for name in inputs},
+    }
+    # Columns batch validation bounds that are also model inputs: out of range is a 422.
+    bounded = [name for name in inputs if name in column_ranges(Thresholds())]
+    record: type[BaseModel] = create_model(
+        "ClaimRecord",
+        __config__=ConfigDict(extra="ignore"),
+        __doc__="One claim to score: its id and every model input, typed as in claim_features.",
+        __validators__={"in_range": field_validator(*bounded)(_in_range)} if bounded else {},
+        **fields,
+    )
+    invocation = create_model(
+        "InvocationRequest",
+        __base__=InvocationBody,
+        __doc__=InvocationBody.__doc__,
+        dataframe_records=(list[record], Field(min_length=1)),
+    )
+    invocation.schema_ = schema
+    return RequestContract(schema=schema, record=record, invocation=invocation)
+
+
+# Models trained on the standard features take exactly these; a served version whose
+# signature names more inputs (an allowed protected attribute) widens its own contract.
+DEFAULT_CONTRACT = request_contract((ID_COLUMN, *MODEL_FEATURES))
+REQUEST_SCHEMA = DEFAULT_CONTRACT.schema
+ClaimRecord = DEFAULT_CONTRACT.record
+InvocationRequest = DEFAULT_CONTRACT.invocation
 
 
 def _records(payload_format: str, payload: Any) -> Any:

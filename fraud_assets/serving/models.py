@@ -21,14 +21,17 @@ import re
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from fraud_assets.databricks.redaction import redact
+from fraud_assets.features import ID_COLUMN
 from fraud_assets.ml import registry
 from fraud_assets.ml.scoring import ScoringModel, predict_scores
+from fraud_assets.serving.contract import DEFAULT_CONTRACT, RequestContract, request_contract
 from fraud_assets.serving.router import CHALLENGER, CHAMPION, Alias, TrafficSplit
 from fraud_assets.settings import ServingSettings
 
@@ -94,6 +97,14 @@ class ServedModel:
     threshold: float  # chosen on the holdout when this version was trained
     gates_passed: bool  # the version's gates_passed tag is "true"
 
+    @cached_property
+    def inputs(self) -> tuple[str, ...]:
+        """The columns this version's signature takes, in its order."""
+        schema = self.model.metadata.get_input_schema()
+        if schema is None:
+            raise ValueError(f"{self.name} version {self.version} has no input signature")
+        return tuple(schema.input_names())
+
     def predict(self, features: pd.DataFrame) -> np.ndarray:
         """P(fraud) per row through the batch scorer's path: signature check, output check."""
         return predict_scores(
@@ -131,6 +142,14 @@ class ServingState:
         if served is None:
             raise NoChampionError(self.model_name)
         return served
+
+    @cached_property
+    def contract(self) -> RequestContract:
+        """What a request must carry: claim_id and every input of the versions served."""
+        inputs = [m.inputs for m in (self.champion, self.challenger) if m is not None]
+        if not inputs:
+            return DEFAULT_CONTRACT
+        return request_contract(tuple(dict.fromkeys((ID_COLUMN, *(c for i in inputs for c in i)))))
 
     def versions(self) -> dict[Alias, str | None]:
         return {

@@ -17,9 +17,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from fraud_assets.features import ID_COLUMN, MODEL_FEATURES
+from fraud_assets.features import ID_COLUMN
 from fraud_assets.ml.metrics import flag
-from fraud_assets.serving.contract import REQUEST_SCHEMA
 from fraud_assets.serving.inference_log import (
     INFERENCE_LOG,
     REALTIME,
@@ -36,7 +35,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ClaimsRequest:
-    """One request's claims: dicts of ``REQUEST_SCHEMA`` columns, already validated."""
+    """One request's claims: dicts of the request contract's columns, already validated."""
 
     request_id: str
     rows: list[dict[str, Any]]
@@ -129,7 +128,7 @@ class ScoringService:
         return before != after
 
     def score(self, rows: list[dict[str, Any]], *, request_id: str) -> ScoredClaims:
-        """Score one request's claims (dicts of ``REQUEST_SCHEMA`` columns)."""
+        """Score one request's claims (dicts of ``state.contract`` columns)."""
         return self.score_batch([ClaimsRequest(request_id=request_id, rows=rows)])[0]
 
     def score_batch(self, requests: Sequence[ClaimsRequest]) -> list[ScoredClaims]:
@@ -143,8 +142,9 @@ class ScoringService:
         if state.champion is None or state.split is None:
             raise NoChampionError(state.model_name)
         scored_at = datetime.now(UTC)
+        contract = state.contract
         claims = pa.Table.from_pylist(
-            [row for request in requests for row in request.rows], schema=REQUEST_SCHEMA
+            [row for request in requests for row in request.rows], schema=contract.schema
         )
         sizes = [len(request.rows) for request in requests]
         request_ids = [
@@ -153,7 +153,8 @@ class ScoringService:
             for _ in range(size)
         ]
         claim_ids = [str(c) for c in claims.column(ID_COLUMN).to_pylist()]
-        features = claims.select(MODEL_FEATURES).to_pandas()
+        # Every served version's inputs; each version's signature takes the columns it needs.
+        features = claims.select(contract.features).to_pandas()
         assignment = state.split.assign(claim_ids)
 
         fraud_score = np.empty(len(claim_ids), dtype="float64")
