@@ -276,6 +276,11 @@ class FraudSettings(BaseSettings):
     landing_mapping: str | None = Field(
         None, description="Mapping for landed files that have no <file>.mapping.yaml sidecar"
     )
+    synthetic_claims: bool | None = Field(
+        None,
+        description="Generate synthetic claims when no source is set (default: only in dev, "
+        "the laptop demo; staging and prod fail instead of replacing what landed)",
+    )
     synthetic_rows: int = 20_000
     synthetic_shape: Literal["default", "realistic", "obvious"] = Field(
         "default",
@@ -348,6 +353,13 @@ class FraudSettings(BaseSettings):
             self.target in ("staging", "prod")
             and bundle_variables(self.target).get("orchestrator") == "dagster"
         )
+
+    @property
+    def synthetic_claims_allowed(self) -> bool:
+        """Whether ingest may generate claims when no source is set."""
+        if self.synthetic_claims is not None:
+            return self.synthetic_claims
+        return self.target == "dev"
 
     @property
     def fraud_home(self) -> Path:

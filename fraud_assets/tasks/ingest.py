@@ -1,9 +1,11 @@
 """Ingest step: land claims in bronze ``raw_claims``, exactly as they arrived.
 
 The source is, in order: the ``source_path`` parameter (with ``mapping``), then settings
-``FRAUD_SOURCE_PATH`` / ``FRAUD_SOURCE_MAPPING``, then synthetic claims. A synthetic load
-replaces bronze (a full refresh); a file is appended as one batch, ``_batch_id`` = run id,
-and re-running the same run replaces that batch instead of appending it twice.
+``FRAUD_SOURCE_PATH`` / ``FRAUD_SOURCE_MAPPING``, then synthetic claims, which only dev (the
+laptop demo) or ``FRAUD_SYNTHETIC_CLAIMS=true`` allows. A synthetic load replaces bronze (a
+full refresh), so in staging and prod, where the daily schedule runs, a run without a source
+fails instead of destroying what landed. A file is appended as one batch, ``_batch_id`` =
+run id, and re-running the same run replaces that batch instead of appending it twice.
 """
 
 from __future__ import annotations
@@ -27,6 +29,10 @@ from fraud_assets.tasks._runtime import (
 
 TABLE = "raw_claims"
 ASSET = keys.RAW_CLAIMS.to_user_string()
+
+
+class SyntheticClaimsRefused(RuntimeError):
+    """No source is set, and this target does not generate synthetic claims."""
 
 
 def ingest(ctx: TaskContext) -> TaskResult:
@@ -59,6 +65,13 @@ def ingest(ctx: TaskContext) -> TaskResult:
             raise ValueError(
                 f"mapping {mapping_name!r} is set but no source path is: set FRAUD_SOURCE_PATH "
                 "(or the source_path config) too, or unset the mapping for synthetic claims"
+            )
+        if not settings.synthetic_claims_allowed:
+            raise SyntheticClaimsRefused(
+                f"no claims source is set for target {settings.target!r}, and synthetic claims "
+                "would replace everything in raw_claims: set FRAUD_SOURCE_PATH (or the "
+                "source_path config, as the landing sensor does) to a claims file; synthetic "
+                "claims are for dev, or set FRAUD_SYNTHETIC_CLAIMS=true to ask for them"
             )
         source = (
             f"synthetic://claims?rows={settings.synthetic_rows}&seed={settings.seed}"
