@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 from fraud_assets.ml import registry
+from fraud_assets.ml.pyfunc import ModelType
 from fraud_assets.ml.runs import TrainingData, log_training_run
 from fraud_assets.ml.tracking import configure_mlflow, mlflow_client
 from fraud_assets.ml.training import TrainingParams, reference_sample, split_gold, train_model
@@ -31,6 +32,7 @@ def register_version(
     seed: int,
     threshold: float | None = None,
     allowed_protected: Sequence[str] = (),
+    model_type: ModelType = "xgboost",
 ) -> str:
     """Train, log and register one model version; returns its version number.
 
@@ -40,7 +42,7 @@ def register_version(
     configure_mlflow(settings)
     train, _ = split_gold(gold_frame(seed))
     trained = train_model(
-        train, model_type="xgboost", params=FAST, allowed_protected=allowed_protected
+        train, model_type=model_type, params=FAST, allowed_protected=allowed_protected
     )
     run = log_training_run(
         trained,

@@ -126,15 +126,25 @@ def predict_scores(scoring: ScoringModel, inputs: pd.DataFrame) -> np.ndarray:
     """P(fraud) per row of validated inputs, checked to be one probability per claim."""
     if inputs.empty:
         return np.empty(0, dtype="float64")
-    scores = np.asarray(scoring.model.predict(inputs), dtype="float64").reshape(-1)
-    if len(scores) != len(inputs):
+    return checked_scores(
+        scoring.model.predict(inputs),
+        claims=len(inputs),
+        model=scoring.name,
+        version=scoring.version,
+    )
+
+
+def checked_scores(raw: Any, *, claims: int, model: str, version: str) -> np.ndarray:
+    """A model's output as float64 scores, or ``ModelOutputError`` unless it is exactly one
+    probability per claim."""
+    scores = np.asarray(raw, dtype="float64").reshape(-1)
+    if len(scores) != claims:
         raise ModelOutputError(
-            f"{scoring.name} version {scoring.version} returned {len(scores)} scores "
-            f"for {len(inputs)} claims"
+            f"{model} version {version} returned {len(scores)} scores for {claims} claims"
         )
     if not np.all((scores >= 0.0) & (scores <= 1.0)):
         raise ModelOutputError(
-            f"{scoring.name} version {scoring.version} returned values outside [0, 1]: "
+            f"{model} version {version} returned values outside [0, 1]: "
             "it is not a probability model"
         )
     return scores
