@@ -40,6 +40,7 @@ TABLES: dict[str, Table] = {
         Table("raw_claims", "bronze"),
         Table("claims", "silver"),
         Table("claims_quarantine", "silver"),
+        Table("claims_batches", "silver"),
         Table("claim_features", "gold"),
         Table("model_evaluation", "gold"),
         Table("holdout_predictions", "gold"),
@@ -81,7 +82,9 @@ class TableStore(ABC):
     def write_arrow(self, data: pa.Table, name: str, mode: WriteMode = "overwrite") -> int: ...
 
     @abstractmethod
-    def read_spark(self, spark: SparkSession, name: str) -> DataFrame: ...
+    def read_spark(
+        self, spark: SparkSession, name: str, version: int | None = None
+    ) -> DataFrame: ...
 
     @abstractmethod
     def write_spark(self, df: DataFrame, name: str, mode: WriteMode = "overwrite") -> int: ...
@@ -159,8 +162,8 @@ class LocalDeltaStore(TableStore):
         )
         return int(DeltaTable(path).version())
 
-    def read_spark(self, spark: SparkSession, name: str) -> DataFrame:
-        return spark.createDataFrame(self.read_arrow(name))
+    def read_spark(self, spark: SparkSession, name: str, version: int | None = None) -> DataFrame:
+        return spark.createDataFrame(self.read_arrow(name, version))
 
     def write_spark(self, df: DataFrame, name: str, mode: WriteMode = "overwrite") -> int:
         return self.write_arrow(df.toArrow(), name, mode)
@@ -229,10 +232,13 @@ class UnityCatalogStore(TableStore):
     def write_arrow(self, data: pa.Table, name: str, mode: WriteMode = "overwrite") -> int:
         return self.write_spark(self._spark().createDataFrame(data), name, mode)
 
-    def read_spark(self, spark: SparkSession, name: str) -> DataFrame:
+    def read_spark(self, spark: SparkSession, name: str, version: int | None = None) -> DataFrame:
         if not self.exists(name):
             raise self._missing(name)
-        return spark.read.table(self._identifier(name))
+        reader = spark.read
+        if version is not None:
+            reader = reader.option("versionAsOf", version)
+        return reader.table(self._identifier(name))
 
     def write_spark(self, df: DataFrame, name: str, mode: WriteMode = "overwrite") -> int:
         writer = df.write.format("delta").mode(mode)
@@ -256,6 +262,29 @@ class UnityCatalogStore(TableStore):
         writer = df.write.format("delta").mode("overwrite")
         writer.option("replaceWhere", _equals(column, value)).saveAsTable(self._identifier(name))
         return self.version(name)
+
+
+# Silver and quarantine are two Delta tables, so a batch is written in two commits. Validate
+# publishes the batch by a third, a row of this ledger holding the versions both tables
+# reached; readers read the versions the ledger last published, so a process killed between
+# the commits leaves the batch visible in neither table (issue 14, finding 8).
+SILVER_LEDGER = "claims_batches"
+LEDGER_VERSION_COLUMNS = {"claims": "silver_version", "claims_quarantine": "quarantine_version"}
+
+
+def published_version(store: TableStore, name: str) -> int | None:
+    """The version of silver ``claims`` or ``claims_quarantine`` that readers see: the one the
+    ledger last published, or None (the latest) when no validate has written a ledger."""
+    column = LEDGER_VERSION_COLUMNS[name]
+    if not store.exists(SILVER_LEDGER):
+        return None
+    versions = store.read_arrow(SILVER_LEDGER).column(column).to_pylist()
+    return max(versions) if versions else None
+
+
+def read_published(store: TableStore, spark: SparkSession, name: str) -> DataFrame:
+    """Silver ``claims`` or ``claims_quarantine`` as validate last published it."""
+    return store.read_spark(spark, name, version=published_version(store, name))
 
 
 def _equals(column: str, value: str) -> str:

@@ -22,7 +22,7 @@ from fraud_assets.features import (
     SplitPolicy,
 )
 from fraud_assets.features.engineering import build_claim_features
-from fraud_assets.lakehouse import table_store
+from fraud_assets.lakehouse import read_published, table_store
 from fraud_assets.spark import get_spark
 from fraud_assets.tasks._runtime import (
     CheckOutcome,
@@ -172,7 +172,7 @@ def build_features(ctx: TaskContext) -> TaskResult:
     settings = ctx.settings
     spark = get_spark()
     store = table_store(settings)
-    claims = store.read_spark(spark, "claims")
+    claims = read_published(store, spark, "claims")
     policy = SplitPolicy.from_settings(settings)
     features = build_claim_features(claims, split=policy)
     ctx.log.info(

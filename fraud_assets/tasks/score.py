@@ -14,7 +14,7 @@ import mlflow.pyfunc
 from fraud_assets import keys
 from fraud_assets.features import SplitPolicy
 from fraud_assets.features.engineering import build_claim_features
-from fraud_assets.lakehouse import table_store
+from fraud_assets.lakehouse import read_published, table_store
 from fraud_assets.ml import registry
 from fraud_assets.ml.scoring import ScoringModel, inference_log_rows, latest_batch, score_batch
 from fraud_assets.ml.tracking import configure_mlflow, mlflow_client
@@ -42,7 +42,7 @@ def score(ctx: TaskContext) -> TaskResult:
 
     store = table_store(settings)
     spark = get_spark()
-    claims = store.read_spark(spark, "claims")
+    claims = read_published(store, spark, "claims")
     batch_id, batch_ids = latest_batch(claims)
     features = build_claim_features(claims, split=SplitPolicy.from_settings(settings))
     ctx.log.info("building features of batch %s over all of silver (Spark)", batch_id)

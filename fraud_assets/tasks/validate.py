@@ -1,17 +1,21 @@
 """Validate step: bronze ``raw_claims`` → silver ``claims`` + ``claims_quarantine`` (PySpark).
 
-A run validates the ``batch_id`` parameter's batch, else every bronze batch whose rows are
-not all in silver or quarantine (not validated yet, or cut short between the two commits;
-oldest first), else the latest loaded again. When bronze
-holds only those batches' rows (a synthetic full refresh) silver and quarantine are
-rebuilt; otherwise each batch's rows are replaced in both, so re-validating is idempotent and
-a claim id already in silver from another batch is quarantined as a duplicate. The checks
-read back the tables as written and reconcile the batch.
+A run validates the ``batch_id`` parameter's batch, else every bronze batch not published
+yet (not validated, or cut short between its commits; oldest first), else the latest loaded
+again. A batch is published, its silver and quarantine rows visible together, by a row in
+the ``claims_batches`` ledger written after both commits; readers read the versions it
+names. When bronze holds only those batches' rows (a synthetic full refresh) silver and
+quarantine are rebuilt; otherwise each batch's rows are replaced in both, so re-validating
+is idempotent and a claim id already in silver from another batch is quarantined as a
+duplicate. The checks read back the tables as written and reconcile the batch.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
+
+import pyarrow as pa
 
 from fraud_assets import keys
 from fraud_assets.claims.schema import (
@@ -33,7 +37,7 @@ from fraud_assets.claims.validation import (
     validate_batch,
     value_ranges,
 )
-from fraud_assets.lakehouse import TableStore, table_store
+from fraud_assets.lakehouse import SILVER_LEDGER, TableStore, table_store
 from fraud_assets.spark import get_spark
 from fraud_assets.tasks._runtime import (
     CheckOutcome,
@@ -86,6 +90,7 @@ def validate(ctx: TaskContext) -> TaskResult:
             store, silver_rows(validated), quarantine_rows(validated), batch_id, full_refresh
         )
         validated.unpersist()
+        _publish(store, batch_id, silver_version, quarantine_version, full_refresh)
 
     # The checks judge every batch this run validated, together.
     in_batch = F.col(BATCH_ID_COLUMN).isin(batch_ids)
@@ -192,18 +197,25 @@ def _batches_by_load_time(bronze: DataFrame) -> dict[str, int]:
 
 
 def _pending(store: TableStore, spark: SparkSession, batches: dict[str, int]) -> list[str]:
-    """The bronze batches whose rows are not all in silver or quarantine, the oldest first.
+    """The bronze batches not published or not all in silver or quarantine, oldest first.
 
-    That is a batch not validated yet, or one whose validate died between its silver and
-    its quarantine commit. Two batches landed before one validate are both validated, in the
-    order they landed, so a claim id re-sent in the later one is the one quarantined.
+    That is a batch not validated yet, or one whose validate died before its ledger row (see
+    ``fraud_assets.lakehouse.SILVER_LEDGER``). Two batches landed before one validate are both
+    validated, in the order they landed, so a claim id re-sent in the later one is the one
+    quarantined. Silver written before the ledger existed is judged by its row counts.
     """
     silver = _rows_per_batch(store, spark, SILVER)
     quarantine = _rows_per_batch(store, spark, QUARANTINE)
+    published = (
+        set(store.read_arrow(SILVER_LEDGER).column(BATCH_ID_COLUMN).to_pylist())
+        if store.exists(SILVER_LEDGER)
+        else None
+    )
     return [
         batch
         for batch, rows in reversed(batches.items())
         if silver.get(batch, 0) + quarantine.get(batch, 0) != rows
+        or (published is not None and batch not in published)
     ]
 
 
@@ -241,6 +253,28 @@ def _write(
         store.replace_rows_spark(silver, SILVER, column=BATCH_ID_COLUMN, value=batch_id),
         store.replace_rows_spark(quarantine, QUARANTINE, column=BATCH_ID_COLUMN, value=batch_id),
     )
+
+
+def _publish(
+    store: TableStore,
+    batch_id: str,
+    silver_version: int,
+    quarantine_version: int,
+    full_refresh: bool,
+) -> None:
+    """Make the batch's silver and quarantine rows visible to readers, together."""
+    row = pa.table(
+        {
+            BATCH_ID_COLUMN: pa.array([batch_id], pa.string()),
+            "silver_version": pa.array([silver_version], pa.int64()),
+            "quarantine_version": pa.array([quarantine_version], pa.int64()),
+            "published_at": pa.array([datetime.now(UTC)], pa.timestamp("us", tz="UTC")),
+        }
+    )
+    if full_refresh:
+        store.write_arrow(row, SILVER_LEDGER, mode="overwrite")
+    else:
+        store.replace_rows(row, SILVER_LEDGER, column=BATCH_ID_COLUMN, value=batch_id)
 
 
 def main(argv: list[str] | None = None) -> None:
