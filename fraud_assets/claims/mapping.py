@@ -45,6 +45,8 @@ from pydantic import (
     model_validator,
 )
 
+from fraud_assets.claims import transforms
+from fraud_assets.claims.errors import EmptySourceError, MappingError, SourceError
 from fraud_assets.claims.schema import (
     BATCH_ID_COLUMN,
     BRONZE_SCHEMA,
@@ -64,24 +66,14 @@ _DATE_COLUMNS = [f.name for f in CLAIM_SCHEMA if pa.types.is_date(f.type)]
 Scalar = StrictStr | StrictInt | StrictFloat
 
 
-class MappingError(ValueError):
-    """The mapping file itself is wrong: unknown keys, impossible rules, a missing file."""
-
-
-class SourceError(ValueError):
-    """A source file cannot be ingested at all: unreadable, empty, or lacking columns."""
-
-
-class EmptySourceError(SourceError):
-    """The file has no header and no records (zero bytes or blank lines only)."""
-
-
 class ColumnRule(BaseModel):
     """How one canonical column is filled from a source record."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
 
-    source: str | None = Field(default=None, alias="from", description="Source column to read")
+    source: str | list[str] | None = Field(
+        default=None, alias="from", description="Source column to read (a list for compute)"
+    )
     template: str | None = Field(
         default=None,
         description="Python format string over source columns, e.g. 'AUTO-{policy_number}'",
@@ -90,6 +82,20 @@ class ColumnRule(BaseModel):
     derive: Literal["age_group"] | None = Field(
         default=None, description="A value computed from the ``from`` column"
     )
+    compute: transforms.ComputeFunction | None = Field(
+        default=None, description="A value computed from several source columns (transforms.py)"
+    )
+    parts: transforms.DateParts | None = Field(
+        default=None, description="date_from_parts: the columns holding year, month, day..."
+    )
+    not_before: str | None = Field(
+        default=None,
+        description="date_from_parts: a date whose month this one's may not precede (the year "
+        "rolls forward): a canonical date column or a source column",
+    )
+    end_before_start: Literal["error", "keep"] | None = Field(
+        default=None, description="days_between: an end before the start (default: error)"
+    )
     values: dict[StrictStr, Scalar] | None = Field(
         default=None,
         description="Value map applied after missing tokens, e.g. {MALE: M, FEMALE: F}",
@@ -97,7 +103,9 @@ class ColumnRule(BaseModel):
     other_values: Literal["error", "keep"] = Field(
         default="error", description="What to do with a value the map does not list"
     )
-    date_format: str | None = Field(default=None, description="strptime format, e.g. '%m/%d/%Y'")
+    date_format: str | dict[str, str] | None = Field(
+        default=None, description="strptime format, e.g. '%m/%d/%Y' (compute: per column)"
+    )
     missing_values: list[str] | None = Field(
         default=None, description="Tokens read as missing in this column (default: the mapping's)"
     )
@@ -116,13 +124,15 @@ class ColumnRule(BaseModel):
                 ("from", self.source),
                 ("template", self.template),
                 ("constant", self.constant),
+                ("parts", self.parts),
             )
             if value is not None
         ]
         if len(origins) != 1:
             raise ValueError(
-                f"give exactly one of from / template / constant, got {origins or 'none'}"
+                f"give exactly one of from / template / constant / parts, got {origins or 'none'}"
             )
+        transforms.check_rule(self)
         if self.derive is not None and self.source is None:
             raise ValueError("derive needs a 'from' column to derive from")
         if self.template is not None:
@@ -137,7 +147,9 @@ class ColumnRule(BaseModel):
         return self
 
     def source_columns(self) -> list[str]:
-        if self.source is not None:
+        if self.compute is not None:
+            return transforms.rule_inputs(self)
+        if isinstance(self.source, str):
             return [self.source]
         if self.template is not None:
             return _template_fields(self.template)
@@ -186,6 +198,39 @@ class CsvOptions(BaseModel):
         return value
 
 
+class JoinSpec(BaseModel):
+    """Another file whose columns join the claims on a key (left join: every claim stays)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+    file: str = Field(description="Path; relative paths start at the claims file's folder")
+    on: dict[str, str] = Field(
+        min_length=1, description="Key columns: {claims column: this file's column}"
+    )
+    columns: list[str] | dict[str, str] = Field(
+        min_length=1, description="Columns to take, or {column: new name}"
+    )
+    prefix: str = Field(default="", description="Prepended to every taken column's name")
+    file_format: Literal["csv", "parquet"] | None = Field(
+        default=None, alias="format", description="Default: from the file suffix"
+    )
+    csv: CsvOptions | None = Field(default=None, description="Default: the mapping's")
+    missing_values: list[str] | None = Field(default=None, description="Default: the mapping's")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _on_is_a_key(cls, data: Any) -> Any:
+        # YAML 1.1 reads a bare `on:` key as the boolean true; `on` is what SQL calls it.
+        if isinstance(data, dict) and True in data and "on" not in data:
+            data = {("on" if key is True else key): value for key, value in data.items()}
+        return data
+
+    def taken(self) -> dict[str, str]:
+        """This file's columns to take, each with the name it lands under."""
+        names = self.columns if isinstance(self.columns, dict) else {c: c for c in self.columns}
+        return {column: self.prefix + name for column, name in names.items()}
+
+
 class SourceMapping(BaseModel):
     """A declarative mapping from one kind of source file to the canonical claim schema."""
 
@@ -199,6 +244,9 @@ class SourceMapping(BaseModel):
     csv: CsvOptions = CsvOptions()
     missing_values: list[str] = Field(
         default_factory=lambda: [""], description="Tokens read as missing in every column"
+    )
+    joins: list[JoinSpec] = Field(
+        default_factory=list, description="Files joined to the claims; their columns are source"
     )
     columns: dict[str, ColumnRule]
     source_checks: list[SourceCheck] = Field(default_factory=list)
@@ -217,7 +265,17 @@ class SourceMapping(BaseModel):
         missing = [c for c in required if c not in self.columns]
         if missing:
             raise ValueError(f"no rule for required canonical columns {missing}")
+        transforms.check_references(self.columns)
         return self
+
+    @field_validator("joins")
+    @classmethod
+    def _joins_add_distinct_columns(cls, joins: list[JoinSpec]) -> list[JoinSpec]:
+        names = [name for join in joins for name in join.taken().values()]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"more than one join adds column(s) {repeated}: rename or prefix them")
+        return joins
 
     def required_source_columns(self) -> list[str]:
         """Source columns the file must have for this mapping to apply."""
@@ -336,10 +394,22 @@ def read_source(path: str | Path, mapping: SourceMapping | None = None) -> Lande
     used = set(mapping.required_source_columns()) | {
         c for rule in mapping.columns.values() for c in rule.source_columns()
     }
+    used |= {column for join in mapping.joins for column in join.on}
     if file_format == "csv":
         raw, errors, notes = _read_csv(source, mapping.csv)
     else:
         raw, errors, notes = _read_parquet(source, used=used)
+    if mapping.joins:
+        raw, errors, join_notes = transforms.join_files(
+            raw,
+            errors,
+            mapping.joins,
+            claims_path=source,
+            tokens=mapping.missing_values,
+            read=lambda path, join: _read_join(path, join, default_csv=mapping.csv),
+            clean=_clean,
+        )
+        notes.update(join_notes)
     records = apply_mapping(raw, mapping, source_name=str(source), record_errors=errors)
     unmapped = [c for c in raw.columns if c not in used and c != ROW_NUMBER_COLUMN]
     log.info(
@@ -386,7 +456,7 @@ def apply_mapping(
         errors.add(record_errors.reset_index(drop=True))
 
     out: dict[str, pd.Series] = {}
-    for column in CLAIM_COLUMNS:
+    for column in transforms.rule_order(CLAIM_COLUMNS, mapping.columns):
         rule = mapping.columns.get(column)
         if rule is None:
             out[column] = pd.Series([None] * n, index=index, dtype=object)
@@ -394,11 +464,11 @@ def apply_mapping(
         tokens = set(
             rule.missing_values if rule.missing_values is not None else mapping.missing_values
         )
-        out[column] = _apply_rule(column, rule, raw, tokens, errors)
+        out[column] = _apply_rule(column, rule, raw, tokens, errors, computed=out)
     for check in mapping.source_checks:
         _apply_check(check, raw, set(mapping.missing_values), errors)
 
-    records = pd.DataFrame(out, index=index)
+    records = pd.DataFrame({column: out[column] for column in CLAIM_COLUMNS}, index=index)
     if ROW_NUMBER_COLUMN in raw.columns:
         records[ROW_NUMBER_COLUMN] = raw[ROW_NUMBER_COLUMN].astype("int64").to_numpy()
     else:
@@ -482,20 +552,34 @@ def _clean(values: pd.Series, tokens: set[str]) -> pd.Series:
 
 
 def _apply_rule(
-    column: str, rule: ColumnRule, raw: pd.DataFrame, tokens: set[str], errors: _ErrorLog
+    column: str,
+    rule: ColumnRule,
+    raw: pd.DataFrame,
+    tokens: set[str],
+    errors: _ErrorLog,
+    *,
+    computed: dict[str, pd.Series] | None = None,
 ) -> pd.Series:
     n = len(raw)
+
+    def read(name: str) -> pd.Series:
+        if name not in raw.columns:  # an optional column the file does not have
+            return pd.Series([None] * n, dtype=object)
+        return _clean(raw[name], tokens)
+
     if rule.constant is not None:
         return pd.Series([str(rule.constant)] * n, dtype=object)
-    if rule.template is not None:
+    if rule.compute is not None:
+        values = transforms.compute(
+            column, rule, read=read, computed=computed or {}, add_reasons=errors.add
+        )
+        label = column
+    elif rule.template is not None:
         values = _render_template(rule.template, raw, tokens)
         label = column
     else:
-        assert rule.source is not None  # guaranteed by ColumnRule._one_origin
-        if rule.source not in raw.columns:  # an optional column the file does not have
-            values = pd.Series([None] * n, dtype=object)
-        else:
-            values = _clean(raw[rule.source], tokens)
+        assert isinstance(rule.source, str)  # guaranteed by ColumnRule._one_origin
+        values = read(rule.source)
         label = column if rule.source == column else f"{column} (from {rule.source})"
 
     if rule.derive == "age_group":
@@ -510,7 +594,7 @@ def _apply_rule(
             allowed = ", ".join(rule.values)
             errors.add(_masked(f"{label}: '" + values + f"' is not one of {allowed}", unknown))
         values = _masked(mapped, mapped.notna())
-    if rule.date_format is not None:
+    if isinstance(rule.date_format, str) and rule.compute is None:
         parsed = pd.to_datetime(values, format=rule.date_format, errors="coerce")
         bad = values.notna() & parsed.isna()
         if bad.any():
@@ -682,6 +766,18 @@ def _read_csv(path: Path, options: CsvOptions) -> tuple[pd.DataFrame, pd.Series,
     frame = frame.iloc[order].reset_index(drop=True)
     errors = errors.iloc[order].reset_index(drop=True)
     return frame, errors, notes
+
+
+def _read_join(
+    path: Path, join: JoinSpec, *, default_csv: CsvOptions
+) -> tuple[pd.DataFrame, pd.Series]:
+    """A joined file read like a claims file, with its own format and CSV options."""
+    if (join.file_format or _format_of(path)) == "csv":
+        frame, errors, _ = _read_csv(path, join.csv or default_csv)
+    else:
+        used = {*join.on.values(), *join.taken()}
+        frame, errors, _ = _read_parquet(path, used=used)
+    return frame, errors
 
 
 def _csv_header(path: Path, options: CsvOptions) -> list[str]:
