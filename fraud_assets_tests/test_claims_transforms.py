@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -11,10 +14,22 @@ from fraud_assets.claims.mapping import (
     MappingError,
     SourceError,
     apply_mapping,
+    bronze_table,
+    load_mapping,
+    packaged_mappings,
     parse_mapping,
     read_source,
 )
-from fraud_assets.claims.schema import PARSE_ERROR_COLUMN, ROW_NUMBER_COLUMN
+from fraud_assets.claims.schema import (
+    PARSE_ERROR_COLUMN,
+    REASON_COLUMN,
+    ROW_NUMBER_COLUMN,
+    SILVER_SCHEMA,
+    age_group,
+)
+from fraud_assets.claims.validation import schema_matches, silver_rows, validate_batch
+from fraud_assets.settings import Thresholds
+from fraud_assets_tests.multi_file_claims import PROCEDURE_COLUMNS, write_multi_file_claims
 
 # Every required canonical column, so a test mapping only spells the rules it is about.
 _FILLER = {
@@ -66,6 +81,21 @@ def test_days_between_two_dates_gives_whole_days() -> None:
     # 2024 is a leap year: Feb 28 to Mar 1 is two days. No admission: an outpatient claim.
     assert records["length_of_stay"].tolist() == ["3", "2", "0", "0"]
     assert records[PARSE_ERROR_COLUMN].isna().all()
+
+
+def test_days_between_with_only_one_date_is_a_row_reason_not_a_filled_zero() -> None:
+    mapping = parse_mapping(
+        _mapping_text(
+            length_of_stay="{compute: days_between, from: [admitted, discharged], fill_missing: 0}"
+        )
+    )
+    records = apply_mapping(
+        _frame(admitted=["2024-01-30", None], discharged=[None, "2024-02-02"]), mapping
+    )
+    assert records[PARSE_ERROR_COLUMN].tolist() == [
+        "length_of_stay: admitted '2024-01-30' has no discharged",
+        "length_of_stay: discharged '2024-02-02' has no admitted",
+    ]
 
 
 def test_days_between_names_column_and_value_of_a_bad_date_and_a_reversed_range() -> None:
@@ -309,6 +339,9 @@ def test_joined_files_that_are_missing_or_lack_columns_are_named(tmp_path: Path)
         r"claims\.csv\) does not exist",
     ):
         read_source(claims, parse_mapping(JOIN_MAPPING))
+    claims = _write_joined_files(tmp_path, members="\n")
+    with pytest.raises(SourceError, match=r"join file .*members\.csv \(joins\[0\] .*\) is empty"):
+        read_source(claims, parse_mapping(JOIN_MAPPING))
     claims = _write_joined_files(tmp_path, members="member_id,birth,region\nM1,1980-03-05,39\n")
     with pytest.raises(
         SourceError, match=r"members\.csv: joins\[0\] .* needs column\(s\) \['sex'\]"
@@ -333,12 +366,21 @@ def test_a_joined_column_may_not_replace_a_claims_column(tmp_path: Path) -> None
         read_source(claims, parse_mapping(clashing))
 
 
-def test_a_parquet_claims_file_keeps_its_join_key_column(tmp_path: Path) -> None:
+def test_parquet_claims_and_parquet_joined_files_join_like_csv(tmp_path: Path) -> None:
     claims = _write_joined_files(tmp_path)
     parquet = tmp_path / "claims.parquet"
-    pd.read_csv(claims, dtype=str).to_parquet(parquet)
-    landed = read_source(parquet, parse_mapping(JOIN_MAPPING))
+    # The key column is read from Parquet although no rule reads it (only the join does).
+    pd.read_csv(claims, dtype=str, keep_default_na=False).to_parquet(parquet)
+    members = pd.read_csv(tmp_path / "members.csv", dtype=str, keep_default_na=False)
+    members.to_parquet(tmp_path / "members.parquet")
+    mapping = parse_mapping(
+        JOIN_MAPPING.replace("file: members.csv", "file: members.parquet").replace(
+            "patient_id: {from: member}", "patient_id: {from: id}"
+        )
+    )
+    landed = read_source(parquet, mapping)
     assert landed.records["patient_gender"].tolist() == ["M", "F", None, None]
+    assert landed.records["geographic_region"].tolist() == [None, "STATE-39", None, None]
 
 
 @pytest.mark.parametrize(
@@ -356,3 +398,213 @@ def test_a_parquet_claims_file_keeps_its_join_key_column(tmp_path: Path) -> None
 def test_a_wrong_join_is_a_mapping_error(joins: str, message: str) -> None:
     with pytest.raises(MappingError, match=rf"broken\.yaml is invalid: {message}"):
         parse_mapping(f"joins: {joins}\n" + _mapping_text(), origin="broken.yaml")
+
+
+# --- compute: date_from_parts and the rolling year ---------------------------------------------
+
+VEHICLE_RULES = {
+    "service_date": "{compute: date_from_parts, parts: {year: Year, month: Month, "
+    "week_of_month: WeekOfMonth, day_of_week: DayOfWeek}}",
+    "claim_date": "{compute: date_from_parts, parts: {year: Year, month: MonthClaimed, "
+    "week_of_month: WeekOfMonthClaimed, day_of_week: DayOfWeekClaimed}, not_before: service_date}",
+}
+
+
+def _vehicle_claims(rows: Sequence[tuple[str, ...]]) -> pd.DataFrame:
+    """A vehicle-claims-style frame: the accident by year, month, week and weekday, the claim
+    by month, week and weekday only (no claim year)."""
+    names = ["Year", "Month", "WeekOfMonth", "DayOfWeek"]
+    names += ["MonthClaimed", "WeekOfMonthClaimed", "DayOfWeekClaimed"]
+    frame = pd.DataFrame(rows, columns=names, dtype=object)
+    return frame.assign(id=[f"V{i}" for i in range(1, len(frame) + 1)])
+
+
+def test_a_claim_month_before_the_accident_month_rolls_into_the_next_year() -> None:
+    mapping = parse_mapping(_mapping_text(**VEHICLE_RULES))
+    records = apply_mapping(
+        _vehicle_claims(
+            [
+                ("1994", "Dec", "5", "Monday", "Jan", "2", "Tuesday"),  # over New Year
+                ("1994", "Mar", "2", "Wednesday", "Mar", "3", "Friday"),  # same month
+                ("1994", "Jan", "1", "Sunday", "Feb", "5", "Friday"),  # later month, clamped
+                ("1995", "Mar", "3", "Monday", "Mar", "1", "Monday"),  # same month, earlier week
+            ]
+        ),
+        mapping,
+    )
+    assert records["service_date"].tolist() == [
+        "1994-12-26",
+        "1994-03-09",
+        "1994-01-02",
+        "1995-03-13",
+    ]
+    # Feb 1994 ends on a Monday: Friday of week 5 is clamped to the 28th. Within one month
+    # the year never rolls (that claim's date is before its accident: validation says so).
+    assert records["claim_date"].tolist() == [
+        "1995-01-03",
+        "1994-03-18",
+        "1994-02-28",
+        "1995-03-01",
+    ]
+    assert records[PARSE_ERROR_COLUMN].isna().all()
+
+
+def test_week_of_month_is_the_monday_to_sunday_week_holding_the_first() -> None:
+    mapping = parse_mapping(_mapping_text(**VEHICLE_RULES))
+    days = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
+    rows = [("2024", "May", str(week), day, "May", "1", "Mon") for week in (1, 5) for day in days]
+    dates = apply_mapping(_vehicle_claims(rows), mapping)["service_date"].tolist()
+    # 1 May 2024 is a Wednesday: week 1 runs Mon 29 Apr to Sun 5 May, clamped at the 1st;
+    # week 5 runs Mon 27 May to Sun 2 June, clamped at the 31st.
+    assert dates[:7] == ["2024-05-01"] * 3 + [
+        "2024-05-02",
+        "2024-05-03",
+        "2024-05-04",
+        "2024-05-05",
+    ]
+    assert dates[7:] == [f"2024-05-{day}" for day in (27, 28, 29, 30, 31, 31, 31)]
+
+
+def test_bad_date_parts_are_row_reasons_naming_column_and_value() -> None:
+    mapping = parse_mapping(_mapping_text(**VEHICLE_RULES))
+    records = apply_mapping(
+        _vehicle_claims(
+            [
+                ("1994", "Dec", "5", "Monday", "Jane", "2", "Tuesday"),
+                ("1994", "Dec", "7", "Funday", "Jan", "2", "Tuesday"),
+                ("94", "Dec", "1", "Monday", "Jan", "2", "Tuesday"),
+            ]
+        ),
+        mapping,
+    )
+    assert records["claim_date"].tolist() == [None, None, None]
+    assert records[ROW_NUMBER_COLUMN].tolist() == [1, 2, 3]
+    assert records[PARSE_ERROR_COLUMN].tolist() == [
+        "claim_date (from MonthClaimed): 'Jane' is not a month (Jan..Dec, January..December "
+        "or 1..12)",
+        # Without its accident date a claim's year is unknown: no guess lands.
+        "service_date (from WeekOfMonth): '7' is not a week of the month (1..6); "
+        "service_date (from DayOfWeek): 'Funday' is not a day of the week (Mon..Sun or "
+        "Monday..Sunday); claim_date: without service_date the year is unknown",
+        "service_date (from Year): '94' is not a year in 1900..2099; "
+        "claim_date (from Year): '94' is not a year in 1900..2099",
+    ]
+
+
+def test_date_parts_with_a_day_and_a_not_before_source_column() -> None:
+    mapping = parse_mapping(
+        _mapping_text(
+            claim_date="{compute: date_from_parts, parts: {year: y, month: m, day: d}, "
+            "not_before: accident, date_format: '%d/%m/%Y'}"
+        )
+    )
+    records = apply_mapping(
+        pd.DataFrame(
+            {
+                "id": ["A", "B", "C", "D"],
+                "y": ["2023", "2023", "2023", "2023"],
+                "m": ["1", "02", "Feb", "6"],
+                "d": ["15", "28", "30", "1"],
+                "accident": ["20/12/2023", "01/02/2023", "01/02/2023", "2023-05-01"],
+            },
+            dtype=object,
+        ),
+        mapping,
+    )
+    assert records["claim_date"].tolist() == ["2024-01-15", "2023-02-28", None, None]
+    assert records[PARSE_ERROR_COLUMN].tolist() == [
+        None,
+        None,
+        "claim_date: day '30' (d) is not in 2023-2",
+        "claim_date (from accident): '2023-05-01' is not a date in format %d/%m/%Y; "
+        "claim_date: without accident the year is unknown",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("rules", "message"),
+    [
+        (
+            {"claim_date": VEHICLE_RULES["claim_date"].replace("service_date}", "claim_amount}")},
+            r"claim_date: not_before names canonical column 'claim_amount', which is not a date",
+        ),
+        (
+            {
+                "claim_date": VEHICLE_RULES["claim_date"],
+                "service_date": VEHICLE_RULES["claim_date"].replace("service_date}", "claim_date}"),
+            },
+            r"not_before names '(claim|service)_date', whose own rule has a not_before",
+        ),
+    ],
+)
+def test_not_before_must_name_an_independent_date_column(
+    rules: dict[str, str], message: str
+) -> None:
+    with pytest.raises(MappingError, match=message):
+        parse_mapping(_mapping_text(**rules), origin="broken.yaml")
+
+
+# --- the packaged multi-file mapping, end to end -----------------------------------------------
+
+
+def _age(born: date, on: date) -> int:
+    """The reference: whole years, counted the way people count birthdays."""
+    return on.year - born.year - ((on.month, on.day) < (born.month, born.day))
+
+
+def test_the_multi_file_mapping_joins_members_and_provider_labels(tmp_path: Path) -> None:
+    files = write_multi_file_claims(tmp_path, n_claims=60, seed=7)
+    landed = read_source(files.claims_path, load_mapping("multi_file_claims"))
+    records = landed.records.set_index("claim_id")
+    assert "multi_file_claims" in packaged_mappings()
+    assert landed.row_count == 60
+    assert records[PARSE_ERROR_COLUMN].isna().all()
+    assert landed.notes["join_unmatched_rows"] == {
+        "beneficiaries.csv": 0,
+        "provider_labels.csv": 0,
+    }
+
+    members: dict[Any, dict[Any, Any]] = files.beneficiaries.set_index("BeneID").to_dict("index")
+    labels: dict[str, str] = dict(files.provider_labels.itertuples(index=False, name=None))
+    claims: list[dict[Any, Any]] = files.claims.to_dict("records")
+    for claim in claims:
+        got = records.loc[claim["ClaimID"]]
+        member = members[claim["BeneID"]]
+        age = _age(date.fromisoformat(member["DOB"]), date.fromisoformat(claim["ClaimEndDt"]))
+        admitted, discharged = claim["AdmissionDt"], claim["DischargeDt"]
+        stay = (
+            (date.fromisoformat(discharged) - date.fromisoformat(admitted)).days if admitted else 0
+        )
+        filled = sum(bool(claim[column]) for column in PROCEDURE_COLUMNS)
+        assert got["patient_gender"] == {"1": "M", "2": "F"}[member["Gender"]]
+        assert got["geographic_region"] == f"STATE-{member['State']}"
+        assert got["patient_age"] == str(age)
+        assert got["patient_age_group"] == age_group(age)
+        assert got["length_of_stay"] == str(stay)
+        assert got["num_procedures"] == str(filled)
+        assert got["is_fraud"] == {"Yes": "1", "No": "0"}[labels[claim["Provider"]]]
+        assert got["service_date"] == claim["ClaimStartDt"]
+    # The fixture's edge cases are really there: born 29 February 1952 and claimed on
+    # 28 February 2009, still 56 (that birthday counts from 1 March); stays and outpatients;
+    # 0 to 3 procedure codes.
+    assert records.iloc[0]["patient_age"] == "56"
+    assert set(records["num_procedures"]) == {"0", "1", "2", "3"}
+    stays = records["length_of_stay"].astype(int)
+    assert (stays == 0).any() and (stays > 0).any()
+    assert set(records["is_fraud"]) == {"0", "1"}
+
+
+def test_multi_file_claims_pass_batch_validation_into_silver(tmp_path: Path, spark: Any) -> None:
+    files = write_multi_file_claims(tmp_path, n_claims=60, seed=11)
+    landed = read_source(files.claims_path, load_mapping("multi_file_claims"))
+    bronze = bronze_table(
+        landed.records, source=landed.source, loaded_at=datetime.now(UTC), batch_id="multi"
+    )
+    validated = validate_batch(
+        spark.createDataFrame(bronze), thresholds=Thresholds.model_validate({})
+    )
+    reasons = validated.select(REASON_COLUMN).collect()
+    assert [r[REASON_COLUMN] for r in reasons] == [None] * 60
+    silver = silver_rows(validated).toArrow()
+    assert schema_matches(silver.schema, SILVER_SCHEMA).passed
+    assert silver.num_rows == 60

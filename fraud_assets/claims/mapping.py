@@ -8,6 +8,9 @@ missing), the record's position in the file (``_row_number``) and what went wron
 reading or mapping it (``_parse_error``). Nothing is dropped here: a record that cannot be
 read or mapped keeps its row with the reason, and validation quarantines it.
 
+Rules over several columns (``compute``) and files joined to the claims (``joins``) are
+carried out in ``transforms``.
+
 A file-level problem (missing columns, an empty or unreadable file) is a ``SourceError``
 naming the file, the column and the problem. A broken mapping is a ``MappingError``.
 """
@@ -221,7 +224,7 @@ class JoinSpec(BaseModel):
     @classmethod
     def _on_is_a_key(cls, data: Any) -> Any:
         # YAML 1.1 reads a bare `on:` key as the boolean true; `on` is what SQL calls it.
-        if isinstance(data, dict) and True in data and "on" not in data:
+        if isinstance(data, dict) and any(key is True for key in data) and "on" not in data:
             data = {("on" if key is True else key): value for key, value in data.items()}
         return data
 

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from fraud_assets.claims.errors import SourceError
+from fraud_assets.claims.errors import EmptySourceError, SourceError
 from fraud_assets.claims.schema import (
     CLAIM_COLUMNS,
     DATE_COLUMNS,
@@ -204,6 +204,16 @@ def compute(
     )
     both = first.notna() & second.notna()
     if rule.compute == "days_between":
+        # One date of a pair is a broken record, not a missing value: fill_missing (0 days
+        # for an outpatient claim with neither date) must not hide it.
+        one_only = texts[0].isna() != texts[1].isna()
+        pairs = ((inputs[0], texts[0], inputs[1]), (inputs[1], texts[1], inputs[0]))
+        for name, text, other in pairs:
+            add_reasons(
+                _only_where(
+                    f"{column}: {name} '" + text + f"' has no {other}", one_only & text.notna()
+                )
+            )
         days = (second - first).dt.days
         reversed_ = both & (days < 0)
         if rule.end_before_start in (None, "error"):
@@ -314,6 +324,18 @@ def _date_from_parts(
         rolls = dates.notna() & other.notna() & earlier_month
         if rolls.any():
             dates = dates.where(~rolls, _assemble(year + 1, month, day, weekday))
+        # Without the other date the year is a guess: say so rather than land a guess.
+        unknown_year = dates.notna() & other.isna()
+        add_reasons(
+            _only_where(
+                pd.Series(
+                    f"{column}: without {rule.not_before} the year is unknown",
+                    index=dates.index,
+                ),
+                unknown_year,
+            )
+        )
+        dates = dates.where(~unknown_year)
     return _only_where(dates.dt.strftime(ISO_DATE), dates.notna())
 
 
@@ -422,7 +444,11 @@ def join_files(
         where = f"joins[{position}] of the mapping, joined to {claims_path.name}"
         if not path.is_file():
             raise SourceError(f"join file {path} ({where}) does not exist or is not a file")
-        right, right_errors = read(path, join)
+        try:
+            right, right_errors = read(path, join)
+        except EmptySourceError as err:
+            # Empty means "no claims" for the claims file; here it is a broken join.
+            raise SourceError(f"join file {path} ({where}) is empty") from err
         _check_join_columns(frame, right, join, path=path, claims_path=claims_path, where=where)
         keys = [f"__key_{i}" for i in range(len(join.on))]
         join_tokens = set(join.missing_values if join.missing_values is not None else tokens)
