@@ -45,31 +45,30 @@ _INPUTS: dict[str, tuple[str, int | None]] = {
     "age_at": ("(birth date, date)", 2),
     "count_present": ("", None),
 }
-_MONTHS: dict[str, int] = {}
-for _number, _name in enumerate(
-    (
-        "january",
-        "february",
-        "march",
-        "april",
-        "may",
-        "june",
-        "july",
-        "august",
-        "september",
-        "october",
-        "november",
-        "december",
-    ),
-    start=1,
-):
-    _MONTHS.update({_name: _number, _name[:3]: _number, str(_number): _number})
-    _MONTHS[f"{_number:02d}"] = _number
-_WEEKDAYS: dict[str, int] = {}
-for _number, _name in enumerate(
-    ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
-):
-    _WEEKDAYS.update({_name: _number, _name[:3]: _number})
+# English names spelled out here: the calendar module's follow the process locale.
+_MONTH_NAMES = [
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+]
+_WEEKDAY_NAMES = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
+_MONTHS = {
+    spelling: number
+    for number, name in enumerate(_MONTH_NAMES, start=1)
+    for spelling in (name, name[:3], str(number), f"{number:02d}")
+}
+_WEEKDAYS = {
+    spelling: number for number, name in enumerate(_WEEKDAY_NAMES) for spelling in (name, name[:3])
+}
 _MAX_WEEK_OF_MONTH = 6  # a 31-day month starting on a Sunday touches six Monday-to-Sunday weeks
 
 
@@ -197,52 +196,82 @@ def compute(
     if rule.compute == "count_present":
         present = sum((read(name).notna().astype(np.int64) for name in inputs), start=0)
         return pd.Series(present, dtype=np.int64).astype(str).astype(object)
-    texts = [read(name) for name in inputs]
-    first, second = (
-        _dates(column, name, text, _format_of(rule, name), add_reasons)
-        for name, text in zip(inputs, texts, strict=True)
+    pair = _DatePair(
+        column,
+        (inputs[0], inputs[1]),
+        (read(inputs[0]), read(inputs[1])),
+        (_format_of(rule, inputs[0]), _format_of(rule, inputs[1])),
+        add_reasons=add_reasons,
     )
-    both = first.notna() & second.notna()
     if rule.compute == "days_between":
+        return pair.days_between(end_before_start=rule.end_before_start or "error")
+    return pair.age_at()
+
+
+class _DatePair:
+    """Two date columns of one record set, parsed once; bad dates are reasons on the rows."""
+
+    def __init__(
+        self,
+        column: str,
+        names: tuple[str, str],
+        texts: tuple[pd.Series, pd.Series],
+        formats: tuple[str, str],
+        *,
+        add_reasons: Callable[[pd.Series], None],
+    ) -> None:
+        self.column, self.names, self.texts = column, names, texts
+        self.add_reasons = add_reasons
+        self.first = _dates(column, names[0], texts[0], formats[0], add_reasons)
+        self.second = _dates(column, names[1], texts[1], formats[1], add_reasons)
+        self.both = self.first.notna() & self.second.notna()
+
+    def reason(self, verb: str, where: pd.Series, *, order: tuple[int, int] = (0, 1)) -> None:
+        """``<column>: <a> '<value>' <verb> <b> '<value>'`` on the rows ``where`` holds."""
+        a, b = order
+        self.add_reasons(
+            _only_where(
+                f"{self.column}: {self.names[a]} '"
+                + self.texts[a]
+                + f"' {verb} {self.names[b]} '"
+                + self.texts[b]
+                + "'",
+                where,
+            )
+        )
+
+    def days_between(self, *, end_before_start: str) -> pd.Series:
         # One date of a pair is a broken record, not a missing value: fill_missing (0 days
         # for an outpatient claim with neither date) must not hide it.
-        one_only = texts[0].isna() != texts[1].isna()
-        pairs = ((inputs[0], texts[0], inputs[1]), (inputs[1], texts[1], inputs[0]))
-        for name, text, other in pairs:
-            add_reasons(
+        one_only = self.texts[0].isna() != self.texts[1].isna()
+        for a, b in ((0, 1), (1, 0)):
+            self.add_reasons(
                 _only_where(
-                    f"{column}: {name} '" + text + f"' has no {other}", one_only & text.notna()
+                    f"{self.column}: {self.names[a]} '"
+                    + self.texts[a]
+                    + f"' has no {self.names[b]}",
+                    one_only & self.texts[a].notna(),
                 )
             )
-        days = (second - first).dt.days
-        reversed_ = both & (days < 0)
-        if rule.end_before_start in (None, "error"):
-            add_reasons(
-                _only_where(
-                    f"{column}: {inputs[1]} '"
-                    + texts[1]
-                    + f"' is before {inputs[0]} '"
-                    + texts[0]
-                    + "'",
-                    reversed_,
-                )
-            )
-            both &= ~reversed_
-        return _int_text(days, both)
-    # age_at: whole years, one more on each birthday (a 29 February birthday counts from
-    # 1 March in other years, when (month, day) first passes (2, 29)).
-    birthday_to_come = (second.dt.month < first.dt.month) | (
-        (second.dt.month == first.dt.month) & (second.dt.day < first.dt.day)
-    )
-    years = second.dt.year - first.dt.year - birthday_to_come.astype(np.int64)
-    born_after = both & (first > second)
-    add_reasons(
-        _only_where(
-            f"{column}: {inputs[0]} '" + texts[0] + f"' is after {inputs[1]} '" + texts[1] + "'",
-            born_after,
+        days = (self.second - self.first).dt.days
+        keep = self.both
+        if end_before_start == "error":
+            reversed_ = self.both & (days < 0)
+            self.reason("is before", reversed_, order=(1, 0))
+            keep = keep & ~reversed_
+        return _int_text(days, keep)
+
+    def age_at(self) -> pd.Series:
+        """Whole years, one more on each birthday (a 29 February birthday counts from
+        1 March in other years, when (month, day) first passes (2, 29))."""
+        born, at = self.first, self.second
+        birthday_to_come = (at.dt.month < born.dt.month) | (
+            (at.dt.month == born.dt.month) & (at.dt.day < born.dt.day)
         )
-    )
-    return _int_text(years, both & ~born_after)
+        years = at.dt.year - born.dt.year - birthday_to_come.astype(np.int64)
+        born_after = self.both & (born > at)
+        self.reason("is after", born_after)
+        return _int_text(years, self.both & ~born_after)
 
 
 def _format_of(rule: ColumnRule, name: str) -> str:
