@@ -328,6 +328,15 @@ def test_a_repeated_key_in_a_joined_file_names_file_column_rows_and_value(
         r"per key, or every claim with that key would be repeated",
     ):
         read_source(claims, parse_mapping(JOIN_MAPPING))
+    # Many repeats: the first key's first rows, and how many keys repeat.
+    rows = [f"M{i % 3},1980-03-05,1,39" for i in range(20)]
+    claims = _write_joined_files(tmp_path, members="member_id,birth,sex,region\n" + "\n".join(rows))
+    with pytest.raises(
+        SourceError,
+        match=r"members\.csv: member_id 'M0' is on rows \[1, 4, 7, 10, 13, \.\.\.\] \(3 keys "
+        r"are on more than one row\)",
+    ):
+        read_source(claims, parse_mapping(JOIN_MAPPING))
 
 
 def test_joined_files_that_are_missing_or_lack_columns_are_named(tmp_path: Path) -> None:
@@ -608,3 +617,39 @@ def test_multi_file_claims_pass_batch_validation_into_silver(tmp_path: Path, spa
     silver = silver_rows(validated).toArrow()
     assert schema_matches(silver.schema, SILVER_SCHEMA).passed
     assert silver.num_rows == 60
+
+
+def test_a_composite_key_joins_on_every_column_of_it(tmp_path: Path) -> None:
+    (tmp_path / "claims.csv").write_text(
+        "id,member,year\nC1,M1,2023\nC2,M1,2024\nC3,M2,2024\n", encoding="utf-8"
+    )
+    (tmp_path / "plans.csv").write_text(
+        "member_id,plan_year,state\nM1,2023,OH\nM1,2024,IN\nM2,2023,IL\n", encoding="utf-8"
+    )
+    text = (
+        "joins:\n"
+        "  - {file: plans.csv, on: {member: member_id, year: plan_year}, columns: [state]}\n"
+    )
+    mapping = parse_mapping(text + _mapping_text(geographic_region="{from: state}"))
+    landed = read_source(tmp_path / "claims.csv", mapping)
+    assert landed.records["geographic_region"].tolist() == ["OH", "IN", None]
+    assert landed.notes["join_unmatched_rows"] == {"plans.csv": 1}
+    (tmp_path / "plans.csv").write_text(
+        "member_id,plan_year,state\nM1,2023,OH\nM1,2023,IN\n", encoding="utf-8"
+    )
+    with pytest.raises(
+        SourceError, match=r"plans\.csv: member_id, plan_year 'M1', '2023' is on rows \[1, 2\]"
+    ):
+        read_source(tmp_path / "claims.csv", mapping)
+
+
+def test_a_rule_on_a_column_no_join_brings_is_a_missing_source_column(tmp_path: Path) -> None:
+    claims = _write_joined_files(tmp_path)
+    mapping = parse_mapping(JOIN_MAPPING.replace("{from: gender,", "{from: plan,"))
+    # The joined columns are listed among the columns the file has; 'plan' was not taken.
+    with pytest.raises(
+        SourceError,
+        match=r"claims\.csv: mapping 'joined' needs column\(s\) \['plan'\] that the file lacks; "
+        r"the file has \[.*'birth_date', 'gender', 'region', 'provider_fraud'\]",
+    ):
+        read_source(claims, mapping)

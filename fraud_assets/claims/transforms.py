@@ -565,12 +565,15 @@ def _refuse_duplicate_keys(
         return
     first = other.loc[repeated].iloc[0]
     same = (other[keys] == first[keys]).all(axis=1)
-    rows = other.loc[same, "__row"].tolist()
+    rows = [str(row) for row in other.loc[same, "__row"].head(6)]
+    shown = ", ".join(rows[:5]) + (", ..." if len(rows) > 5 else "")
+    repeated_keys = len(other.loc[repeated, keys].drop_duplicates())
+    more = f" ({repeated_keys} keys are on more than one row)" if repeated_keys > 1 else ""
     columns = ", ".join(join.on.values())
     value = ", ".join(repr(first[key]) for key in keys)
     raise SourceError(
-        f"{path}: {columns} {value} is on rows {rows}: a joined file needs one row per key, "
-        f"or every claim with that key would be repeated"
+        f"{path}: {columns} {value} is on rows [{shown}]{more}: a joined file needs one row "
+        "per key, or every claim with that key would be repeated"
     )
 
 
