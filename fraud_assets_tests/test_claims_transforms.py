@@ -339,7 +339,9 @@ def test_a_repeated_key_in_a_joined_file_names_file_column_rows_and_value(
         read_source(claims, parse_mapping(JOIN_MAPPING))
 
 
-def test_joined_files_that_are_missing_or_lack_columns_are_named(tmp_path: Path) -> None:
+def test_joined_files_that_are_missing_empty_unreadable_or_lacking_columns_are_named(
+    tmp_path: Path,
+) -> None:
     claims = _write_joined_files(tmp_path)
     (tmp_path / "labels" / "providers.csv").unlink()
     with pytest.raises(
@@ -350,6 +352,12 @@ def test_joined_files_that_are_missing_or_lack_columns_are_named(tmp_path: Path)
         read_source(claims, parse_mapping(JOIN_MAPPING))
     claims = _write_joined_files(tmp_path, members="\n")
     with pytest.raises(SourceError, match=r"join file .*members\.csv \(joins\[0\] .*\) is empty"):
+        read_source(claims, parse_mapping(JOIN_MAPPING))
+    claims = _write_joined_files(tmp_path)
+    (tmp_path / "members.csv").write_bytes(
+        "member_id,birth,sex,region\nM1,1980,1,Zürich\n".encode("latin-1")
+    )
+    with pytest.raises(SourceError, match=r"members\.csv: .*not utf-8"):
         read_source(claims, parse_mapping(JOIN_MAPPING))
     claims = _write_joined_files(tmp_path, members="member_id,birth,region\nM1,1980-03-05,39\n")
     with pytest.raises(
