@@ -3,6 +3,9 @@
 A mapping says, for every canonical column, where its value comes from: a source column
 (``from``), a ``template`` over source columns, a ``constant`` or a derivation
 (``derive: age_group``), with optional value maps, date formats and missing-value tokens.
+A mapping may also declare extra ``features:`` (numeric or categorical source columns the
+canonical schema lacks, or protected attributes such as race), each a column rule plus its
+kind; they land as ``xn_``/``xc_``/``xp_`` columns beside the canonical ones.
 The result is the bronze view of a file: every canonical column as a string (``None`` when
 missing), the record's position in the file (``_row_number``) and what went wrong while
 reading or mapping it (``_parse_error``). Nothing is dropped here: a record that cannot be
@@ -55,11 +58,14 @@ from fraud_assets.claims.schema import (
     BRONZE_SCHEMA,
     CLAIM_COLUMNS,
     CLAIM_SCHEMA,
+    EXTRA_NAME,
     LOADED_AT_COLUMN,
     PARSE_ERROR_COLUMN,
     ROW_NUMBER_COLUMN,
     SOURCE_COLUMN,
     age_groups,
+    extra_column,
+    extra_columns,
 )
 
 log = logging.getLogger(__name__)
@@ -159,6 +165,28 @@ class ColumnRule(BaseModel):
         return []
 
 
+class ExtraFeature(ColumnRule):
+    """A source column beyond the canonical schema that reaches gold: a model input
+    (``kind``), or with ``protected: true`` a group of the fairness report, never an input."""
+
+    kind: Literal["numeric", "categorical"] = Field(
+        description="numeric: parsed as a decimal number in silver; categorical: text"
+    )
+    protected: bool = Field(
+        default=False, description="A protected attribute: reported on, never a model input"
+    )
+
+    @model_validator(mode="after")
+    def _protected_is_a_group(self) -> ExtraFeature:
+        if self.protected and self.kind != "categorical":
+            raise ValueError("a protected attribute names groups: give it kind: categorical")
+        return self
+
+    def column(self, name: str) -> str:
+        """The column this extra is stored in, in every layer."""
+        return extra_column(name, "protected" if self.protected else self.kind)
+
+
 class SourceCheck(BaseModel):
     """A rule on a source column the canonical schema does not carry; failures are reasons."""
 
@@ -252,6 +280,11 @@ class SourceMapping(BaseModel):
         default_factory=list, description="Files joined to the claims; their columns are source"
     )
     columns: dict[str, ColumnRule]
+    features: dict[str, ExtraFeature] = Field(
+        default_factory=dict,
+        description="Extra source columns that flow to gold: name -> rule with kind (and "
+        "protected: true for an attribute reported on, never a model input)",
+    )
     source_checks: list[SourceCheck] = Field(default_factory=list)
     label_unit: Literal["claim", "provider", "patient"] = Field(
         default="claim",
@@ -269,6 +302,13 @@ class SourceMapping(BaseModel):
         if missing:
             raise ValueError(f"no rule for required canonical columns {missing}")
         transforms.check_references(self.columns)
+        from fraud_assets.features import CLAIM_FEATURES_COLUMNS
+
+        for name in self.features:
+            if not EXTRA_NAME.match(name):
+                raise ValueError(f"feature name {name!r} is not lowercase snake_case")
+            if name in CLAIM_COLUMNS or name in CLAIM_FEATURES_COLUMNS:
+                raise ValueError(f"feature name {name!r} is already a canonical or gold column")
         return self
 
     @field_validator("joins")
@@ -280,10 +320,14 @@ class SourceMapping(BaseModel):
             raise ValueError(f"more than one join adds column(s) {repeated}: rename or prefix them")
         return joins
 
+    def extra_columns(self) -> dict[str, ExtraFeature]:
+        """Each declared extra by the column it is stored in."""
+        return {rule.column(name): rule for name, rule in self.features.items()}
+
     def required_source_columns(self) -> list[str]:
         """Source columns the file must have for this mapping to apply."""
         needed: list[str] = []
-        for rule in self.columns.values():
+        for rule in [*self.columns.values(), *self.features.values()]:
             if not rule.optional:
                 needed.extend(rule.source_columns())
         needed.extend(check.column for check in self.source_checks)
@@ -395,7 +439,9 @@ def read_source(path: str | Path, mapping: SourceMapping | None = None) -> Lande
             )
     file_format = mapping.file_format or _format_of(source)
     used = set(mapping.required_source_columns()) | {
-        c for rule in mapping.columns.values() for c in rule.source_columns()
+        c
+        for rule in [*mapping.columns.values(), *mapping.features.values()]
+        for c in rule.source_columns()
     }
     used |= {column for join in mapping.joins for column in join.on}
     if file_format == "csv":
@@ -468,10 +514,16 @@ def apply_mapping(
             rule.missing_values if rule.missing_values is not None else mapping.missing_values
         )
         out[column] = _apply_rule(column, rule, raw, tokens, errors, computed=out)
+    for column, extra in mapping.extra_columns().items():
+        tokens = set(
+            extra.missing_values if extra.missing_values is not None else mapping.missing_values
+        )
+        out[column] = _apply_rule(column, extra, raw, tokens, errors, computed=out)
     for check in mapping.source_checks:
         _apply_check(check, raw, set(mapping.missing_values), errors)
 
-    records = pd.DataFrame({column: out[column] for column in CLAIM_COLUMNS}, index=index)
+    stored = [*CLAIM_COLUMNS, *mapping.extra_columns()]
+    records = pd.DataFrame({column: out[column] for column in stored}, index=index)
     if ROW_NUMBER_COLUMN in raw.columns:
         records[ROW_NUMBER_COLUMN] = raw[ROW_NUMBER_COLUMN].astype("int64").to_numpy()
     else:
@@ -491,6 +543,7 @@ def bronze_table(
 
     ``records`` holds the canonical columns (any type: typed synthetic claims or mapped text)
     and optionally ``_row_number`` (default: 1..n) and ``_parse_error`` (default: none).
+    Declared extra columns (``xn_``/``xc_``/``xp_``) follow the lineage columns, as text.
     """
     table = (
         records
@@ -517,7 +570,11 @@ def bronze_table(
         if PARSE_ERROR_COLUMN in table.column_names
         else pa.nulls(n, pa.string())
     )
-    return pa.table(columns, schema=BRONZE_SCHEMA)
+    extras = extra_columns(table.column_names)
+    for name in extras:
+        columns[name] = _as_strings(table.column(name))
+    schema = pa.schema([*BRONZE_SCHEMA, *(pa.field(name, pa.string()) for name in extras)])
+    return pa.table(columns, schema=schema)
 
 
 # --- mapping rules ---------------------------------------------------------------------------

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from datetime import date
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -74,6 +77,44 @@ SILVER_SCHEMA = pa.schema([*CLAIM_SCHEMA, *(BRONZE_LINEAGE.field(name) for name 
 QUARANTINE_SCHEMA = pa.schema(
     [*BRONZE_SCHEMA, pa.field(REASON_COLUMN, pa.string(), nullable=False)]
 )
+
+# Extra columns a mapping declares in its ``features:`` travel beside the canonical ones
+# through bronze, silver and gold. Their kind is in their name, so silver's types, the gold
+# fills, the model inputs and PSI all follow from a table's schema alone, with no mapping or
+# column list passed between steps (and a Delta, Parquet or MLflow schema keeps names, not
+# field metadata). Protected extras are group labels for fairness reports, never inputs.
+ExtraKind = Literal["numeric", "categorical", "protected"]
+EXTRA_PREFIXES: dict[ExtraKind, str] = {
+    "numeric": "xn_",
+    "categorical": "xc_",
+    "protected": "xp_",
+}
+EXTRA_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+def extra_column(name: str, kind: ExtraKind) -> str:
+    """The stored column of a declared extra: ``xn_``/``xc_``/``xp_`` plus its name."""
+    return EXTRA_PREFIXES[kind] + name
+
+
+def extra_kind(column: str) -> ExtraKind | None:
+    """The kind of an extra column by its prefix; None for every other column."""
+    for kind, prefix in EXTRA_PREFIXES.items():
+        if column.startswith(prefix) and EXTRA_NAME.match(column[len(prefix) :]):
+            return kind
+    return None
+
+
+def extra_columns(columns: Iterable[str], *kinds: ExtraKind) -> list[str]:
+    """The extra columns among ``columns``, in their order (of ``kinds``, default all)."""
+    wanted = set(kinds or EXTRA_PREFIXES)
+    return [c for c in columns if extra_kind(c) in wanted]
+
+
+def extra_type(column: str, *, typed: bool) -> pa.DataType:
+    """An extra's type: text as landed (bronze, quarantine), float64 for numbers once typed."""
+    return pa.float64() if typed and extra_kind(column) == "numeric" else pa.string()
+
 
 # Every age from 0 has exactly one band; minors are their own band, not folded into adults.
 AGE_GROUPS: list[tuple[str, int, int]] = [

@@ -32,6 +32,9 @@ from fraud_assets.claims.schema import (
     REQUIRED_COLUMNS,
     ROW_NUMBER_COLUMN,
     SILVER_LINEAGE,
+    extra_columns,
+    extra_kind,
+    extra_type,
 )
 from fraud_assets.settings import Thresholds
 
@@ -58,8 +61,10 @@ def validate_batch(
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    text = {name: _text(name) for name in CLAIM_COLUMNS}
+    extras = extra_columns(bronze.columns)
+    text = {name: _text(name) for name in [*CLAIM_COLUMNS, *extras]}
     typed = {name: _typed(name, text[name]) for name in CLAIM_COLUMNS}
+    typed.update({name: _typed_extra(name, text[name]) for name in extras})
     reasons: list[Column] = [F.col(PARSE_ERROR_COLUMN)]
     for f in CLAIM_SCHEMA:
         name = f.name
@@ -70,9 +75,21 @@ def validate_batch(
                 F.when(text[name].isNotNull() & typed[name].isNull(), _not_a(name, f.type))
             )
     reasons.extend(_range_rules(typed, thresholds))
+    # A declared extra may be missing (null in silver, NaN to the boosters); a value that is
+    # there must parse, like the canonical numbers.
+    for name in extras:
+        if extra_kind(name) == "numeric":
+            reasons.append(
+                F.when(
+                    text[name].isNotNull() & typed[name].isNull(),
+                    F.concat(F.lit(f"{name} '"), text[name], F.lit("' is not a finite number")),
+                )
+            )
+        else:
+            reasons.extend(_bounded_text(name, typed[name]))
 
     frame = bronze.select(
-        "*", *[typed[name].alias(f"__typed_{name}") for name in CLAIM_COLUMNS]
+        "*", *[typed[name].alias(f"__typed_{name}") for name in [*CLAIM_COLUMNS, *extras]]
     ).withColumn("__reason", F.concat_ws("; ", *reasons))
 
     # The first good row of each claim id is kept; every other row of that id is a duplicate.
@@ -109,11 +126,13 @@ def validate_batch(
 
 
 def silver_rows(validated: DataFrame) -> DataFrame:
-    """The good rows, typed to ``CLAIM_SCHEMA``, with their lineage."""
+    """The good rows, typed to ``CLAIM_SCHEMA``, with their lineage, then any typed extras."""
     from pyspark.sql import functions as F
 
     return validated.filter(F.col(REASON_COLUMN).isNull()).select(
-        *[F.col(f"__typed_{name}").alias(name) for name in CLAIM_COLUMNS], *SILVER_LINEAGE
+        *[F.col(f"__typed_{name}").alias(name) for name in CLAIM_COLUMNS],
+        *SILVER_LINEAGE,
+        *[F.col(f"__typed_{name}").alias(name) for name in extra_columns(validated.columns)],
     )
 
 
@@ -122,7 +141,7 @@ def quarantine_rows(validated: DataFrame) -> DataFrame:
     from pyspark.sql import functions as F
 
     return validated.filter(F.col(REASON_COLUMN).isNotNull()).select(
-        *BRONZE_SCHEMA.names, REASON_COLUMN
+        *BRONZE_SCHEMA.names, REASON_COLUMN, *extra_columns(validated.columns)
     )
 
 
@@ -214,16 +233,28 @@ def unique_claim_ids(silver: DataFrame) -> CheckVerdict:
     )
 
 
-def schema_matches(actual: pa.Schema, expected: pa.Schema) -> CheckVerdict:
-    """Same column names in order and the same logical types (string/large_string alike)."""
+def schema_matches(
+    actual: pa.Schema, expected: pa.Schema, *, typed_extras: bool = False
+) -> CheckVerdict:
+    """Same column names in order and the same logical types (string/large_string alike).
+
+    Declared extra columns (``xn_``/``xc_``/``xp_``) may follow; they are text, except numeric
+    ones once typed (``typed_extras``: silver), which are float64.
+    """
     problems = []
-    if actual.names != expected.names:
-        missing = [n for n in expected.names if n not in actual.names]
-        extra = [n for n in actual.names if n not in expected.names]
+    extras = extra_columns(actual.names)
+    core = [n for n in actual.names if n not in extras]
+    if core != expected.names:
+        missing = [n for n in expected.names if n not in core]
+        extra = [n for n in core if n not in expected.names]
         problems.append(f"columns differ: missing {missing}, unexpected {extra}")
     for f in expected:
         if f.name in actual.names and not _same_type(actual.field(f.name).type, f.type):
             problems.append(f"{f.name} is {actual.field(f.name).type}, expected {f.type}")
+    for name in extras:
+        kind = extra_type(name, typed=typed_extras)
+        if not _same_type(actual.field(name).type, kind):
+            problems.append(f"{name} is {actual.field(name).type}, expected {kind}")
     return CheckVerdict(
         not problems,
         {"problems": problems, "columns": len(actual.names)},
@@ -317,9 +348,7 @@ def _typed(name: str, text: Column) -> Column:
     if pa.types.is_date(kind):
         return F.when(text.rlike(_ISO_DATE), text.try_cast("date"))
     if pa.types.is_floating(kind):
-        number = F.when(text.rlike(_NUMBER), text.try_cast("double"))
-        # + 0.0 turns -0.0 into 0.0: "-0" is the amount 0.
-        return F.when(~F.isnan(number) & (F.abs(number) != float("inf")), number + F.lit(0.0))
+        return _decimal(text)
     if pa.types.is_integer(kind):
         # "3" and "3.0" are both the whole number 3; "3.5" and "3e12" are not int32.
         number = F.when(text.rlike(_NUMBER), text.try_cast("double"))
@@ -329,6 +358,20 @@ def _typed(name: str, text: Column) -> Column:
             return F.when(typed.isin(0, 1), typed)
         return typed
     return text
+
+
+def _decimal(text: Column) -> Column:
+    """A finite decimal number as a double; null when the text is not one."""
+    from pyspark.sql import functions as F
+
+    number = F.when(text.rlike(_NUMBER), text.try_cast("double"))
+    # + 0.0 turns -0.0 into 0.0: "-0" is the amount 0.
+    return F.when(~F.isnan(number) & (F.abs(number) != float("inf")), number + F.lit(0.0))
+
+
+def _typed_extra(name: str, text: Column) -> Column:
+    """A declared extra typed: numeric ones as doubles (null when not a number), else text."""
+    return _decimal(text) if extra_kind(name) == "numeric" else text
 
 
 def _not_a(name: str, kind: pa.DataType) -> Column:
@@ -397,18 +440,7 @@ def _range_rules(typed: dict[str, Column], t: Thresholds) -> list[Column]:
         ]
 
     def bounded_text(name: str) -> list[Column]:
-        value = typed[name]
-        return [
-            F.when(value.rlike(_CONTROL), F.lit(f"{name} holds a control character")),
-            F.when(
-                F.length(value) > MAX_TEXT_LENGTH,
-                F.concat(
-                    F.lit(f"{name} has "),
-                    F.length(value).cast("string"),
-                    F.lit(f" characters; the limit is {MAX_TEXT_LENGTH}"),
-                ),
-            ),
-        ]
+        return _bounded_text(name, typed[name])
 
     return [
         *(
@@ -441,6 +473,23 @@ def _range_rules(typed: dict[str, Column], t: Thresholds) -> list[Column]:
                 typed["patient_age_group"],
                 F.lit("' does not match patient_age "),
                 typed["patient_age"].cast("string"),
+            ),
+        ),
+    ]
+
+
+def _bounded_text(name: str, value: Column) -> list[Column]:
+    """No control character, and at most ``MAX_TEXT_LENGTH`` characters."""
+    from pyspark.sql import functions as F
+
+    return [
+        F.when(value.rlike(_CONTROL), F.lit(f"{name} holds a control character")),
+        F.when(
+            F.length(value) > MAX_TEXT_LENGTH,
+            F.concat(
+                F.lit(f"{name} has "),
+                F.length(value).cast("string"),
+                F.lit(f" characters; the limit is {MAX_TEXT_LENGTH}"),
             ),
         ),
     ]

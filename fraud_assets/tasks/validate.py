@@ -109,7 +109,11 @@ def validate(ctx: TaskContext) -> TaskResult:
     verdicts: list[tuple[str, CheckVerdict, Severity]] = [
         (keys.CHECK_RECONCILES, reconciled, "ERROR"),
         (keys.CHECK_UNIQUE_CLAIM_ID, unique_ids, "ERROR"),
-        (keys.CHECK_SCHEMA, schema_matches(store.table_schema(SILVER), SILVER_SCHEMA), "ERROR"),
+        (
+            keys.CHECK_SCHEMA,
+            schema_matches(store.table_schema(SILVER), SILVER_SCHEMA, typed_extras=True),
+            "ERROR",
+        ),
         (
             keys.CHECK_QUARANTINE_RATE,
             quarantine_rate(

@@ -1,0 +1,159 @@
+"""Extra feature columns a mapping declares: from the source file through bronze and silver."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+import yaml
+
+from fraud_assets import keys
+from fraud_assets.claims.mapping import MappingError, parse_mapping
+from fraud_assets.claims.schema import CLAIM_SCHEMA
+from fraud_assets.claims.synthetic import generate_claims
+from fraud_assets.lakehouse import LocalDeltaStore
+from fraud_assets.settings import get_settings
+from fraud_assets.tasks._runtime import TaskContext
+from fraud_assets.tasks.ingest import ingest
+from fraud_assets.tasks.validate import validate
+
+
+def canonical_rules() -> dict[str, Any]:
+    return {f.name: {"from": f.name, "optional": f.nullable} for f in CLAIM_SCHEMA}
+
+
+def extras_mapping(path: Path, **features: dict[str, Any]) -> Path:
+    """A canonical mapping plus ``features``, written as YAML to ``path``."""
+    document = {"name": "with_extras", "columns": canonical_rules(), "features": features}
+    path.write_text(yaml.safe_dump(document), encoding="utf-8")
+    return path
+
+
+def claims_with_extras(n: int, *, seed: int = 5) -> pd.DataFrame:
+    """Synthetic claims (as text, like a CSV) with three extra source columns."""
+    claims = generate_claims(n, seed=seed)
+    rng = np.random.default_rng(seed)
+    frame = claims.astype({"claim_date": str, "service_date": str})
+    frame["deductible"] = rng.choice(["500", "1000", "2000", ""], size=n)
+    frame["hobby"] = rng.choice(["chess", "golf", "?"], size=n)
+    frame["race"] = rng.choice(["a", "b", "c"], size=n)
+    return frame
+
+
+def _ctx(run_id: str, **params: str) -> TaskContext:
+    return TaskContext(
+        settings=get_settings(),
+        params={"run_id": run_id, **params},
+        log=logging.getLogger("test"),
+        run_id=run_id,
+    )
+
+
+FEATURES = {
+    "deductible": {"from": "deductible", "kind": "numeric"},
+    "hobby": {"from": "hobby", "kind": "categorical", "missing_values": ["?"]},
+    "race": {"from": "race", "kind": "categorical", "protected": True},
+}
+
+
+def test_a_mapping_declares_extras_with_a_kind_and_stores_them_by_kind(tmp_path: Path) -> None:
+    mapping = parse_mapping(extras_mapping(tmp_path / "m.yaml", **FEATURES).read_text())
+    assert list(mapping.extra_columns()) == ["xn_deductible", "xc_hobby", "xp_race"]
+    assert {"deductible", "hobby", "race"} <= set(mapping.required_source_columns())
+
+
+@pytest.mark.parametrize(
+    ("features", "problem"),
+    [
+        ({"Bad-Name": {"from": "a", "kind": "numeric"}}, "not lowercase snake_case"),
+        ({"claim_amount": {"from": "a", "kind": "numeric"}}, "already a canonical or gold"),
+        ({"provider_claim_count": {"from": "a", "kind": "numeric"}}, "canonical or gold"),
+        ({"race": {"from": "a", "kind": "numeric", "protected": True}}, "kind: categorical"),
+        ({"x": {"from": "a"}}, "kind"),
+        ({"x": {"from": "a", "kind": "text"}}, "kind"),
+    ],
+)
+def test_a_badly_declared_extra_is_a_mapping_error(
+    tmp_path: Path, features: dict[str, Any], problem: str
+) -> None:
+    with pytest.raises(MappingError, match=problem):
+        parse_mapping(extras_mapping(tmp_path / "m.yaml", **features).read_text())
+
+
+def test_extras_land_in_bronze_as_text_and_in_silver_typed(
+    fraud_home: Path, spark: Any, tmp_path: Path
+) -> None:
+    source = tmp_path / "claims.csv"
+    frame = claims_with_extras(60)
+    frame.loc[7, "deductible"] = "12d"  # a Java literal Spark would cast: not a number here
+    frame.to_csv(source, index=False)
+    mapping = extras_mapping(tmp_path / "m.yaml", **FEATURES)
+
+    landed = ingest(_ctx("x1", source_path=str(source), mapping=str(mapping)))
+    assert all(c.passed for c in landed.checks), [c for c in landed.checks if not c.passed]
+    store = LocalDeltaStore(fraud_home)
+    bronze_schema = store.table_schema("raw_claims")
+    for name in ("xn_deductible", "xc_hobby", "xp_race"):
+        assert pa.types.is_string(bronze_schema.field(name).type) or pa.types.is_large_string(
+            bronze_schema.field(name).type
+        )
+
+    validated = validate(_ctx("x1"))
+    checks = {c.check_name: c for c in validated.checks}
+    assert checks[keys.CHECK_SCHEMA].passed, checks[keys.CHECK_SCHEMA].description
+    assert checks[keys.CHECK_RECONCILES].passed
+    silver = store.read_pandas("claims").set_index("claim_id")
+    assert silver["xn_deductible"].dtype == np.float64
+    expected = pd.to_numeric(frame.set_index("claim_id")["deductible"], errors="coerce")
+    good = silver.index
+    # A missing numeric extra is allowed and stays null (NaN).
+    np.testing.assert_array_equal(silver["xn_deductible"], expected.loc[good])
+    assert silver["xn_deductible"].isna().any()
+    assert (
+        silver["xc_hobby"].isna().sum()
+        == (frame.set_index("claim_id").loc[good, "hobby"] == "?").sum()
+    )
+    assert set(silver["xp_race"]) == {"a", "b", "c"}
+
+    quarantine = store.read_pandas("claims_quarantine")
+    bad = quarantine.loc[quarantine["_row_number"] == 8]
+    assert bad["_reason"].tolist() == ["xn_deductible '12d' is not a finite number"]
+    assert bad["xn_deductible"].tolist() == ["12d"]  # kept as it landed
+
+
+def test_a_batch_without_extras_appends_to_a_table_with_them(
+    fraud_home: Path, spark: Any, tmp_path: Path
+) -> None:
+    with_extras = tmp_path / "a.csv"
+    claims_with_extras(30, seed=1).to_csv(with_extras, index=False)
+    plain = tmp_path / "b.csv"
+    claims_with_extras(20, seed=2).drop(columns=["deductible", "hobby", "race"]).assign(
+        claim_id=lambda f: "B-" + f["claim_id"]
+    ).to_csv(plain, index=False)
+    mapping = extras_mapping(tmp_path / "m.yaml", **FEATURES)
+    ingest(_ctx("a", source_path=str(with_extras), mapping=str(mapping)))
+    validate(_ctx("a"))
+    ingest(_ctx("b", source_path=str(plain)))
+    checks = {c.check_name: c for c in validate(_ctx("b")).checks}
+    assert checks[keys.CHECK_SCHEMA].passed, checks[keys.CHECK_SCHEMA].description
+    silver = LocalDeltaStore(fraud_home).read_pandas("claims")
+    assert len(silver) == 50
+    assert silver.loc[silver["_batch_id"] == "b", "xn_deductible"].isna().all()
+
+
+def test_without_extras_the_tables_keep_the_canonical_schema(
+    fraud_home: Path, spark: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FRAUD_SYNTHETIC_ROWS", "200")
+    ingest(_ctx("s"))
+    validate(_ctx("s"))
+    store = LocalDeltaStore(fraud_home)
+    from fraud_assets.claims.schema import BRONZE_SCHEMA, SILVER_SCHEMA
+
+    assert store.table_schema("raw_claims").names == BRONZE_SCHEMA.names
+    assert store.table_schema("claims").names == SILVER_SCHEMA.names
