@@ -36,6 +36,13 @@ stationary, so PSI does not fire merely because history grows.
   question, not the original. A re-bill filed the same day as its original is not seen.
 - Categorical nulls become ``MISSING_CATEGORY``; numeric inputs are non-null by the silver
   contract, and the blocking ``features_complete`` check stops anything that slips through.
+
+Extra columns a source mapping declares (``features:``) are copied per claim from silver,
+after the columns above: numeric ones (``xn_*``) as float64 that may be null (both boosters
+read NaN as missing), categorical ones (``xc_*``) with nulls as ``MISSING_CATEGORY``; both
+are model inputs (``extra_inputs``). Protected ones (``xp_*``) are context for the fairness
+report, like ``patient_gender``, and never inputs. A gold table without extras is exactly
+``CLAIM_FEATURES_SCHEMA``.
 """
 
 from __future__ import annotations
@@ -48,6 +55,8 @@ from datetime import date
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
+
+from fraud_assets.claims.schema import extra_columns
 
 if TYPE_CHECKING:
     from fraud_assets.settings import FraudSettings, LabelUnit, SplitStrategy
@@ -129,6 +138,18 @@ class ProtectedInputError(ValueError):
     """A protected attribute, or a column it is derived from, would reach a model."""
 
 
+def extra_inputs(columns: Iterable[str]) -> tuple[list[str], list[str]]:
+    """The numeric (``xn_*``) and categorical (``xc_*``) extra model inputs among ``columns``
+    (a gold table's), in their order; protected extras (``xp_*``) are never among them."""
+    names = list(columns)
+    return extra_columns(names, "numeric"), extra_columns(names, "categorical")
+
+
+def protected_extras(columns: Iterable[str]) -> list[str]:
+    """The protected extra attributes (``xp_*``) among ``columns``: reported on, never inputs."""
+    return extra_columns(columns, "protected")
+
+
 def forbidden_inputs(protected: Iterable[str], *, allowed: Iterable[str] = ()) -> set[str]:
     """Columns no model may see: the protected attributes and their sources, less ``allowed``."""
     columns: set[str] = set()
@@ -138,15 +159,19 @@ def forbidden_inputs(protected: Iterable[str], *, allowed: Iterable[str] = ()) -
 
 
 def model_inputs(
-    protected: Iterable[str], *, allowed: Sequence[str] = ()
+    protected: Iterable[str], *, allowed: Sequence[str] = (), columns: Iterable[str] = ()
 ) -> tuple[list[str], list[str]]:
-    """The numeric and categorical model inputs: ``MODEL_FEATURES`` plus allowed attributes.
+    """The numeric and categorical model inputs: ``MODEL_FEATURES``, the extra inputs among
+    ``columns`` (the gold table's, see ``extra_inputs``), and allowed attributes.
 
     An allowed protected attribute must be one of ``PROTECTED_SOURCES`` (a gold column); it
     joins the categorical inputs. Raises ``ProtectedInputError`` when a protected column would be an
-    input without being allowed (a guard against a feature list edited by mistake).
+    input without being allowed (a guard against a feature list edited by mistake), and a
+    protected extra (``xp_*``) can never be allowed.
     """
-    numeric, categorical = list(NUMERIC_FEATURES), list(CATEGORICAL_FEATURES)
+    extra_numeric, extra_categorical = extra_inputs(columns)
+    numeric = [*NUMERIC_FEATURES, *extra_numeric]
+    categorical = [*CATEGORICAL_FEATURES, *extra_categorical]
     for name in allowed:
         if name not in PROTECTED_SOURCES:
             raise ProtectedInputError(
@@ -155,7 +180,8 @@ def model_inputs(
             )
         if name not in categorical:
             categorical.append(name)
-    leaked = sorted(forbidden_inputs(protected, allowed=allowed) & {*numeric, *categorical})
+    forbidden = forbidden_inputs(protected, allowed=allowed) | set(protected_extras(columns))
+    leaked = sorted(forbidden & {*numeric, *categorical})
     if leaked:
         raise ProtectedInputError(
             f"protected column(s) {leaked} would be model inputs; remove them from the "
@@ -207,6 +233,23 @@ CLAIM_FEATURES_SCHEMA = pa.schema(
         *(pa.field(name, pa.string(), nullable=False) for name in CATEGORICAL_FEATURES),
     ]
 )
+
+
+def claim_features_schema(columns: Iterable[str] = ()) -> pa.Schema:
+    """The gold schema for silver ``columns``: ``CLAIM_FEATURES_SCHEMA`` plus their extras
+    (numeric ones float64 and nullable, categorical and protected ones text, never null)."""
+    extras = extra_columns(columns)
+    return pa.schema(
+        [
+            *CLAIM_FEATURES_SCHEMA,
+            *(
+                pa.field(name, pa.float64(), nullable=True)
+                if name in extra_columns([name], "numeric")
+                else pa.field(name, pa.string(), nullable=False)
+                for name in extras
+            ),
+        ]
+    )
 
 
 def split_bucket(unit_id: str, *, seed: int) -> int:
@@ -375,8 +418,11 @@ __all__ = [
     "UNLABELLED",
     "ZERO_SPREAD",
     "SplitPolicy",
+    "claim_features_schema",
+    "extra_inputs",
     "label_unit",
     "out_of_time_cutoff",
+    "protected_extras",
     "require_input_columns",
     "split_bucket",
 ]

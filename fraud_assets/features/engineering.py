@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from fraud_assets.claims.schema import extra_columns
 from fraud_assets.features import (
     ACTIVITY_DAYS,
     CATEGORICAL_FEATURES,
-    CLAIM_FEATURES_SCHEMA,
     EXCLUDED,
     FIRST_CLAIM_GAP_DAYS,
     HOLDOUT,
@@ -25,6 +25,7 @@ from fraud_assets.features import (
     UNLABELLED,
     ZERO_SPREAD,
     SplitPolicy,
+    claim_features_schema,
     out_of_time_cutoff,
     require_input_columns,
 )
@@ -47,15 +48,18 @@ def build_claim_features(claims: DataFrame, *, split: SplitPolicy) -> DataFrame:
         split: how labelled claims are split into train and holdout (``SplitPolicy``).
 
     Returns:
-        One row per input row with exactly the ``CLAIM_FEATURES_SCHEMA`` columns.
+        One row per input row with exactly the ``CLAIM_FEATURES_SCHEMA`` columns, then the
+        silver extras copied per claim (``claim_features_schema``).
     """
     from pyspark.sql import functions as F
 
     require_input_columns(claims.columns, source="claims DataFrame")
+    extras = extra_columns(claims.columns)
+    text_extras = extra_columns(extras, "categorical", "protected")
 
     base = (
-        claims.select(*INPUT_COLUMNS)
-        .fillna(MISSING_CATEGORY, subset=CATEGORICAL_FEATURES)
+        claims.select(*INPUT_COLUMNS, *extras)
+        .fillna(MISSING_CATEGORY, subset=[*CATEGORICAL_FEATURES, *text_extras])
         .withColumn(_DAY, F.datediff("claim_date", F.lit("1970-01-01")))
     )
     amount = F.col("claim_amount").cast("double")
@@ -92,7 +96,7 @@ def build_claim_features(claims: DataFrame, *, split: SplitPolicy) -> DataFrame:
         duplicates.alias("duplicate_claim_count"),
         (duplicates > 0).cast("int").alias("is_duplicate_claim"),
     )
-    return features.select(*_typed_output_columns())
+    return features.select(*_typed_output_columns(claims.columns))
 
 
 _DAY = "_claim_day"  # claim_date as days since the epoch: the order of every history window
@@ -143,14 +147,14 @@ def _zscore(value: Column, mean: Column, std: Column) -> Column:
     return F.when(std.isNull() | (std < ZERO_SPREAD), F.lit(0.0)).otherwise((value - mean) / std)
 
 
-def _typed_output_columns() -> list[Column]:
+def _typed_output_columns(silver_columns: list[str]) -> list[Column]:
     """The gold columns in contract order, cast to the contract's types."""
     from pyspark.sql import functions as F
     from pyspark.sql.pandas.types import from_arrow_type
 
     return [
         F.col(field.name).cast(from_arrow_type(field.type)).alias(field.name)
-        for field in CLAIM_FEATURES_SCHEMA
+        for field in claim_features_schema(silver_columns)
     ]
 
 

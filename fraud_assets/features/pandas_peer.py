@@ -14,11 +14,11 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from fraud_assets.claims.schema import extra_columns
 from fraud_assets.features import (
     ACTIVITY_DAYS,
     CATEGORICAL_FEATURES,
     CLAIM_FEATURES_COLUMNS,
-    CLAIM_FEATURES_SCHEMA,
     EXCLUDED,
     FIRST_CLAIM_GAP_DAYS,
     HOLDOUT,
@@ -30,6 +30,7 @@ from fraud_assets.features import (
     UNLABELLED,
     ZERO_SPREAD,
     SplitPolicy,
+    claim_features_schema,
     out_of_time_cutoff,
     require_input_columns,
     split_bucket,
@@ -45,8 +46,9 @@ def build_claim_features_pandas(claims: pd.DataFrame, *, split: SplitPolicy) -> 
     ``claim_date`` comes back as ``datetime64[ns]``; ``to_arrow`` gives the gold schema.
     """
     require_input_columns(claims.columns, source="claims frame")
+    extras = extra_columns(claims.columns)
 
-    df = claims[INPUT_COLUMNS].reset_index(drop=True)
+    df = claims[[*INPUT_COLUMNS, *extras]].reset_index(drop=True)
     df = df.assign(**{name: df[name].fillna(MISSING_CATEGORY) for name in CATEGORICAL_FEATURES})
     amount = df["claim_amount"].astype("float64")
     service_date = pd.to_datetime(df["service_date"])
@@ -103,7 +105,14 @@ def build_claim_features_pandas(claims: pd.DataFrame, *, split: SplitPolicy) -> 
             "provider_specialty": df["provider_specialty"],
         }
     )
-    return features[CLAIM_FEATURES_COLUMNS]
+    for name in extras:
+        # Copied per claim: numbers stay missing (NaN), text gets the missing category.
+        features[name] = (
+            df[name].astype("float64")
+            if name in extra_columns([name], "numeric")
+            else df[name].astype("object").where(df[name].notna(), MISSING_CATEGORY)
+        )
+    return features[[*CLAIM_FEATURES_COLUMNS, *extras]]
 
 
 _EPOCH = pd.Timestamp("1970-01-01")
@@ -192,9 +201,10 @@ def _distinct_with_self(
 
 
 def to_arrow(features: pd.DataFrame) -> pa.Table:
-    """The pandas features as an Arrow table with exactly the gold schema."""
+    """The pandas features as an Arrow table with exactly the gold schema (and its extras)."""
     frame = features.assign(claim_date=pd.to_datetime(features["claim_date"]).dt.date)
-    return pa.Table.from_pandas(frame, schema=CLAIM_FEATURES_SCHEMA, preserve_index=False)
+    schema = claim_features_schema(features.columns)
+    return pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
 
 
 def _zscore(value: pd.Series, mean: pd.Series, std: pd.Series) -> pd.Series:

@@ -20,6 +20,8 @@ from fraud_assets.features import (
     TRAIN,
     UNIT_COLUMNS,
     SplitPolicy,
+    extra_inputs,
+    protected_extras,
 )
 from fraud_assets.features.engineering import build_claim_features
 from fraud_assets.lakehouse import read_published, table_store
@@ -72,7 +74,16 @@ def profile_feature_table(features: DataFrame, claims: DataFrame) -> FeatureTabl
     """
     from pyspark.sql import functions as F
 
-    checked = [ID_COLUMN, SPLIT_COLUMN, *MODEL_FEATURES]
+    # Numeric extras may be null (a source leaves them blank; the boosters read NaN as
+    # missing); categorical and protected extras are filled, so a null there is a bug.
+    _, categorical_extras = extra_inputs(features.columns)
+    checked = [
+        ID_COLUMN,
+        SPLIT_COLUMN,
+        *MODEL_FEATURES,
+        *categorical_extras,
+        *protected_extras(features.columns),
+    ]
     in_split = {split: F.col(SPLIT_COLUMN) == split for split in SPLITS}
     totals = features.agg(
         *(F.sum(F.col(name).isNull().cast("long")).alias(name) for name in checked),
@@ -183,7 +194,9 @@ def build_features(ctx: TaskContext) -> TaskResult:
     version = store.write_spark(features, "claim_features", mode="overwrite")
     ctx.log.info("wrote claim_features version %d; profiling it against silver", version)
     # Profile what was committed, not the plan that produced it.
-    profile = profile_feature_table(store.read_spark(spark, "claim_features"), claims)
+    written = store.read_spark(spark, "claim_features")
+    profile = profile_feature_table(written, claims)
+    extra_numeric, extra_categorical = extra_inputs(written.columns)
 
     metadata: dict[str, Any] = {
         "row_count": profile.row_count,
@@ -191,7 +204,9 @@ def build_features(ctx: TaskContext) -> TaskResult:
         "fraud_rate_train": profile.fraud_rates[TRAIN],
         "fraud_rate_holdout": profile.fraud_rates[HOLDOUT],
         **policy.describe(),
-        "feature_count": len(MODEL_FEATURES),
+        "feature_count": len(MODEL_FEATURES) + len(extra_numeric) + len(extra_categorical),
+        "extra_features": ", ".join([*extra_numeric, *extra_categorical]) or "none",
+        "protected_extras": ", ".join(protected_extras(written.columns)) or "none",
         "delta_version": version,
         "table_location": store.location("claim_features"),
     }
