@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -181,6 +182,18 @@ def policy_in_force(settings: FraudSettings) -> FairnessPolicy:
         return FairnessPolicy(**{**pinned.model_dump(), **overrides})
     except ValidationError as exc:
         raise PolicyError(f"fairness policy overrides {sorted(overrides)}: {exc}") from None
+
+
+def with_attributes(policy: FairnessPolicy, attributes: Sequence[str]) -> FairnessPolicy:
+    """``policy`` also judging ``attributes`` (a mapping's protected extras, ``xp_*``).
+
+    More attributes is a stricter policy (``weaker_than`` asks only that the pinned ones are
+    judged), so a verdict under it still supports promotion; the fingerprint records them.
+    """
+    added = [a for a in attributes if a not in policy.attributes]
+    if not added:
+        return policy
+    return FairnessPolicy(**{**policy.model_dump(), "attributes": (*policy.attributes, *added)})
 
 
 def protected_attributes(settings: FraudSettings) -> list[str]:

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from fraud_assets.claims.schema import extra_columns
 from fraud_assets.features import ID_COLUMN, MODEL_FEATURES
 from fraud_assets.ml.metrics import flag
 from fraud_assets.ml.pyfunc import FeatureFrameError
@@ -222,7 +223,11 @@ def inference_log_rows(
     scored_at: datetime,
     window_id: str,
 ) -> pa.Table:
-    """Batch rows for ``inference_log`` in the real-time service's schema, so both append."""
+    """Batch rows for ``inference_log`` in the real-time service's schema, so both append.
+
+    The model's extra inputs (``xn_*``, ``xc_*``: in its signature, not in ``MODEL_FEATURES``)
+    follow, so PSI watches them too; the Delta append adds them to the table's schema.
+    """
     from fraud_assets.serving.inference_log import BATCH, INFERENCE_LOG_SCHEMA
 
     n = features.num_rows
@@ -240,11 +245,11 @@ def inference_log_rows(
     }
     for name, values in extra.items():
         table = table.append_column(name, values)
-    return (
-        table.select(INFERENCE_LOG_SCHEMA.names)
-        .cast(INFERENCE_LOG_SCHEMA)
-        .replace_schema_metadata(None)
-    )
+    logged = table.select(INFERENCE_LOG_SCHEMA.names).cast(INFERENCE_LOG_SCHEMA)
+    inputs = [str(name) for name in input_schema(scoring).input_names()]
+    for name in extra_columns(inputs, "numeric", "categorical"):
+        logged = logged.append_column(name, features.column(name))
+    return logged.replace_schema_metadata(None)
 
 
 def latest_batch(claims: DataFrame) -> tuple[str, DataFrame]:

@@ -133,10 +133,12 @@ def feature_spec(
 ) -> FeatureSpec:
     """The model's input contract, with the training vocabulary of each categorical column.
 
-    The inputs are ``model_inputs(protected, allowed=allowed)``: no protected attribute or
-    column derived from one, unless ``allowed`` names it (``ProtectedInputError`` if so).
+    The inputs are ``model_inputs(protected, allowed=allowed)`` plus the extra inputs of the
+    gold table ``train`` comes from (its ``xn_*`` and ``xc_*`` columns): no protected
+    attribute, protected extra or column derived from one, unless ``allowed`` names it
+    (``ProtectedInputError`` if so).
     """
-    numeric, categorical = model_inputs(protected, allowed=allowed)
+    numeric, categorical = model_inputs(protected, allowed=allowed, columns=train.columns)
     categories = {c: sorted(str(v) for v in train[c].dropna().unique()) for c in categorical}
     return FeatureSpec(
         model_type=model_type,

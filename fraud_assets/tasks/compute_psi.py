@@ -8,6 +8,7 @@ and the score get a PSI and a drift level; the report is appended to ``psi_repor
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from fraud_assets import keys
-from fraud_assets.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES
+from fraud_assets.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES, extra_inputs
 from fraud_assets.governance import (
     GateVerdict,
     drift_gates,
@@ -34,6 +35,8 @@ from fraud_assets.tasks._runtime import (
     TaskResult,
     run_task,
 )
+
+log = logging.getLogger(__name__)
 
 INFERENCE_LOG = "inference_log"
 REPORT_TABLE = "psi_report"
@@ -77,6 +80,7 @@ def compute_psi(ctx: TaskContext) -> TaskResult:
     )
     current = without_training_claims(window_rows, champion, window.window_id)
     scores, score_versions = champion_scores(current, champion.version)
+    numeric, categorical = monitored_features(champion.frame, current)
     ctx.log.info(
         "PSI of window %s (%d rows) against champion v%s (%d reference rows)",
         window.window_id,
@@ -87,8 +91,8 @@ def compute_psi(ctx: TaskContext) -> TaskResult:
     report = psi_report(
         champion.frame,
         current,
-        numeric_features=NUMERIC_FEATURES,
-        categorical_features=CATEGORICAL_FEATURES,
+        numeric_features=numeric,
+        categorical_features=categorical,
         score_column=SCORE_COLUMN,
         current_scores=scores,
         bins=t.psi_bins,
@@ -197,6 +201,26 @@ def champion_reference(settings: FraudSettings) -> ChampionReference:
         run_id=version.run_id,
         frame=frame,
         training_claims=claims,
+    )
+
+
+def monitored_features(
+    reference: pd.DataFrame, current: pd.DataFrame
+) -> tuple[list[str], list[str]]:
+    """The numeric and categorical features PSI watches: ``MODEL_FEATURES`` and the
+    champion's extra inputs (``xn_*``, ``xc_*`` in its reference) that the window logged.
+
+    An extra the window lacks (rows logged before the champion, or by a scorer that does not
+    log extras) is left out rather than read as every value missing.
+    """
+    extra_numeric, extra_categorical = extra_inputs(reference.columns)
+    logged = set(current.columns)
+    skipped = sorted(c for c in [*extra_numeric, *extra_categorical] if c not in logged)
+    if skipped:
+        log.warning("the scored window did not log extra input(s) %s: no PSI for them", skipped)
+    return (
+        [*NUMERIC_FEATURES, *(c for c in extra_numeric if c in logged)],
+        [*CATEGORICAL_FEATURES, *(c for c in extra_categorical if c in logged)],
     )
 
 

@@ -13,9 +13,9 @@ import mlflow.pyfunc
 import pandas as pd
 
 from fraud_assets import keys
-from fraud_assets.features import LABEL_COLUMN
+from fraud_assets.features import LABEL_COLUMN, protected_extras
 from fraud_assets.governance.charts import markdown_image
-from fraud_assets.governance.policy import policy_in_force
+from fraud_assets.governance.policy import policy_in_force, with_attributes
 from fraud_assets.lakehouse import table_store
 from fraud_assets.ml import evaluation
 from fraud_assets.ml.charts import ScoredHoldout, roc_pr_chart
@@ -74,7 +74,8 @@ def evaluate(ctx: TaskContext) -> TaskResult:
     table = evaluation.evaluation_rows(
         evaluated, run_id=ctx.run_id, evaluated_at=evaluated_at, training_delta_version=gold_version
     )
-    policy = policy_in_force(settings)
+    # A mapping's protected extras (xp_*) are judged beside the pinned attributes.
+    policy = with_attributes(policy_in_force(settings), protected_extras(holdout.columns))
     predictions = evaluation.holdout_prediction_rows(
         holdout, evaluated, protected_attributes=policy.attributes, clusters=policy.clusters
     )

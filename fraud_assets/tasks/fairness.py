@@ -22,6 +22,7 @@ from typing import Any
 import pandas as pd
 
 from fraud_assets import keys
+from fraud_assets.features import protected_extras
 from fraud_assets.governance import (
     FIGURES,
     FairnessReport,
@@ -41,6 +42,7 @@ from fraud_assets.governance.policy import (
     FairnessPolicy,
     pinned_policy,
     policy_in_force,
+    with_attributes,
 )
 from fraud_assets.lakehouse import TableStore, table_store
 from fraud_assets.ml.tracking import run_url
@@ -73,7 +75,6 @@ class Candidate:
 
 def fairness(ctx: TaskContext) -> TaskResult:
     settings = ctx.settings
-    policy = policy_in_force(settings)
     pinned = pinned_policy(settings.target)
     store = table_store(settings)
     asset_key = keys.FAIRNESS_REPORT.to_user_string()
@@ -81,6 +82,8 @@ def fairness(ctx: TaskContext) -> TaskResult:
     # Pin the version first so the report names exactly the rows it judged.
     holdout_version = store.version(PREDICTIONS_TABLE)
     rows = candidate_rows(store.read_pandas(PREDICTIONS_TABLE, version=holdout_version))
+    # The source mapping's protected extras (xp_*) are judged too: a stricter policy.
+    policy = with_attributes(policy_in_force(settings), protected_extras(rows.columns))
     candidate = find_candidate(store, rows)
     ctx.log.info(
         "fairness of candidate %s on %d holdout claims (holdout_predictions v%d)",
