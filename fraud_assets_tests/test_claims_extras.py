@@ -21,6 +21,7 @@ from fraud_assets.settings import get_settings
 from fraud_assets.tasks._runtime import TaskContext
 from fraud_assets.tasks.ingest import ingest
 from fraud_assets.tasks.validate import validate
+from fraud_assets_tests.conftest import AUTO_INSURANCE_FILE, needs_auto_insurance_file
 
 
 def canonical_rules() -> dict[str, Any]:
@@ -126,24 +127,29 @@ def test_extras_land_in_bronze_as_text_and_in_silver_typed(
     assert bad["xn_deductible"].tolist() == ["12d"]  # kept as it landed
 
 
-def test_a_batch_without_extras_appends_to_a_table_with_them(
+def test_batches_with_and_without_extras_append_to_one_table(
     fraud_home: Path, spark: Any, tmp_path: Path
 ) -> None:
-    with_extras = tmp_path / "a.csv"
-    claims_with_extras(30, seed=1).to_csv(with_extras, index=False)
-    plain = tmp_path / "b.csv"
-    claims_with_extras(20, seed=2).drop(columns=["deductible", "hobby", "race"]).assign(
-        claim_id=lambda f: "B-" + f["claim_id"]
-    ).to_csv(plain, index=False)
     mapping = extras_mapping(tmp_path / "m.yaml", **FEATURES)
-    ingest(_ctx("a", source_path=str(with_extras), mapping=str(mapping)))
-    validate(_ctx("a"))
-    ingest(_ctx("b", source_path=str(plain)))
-    checks = {c.check_name: c for c in validate(_ctx("b")).checks}
-    assert checks[keys.CHECK_SCHEMA].passed, checks[keys.CHECK_SCHEMA].description
+    for batch, seed, extras in (("a", 1, False), ("b", 2, True), ("c", 3, False)):
+        source = tmp_path / f"{batch}.csv"
+        frame = claims_with_extras(20, seed=seed).assign(
+            claim_id=lambda f, b=batch: f"{b}-" + f["claim_id"]
+        )
+        if extras:
+            frame.to_csv(source, index=False)
+            ingest(_ctx(batch, source_path=str(source), mapping=str(mapping)))
+        else:
+            frame.drop(columns=["deductible", "hobby", "race"]).to_csv(source, index=False)
+            ingest(_ctx(batch, source_path=str(source)))
+        checks = {c.check_name: c for c in validate(_ctx(batch)).checks}
+        assert checks[keys.CHECK_SCHEMA].passed, checks[keys.CHECK_SCHEMA].description
+        assert checks[keys.CHECK_RECONCILES].passed
     silver = LocalDeltaStore(fraud_home).read_pandas("claims")
-    assert len(silver) == 50
-    assert silver.loc[silver["_batch_id"] == "b", "xn_deductible"].isna().all()
+    assert len(silver) == 60
+    # Schema evolution: rows of batches without extras hold nulls there.
+    assert silver.loc[silver["_batch_id"] != "b", "xn_deductible"].isna().all()
+    assert silver.loc[silver["_batch_id"] == "b", "xp_race"].notna().all()
 
 
 def test_without_extras_the_tables_keep_the_canonical_schema(
@@ -157,3 +163,22 @@ def test_without_extras_the_tables_keep_the_canonical_schema(
 
     assert store.table_schema("raw_claims").names == BRONZE_SCHEMA.names
     assert store.table_schema("claims").names == SILVER_SCHEMA.names
+
+
+@needs_auto_insurance_file
+def test_the_shipped_auto_insurance_mapping_lands_its_extras_typed(
+    fraud_home: Path, spark: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FRAUD_SOURCE_PATH", str(AUTO_INSURANCE_FILE))
+    monkeypatch.setenv("FRAUD_SOURCE_MAPPING", "auto_insurance_claims")
+    ingest(_ctx("auto"))
+    checks = {c.check_name: c for c in validate(_ctx("auto")).checks}
+    assert checks[keys.CHECK_SCHEMA].passed, checks[keys.CHECK_SCHEMA].description
+    silver = LocalDeltaStore(fraud_home).read_pandas("claims")
+    assert len(silver) == 999
+    assert silver["xn_policy_annual_premium"].dtype == np.float64
+    assert silver["xn_capital_loss"].max() <= 0  # "capital-loss" holds losses as negatives
+    assert silver["xc_insured_hobbies"].nunique() == 20
+    # '?' is missing: null in silver, the missing category in gold.
+    assert silver["xc_collision_type"].isna().sum() > 100
+    assert not [c for c in silver.columns if c.startswith("xp_")]  # no protected column
