@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -255,3 +256,189 @@ def test_scheduled_monitors_watch_and_never_launch_on_their_schedule() -> None:
         upload = next(s for s in jobs[job_name]["steps"] if "upload-artifact" in s.get("uses", ""))
         assert report_dir and upload["with"]["path"].rstrip("/") == report_dir.group(1)
         assert upload["if"] == "always()"
+
+
+# --- every job installs what its own steps need -------------------------------------------
+#
+# A job runs on a fresh runner: nothing an earlier job installed is there. Each rule below
+# names a command and what must be set up before it *in the same job* (an earlier step, or
+# earlier in the same script). A prerequisite step behind an `if:` counts only for commands
+# behind the same `if:`, since it may have been skipped.
+
+
+@dataclass(frozen=True)
+class Way:
+    """One way to satisfy a prerequisite: an earlier step matching ``step``, and/or ``env``
+    set on the command's step or job."""
+
+    step: str | None = None
+    env: str | None = None
+
+
+@dataclass(frozen=True)
+class Prerequisite:
+    what: str
+    any_of: tuple[Way, ...]
+
+
+def _command(pattern: str) -> str:
+    """A command at the start of a line or after `&&`, `||`, `;` or `|`."""
+    return rf"(?m)(?:^|&&|\|\||;|\|)\s*{pattern}"
+
+
+PYTHON = Prerequisite("Python (actions/setup-python)", (Way(step=r"^uses: actions/setup-python@"),))
+LOCKED_DEPS = Prerequisite(
+    "the locked Python dependencies (pip install -r requirements.lock / make install)",
+    (Way(step=r"pip install -r requirements\.lock"), Way(step=_command(r"make install\b"))),
+)
+PROJECT = Prerequisite(
+    "the project itself (pip install -e . / make install)",
+    (Way(step=r"pip install (--no-deps )?-e \."), Way(step=_command(r"make install\b"))),
+)
+JSONSCHEMA = Prerequisite(
+    "check-jsonschema (pip, pinned by requirements.lock)",
+    (Way(step=r"pip install -(c|r) requirements\.lock"), Way(step=_command(r"make install\b"))),
+)
+JAVA = Prerequisite(
+    "Java for Spark (actions/setup-java)", (Way(step=r"^uses: actions/setup-java@"),)
+)
+NODE = Prerequisite("Node.js (actions/setup-node)", (Way(step=r"^uses: actions/setup-node@"),))
+NODE_MODULES = Prerequisite(
+    "node_modules from package-lock.json (npm ci)", (Way(step=_command(r"npm ci\b")),)
+)
+CHROMIUM = Prerequisite(
+    "Chromium: Debian's from apt, or setup-chrome's passed as $CHROMIUM",
+    (
+        Way(step=r"apt-get install .*\bchromium\b"),
+        Way(step=r"^uses: browser-actions/setup-chrome@", env="CHROMIUM"),
+    ),
+)
+DATABRICKS_CLI = Prerequisite(
+    "the Databricks CLI (databricks/setup-cli)", (Way(step=r"^uses: databricks/setup-cli@"),)
+)
+HELM = Prerequisite(
+    "helm and a cluster (azure/setup-helm, k8s-set-context)",
+    (Way(step=r"^uses: azure/k8s-set-context@"),),
+)
+DOCKER = Prerequisite(
+    "docker buildx logged in to the registry (docker/login-action)",
+    (Way(step=r"^uses: docker/login-action@"),),
+)
+GITHUB_API = Prerequisite(
+    "a GitHub token in env (GH_TOKEN or GITHUB_TOKEN)",
+    (Way(env="GH_TOKEN"), Way(env="GITHUB_TOKEN")),
+)
+SLACK_WEBHOOK = Prerequisite("SLACK_WEBHOOK_URL in env", (Way(env="SLACK_WEBHOOK_URL"),))
+
+E2E = (PYTHON, LOCKED_DEPS, PROJECT, JAVA, NODE, NODE_MODULES, CHROMIUM)
+# command (regex on a step's `run:`) -> what must be installed before it in the same job
+PREREQUISITES: tuple[tuple[str, tuple[Prerequisite, ...]], ...] = (
+    (_command(r"(python -m )?pip "), (PYTHON,)),
+    (r"\bpytest\b", (PYTHON, LOCKED_DEPS, PROJECT, JAVA)),
+    # the slow tier includes the UI test: playwright-core from npm and a Chromium
+    (r"\bpytest\b.*-m (\"|')?slow\b", E2E),
+    (_command(r"make test-e2e\b"), E2E),
+    (_command(r"(ruff|mypy) "), (PYTHON, LOCKED_DEPS)),
+    (_command(r"mypy "), (PROJECT,)),
+    (_command(r"dagster "), (PYTHON, LOCKED_DEPS, PROJECT)),
+    (_command(r"python scripts/"), (PYTHON, LOCKED_DEPS, PROJECT)),
+    (_command(r"python scripts/(deploy|orchestrate)\.py"), (DATABRICKS_CLI,)),
+    (_command(r"python scripts/deploy\.py(?!.*--validate-only)"), (HELM, DOCKER)),
+    (_command(r"python scripts/drift_issue\.py"), (GITHUB_API,)),
+    (_command(r"python scripts/notify_deploy\.py"), (SLACK_WEBHOOK,)),
+    (_command(r"npm "), (NODE,)),
+    (
+        _command(r"(bash scripts/lint_workflows\.sh|make lint-workflows)"),
+        (NODE, NODE_MODULES, JSONSCHEMA),
+    ),
+    (_command(r"databricks "), (DATABRICKS_CLI,)),
+    (_command(r"gh "), (GITHUB_API,)),
+)
+
+
+def _step_text(step: dict[str, Any]) -> str:
+    if "uses" in step:
+        return f"uses: {step['uses']}"
+    # Comment lines say things; they run nothing.
+    lines = str(step.get("run", "")).splitlines()
+    return "\n".join(line for line in lines if not line.lstrip().startswith("#"))
+
+
+def _satisfied(
+    prerequisite: Prerequisite,
+    earlier: list[tuple[str, str | None]],
+    condition: str | None,
+    env: set[str],
+) -> bool:
+    for way in prerequisite.any_of:
+        if way.env is not None and way.env not in env:
+            continue
+        if way.step is None:
+            return True
+        for text, step_condition in earlier:
+            if step_condition in (None, condition) and re.search(way.step, text):
+                return True
+    return False
+
+
+def missing_prerequisites(workflows: dict[str, dict[str, Any]]) -> list[str]:
+    """Per job, each command whose prerequisites are not set up earlier in that job."""
+    errors = []
+    for name, workflow in workflows.items():
+        for job_name, job in workflow["jobs"].items():
+            job_env = set(workflow.get("env") or {}) | set(job.get("env") or {})
+            earlier: list[tuple[str, str | None]] = []
+            for index, step in enumerate(job.get("steps", [])):
+                text = _step_text(step)
+                condition = step.get("if")
+                env = job_env | set(step.get("env") or {})
+                label = step.get("name") or (text.splitlines()[0][:60] if text else f"#{index}")
+                for command, prerequisites in PREREQUISITES:
+                    found = re.search(command, text) if "run" in step else None
+                    if found is None:
+                        continue
+                    # What this step's script ran before the command counts too.
+                    before = [*earlier, (text[: found.start()], condition)]
+                    for prerequisite in prerequisites:
+                        if not _satisfied(prerequisite, before, condition, env):
+                            errors.append(f"{name}.{job_name}: {label!r} needs {prerequisite.what}")
+                earlier.append((text, condition))
+    return sorted(set(errors))
+
+
+def test_every_job_installs_what_its_own_commands_need() -> None:
+    assert missing_prerequisites(_workflows()) == []
+
+
+def test_the_prerequisite_rules_catch_a_job_that_skips_an_install() -> None:
+    workflows = _workflows()
+    e2e = workflows["ci"]["jobs"]["e2e"]
+    e2e["steps"] = [
+        s
+        for s in e2e["steps"]
+        if s.get("run") != "npm ci" and "setup-chrome" not in s.get("uses", "")
+    ]
+    lint = workflows["ci"]["jobs"]["lint"]
+    lint["steps"] = [s for s in lint["steps"] if "requirements.lock" not in s.get("run", "")]
+    workflows["ci"]["jobs"]["gated"] = {
+        "steps": [
+            {"uses": "databricks/setup-cli@v1", "if": "env.X != ''"},
+            {"run": "databricks bundle schema", "if": "env.Y != ''"},
+            {"run": "gh issue list"},
+        ]
+    }
+    errors = missing_prerequisites({"ci": workflows["ci"]})
+    slow = "'python -m pytest -n 2 --dist loadfile -m slow'"
+    assert f"ci.e2e: {slow} needs {NODE_MODULES.what}" in errors
+    assert f"ci.e2e: {slow} needs {CHROMIUM.what}" in errors
+    assert f"ci.lint: 'ruff check .' needs {LOCKED_DEPS.what}" in errors
+    assert f"ci.gated: 'databricks bundle schema' needs {DATABRICKS_CLI.what}" in errors
+    assert f"ci.gated: 'gh issue list' needs {GITHUB_API.what}" in errors
+
+
+def test_the_slow_tier_in_cd_staging_gets_node_modules_and_a_chromium() -> None:
+    errors = [e for e in missing_prerequisites(_workflows()) if e.startswith("cd-staging.")]
+    assert errors == []
+    steps = _workflows()["cd-staging"]["jobs"]["integration-tests"]["steps"]
+    slow = next(s for s in steps if "-m slow" in s.get("run", ""))
+    assert slow["env"]["CHROMIUM"] == "${{ steps.chromium.outputs.chrome-path }}"
