@@ -442,3 +442,18 @@ def test_the_slow_tier_in_cd_staging_gets_node_modules_and_a_chromium() -> None:
     steps = _workflows()["cd-staging"]["jobs"]["integration-tests"]["steps"]
     slow = next(s for s in steps if "-m slow" in s.get("run", ""))
     assert slow["env"]["CHROMIUM"] == "${{ steps.chromium.outputs.chrome-path }}"
+
+
+def test_drift_monitor_keeps_one_issue_per_episode_from_the_watch_report() -> None:
+    watch = _workflows()["drift-monitor"]["jobs"]["watch"]
+    assert watch["permissions"] == {"contents": "read", "issues": "write"}
+    steps = watch["steps"]
+    runs = [s.get("run", "").replace("\n", " ") for s in steps]
+    watched = next(i for i, r in enumerate(runs) if "orchestrate.py watch" in r)
+    issue = next(i for i, r in enumerate(runs) if "scripts/drift_issue.py" in r)
+    assert issue > watched, "the issue follows the report the watch wrote"
+    report_dir = re.search(r"--report-dir (\S+)", runs[watched])
+    assert report_dir and f"--report {report_dir.group(1)}/drift_monitoring_job.json" in runs[issue]
+    assert '--target "$TARGET"' in runs[issue]
+    assert steps[issue]["if"] == "always()", "also after a failed watch"
+    assert steps[issue]["env"] == {"GITHUB_TOKEN": "${{ secrets.GITHUB_TOKEN }}"}
