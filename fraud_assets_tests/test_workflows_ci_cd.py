@@ -87,6 +87,7 @@ ALLOWED_SECRETS = {
     "DAGSTER_API_TOKEN",
     "KUBE_CONFIG",
     "GITHUB_TOKEN",
+    "SLACK_WEBHOOK_URL",
 }
 
 
@@ -457,3 +458,20 @@ def test_drift_monitor_keeps_one_issue_per_episode_from_the_watch_report() -> No
     assert '--target "$TARGET"' in runs[issue]
     assert steps[issue]["if"] == "always()", "also after a failed watch"
     assert steps[issue]["env"] == {"GITHUB_TOKEN": "${{ secrets.GITHUB_TOKEN }}"}
+
+
+def test_deploys_tell_slack_how_they_ended_only_when_a_webhook_is_set() -> None:
+    deploy = _workflows()["deploy"]["jobs"]["deploy"]
+    assert deploy["env"]["SLACK_WEBHOOK_URL"] == "${{ secrets.SLACK_WEBHOOK_URL }}"
+    last = deploy["steps"][-1]
+    assert last["if"] == "always() && env.SLACK_WEBHOOK_URL != ''"
+    assert last["continue-on-error"] is True
+    assert last["env"] == {"OUTCOME": "${{ job.status }}"}
+    run = last["run"].replace("\n", " ")
+    assert run.startswith("python scripts/notify_deploy.py")
+    for argument in ('--target "$TARGET"', '--git-sha "$GIT_SHA"', '--actor "$GITHUB_ACTOR"'):
+        assert argument in run
+    assert '--outcome "$OUTCOME"' in run and "actions/runs/$GITHUB_RUN_ID" in run
+    assert "SLACK_WEBHOOK_URL" not in run, "the script reads it; no command line shows it"
+    for name in ("cd-dev", "cd-staging", "cd-prod"):
+        assert _workflows()[name]["jobs"]["deploy"]["uses"] == "./.github/workflows/deploy.yml"

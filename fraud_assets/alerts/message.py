@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-AlertKind = Literal["check_failed", "run_failed"]
+AlertKind = Literal["check_failed", "run_failed", "deploy_finished"]
 
 # Where the offending number sits in check metadata, tried in order after the generic keys
 # (``value``, ``observed_value``, ``observed``, a key named like the check, and the value of
