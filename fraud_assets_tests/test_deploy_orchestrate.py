@@ -342,3 +342,43 @@ def test_verdict(run: orchestrate.RunInfo | None, healthy: bool) -> None:
 def test_databricks_run_states(state: dict[str, str], expected: str) -> None:
     run = orchestrate.databricks_run({"run_id": 1, "start_time": 0, "state": state})
     assert run.state == expected
+
+
+# --- who launched: CI's actor reaches the steps ---------------------------------------------
+
+
+@pytest.mark.parametrize("actor", ["octocat", ""])
+def test_a_ci_launch_tags_its_actor_and_each_step_receives_it(
+    monkeypatch: pytest.MonkeyPatch, actor: str
+) -> None:
+    from _commands import Runner
+    from dagster import materialize
+
+    from fraud_assets.resources.compute import DEPLOYED_BY_TAG, task_extras
+    from fraud_assets.settings import get_settings
+
+    launched: dict[str, str] = {}
+
+    def launch(client: orchestrate.DagsterGraphQL, job: str, tags: dict[str, str]) -> str:
+        launched.update(tags)
+        return "run-1"
+
+    def status(client: orchestrate.DagsterGraphQL, run_id: str) -> orchestrate.RunInfo:
+        return orchestrate.RunInfo(run_id, "success", datetime.now(UTC))
+
+    monkeypatch.setattr(orchestrate.DagsterGraphQL, "launch", launch)
+    monkeypatch.setattr(orchestrate.DagsterGraphQL, "status", status)
+    env = {"DAGSTER_GRAPHQL_URL": "http://dagster.test/graphql", "FRAUD_DEPLOYED_BY": actor}
+    orchestration = orchestrate.Orchestration("staging", "ingestion_job", Runner(False), env)
+    orchestration.launch(git_sha="abc1234", wait=True, timeout=timedelta(minutes=1))
+    assert launched.get(DEPLOYED_BY_TAG) == (actor or None)
+
+    received: dict[str, object] = {}
+
+    @asset
+    def step(context) -> None:
+        received.update(task_extras(context, get_settings(), {"action": "promote"})["params"])
+
+    assert materialize([step], tags=launched).success
+    assert received.get("deployed_by") == (actor or None)
+    assert received["action"] == "promote"

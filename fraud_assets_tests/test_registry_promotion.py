@@ -348,3 +348,17 @@ def test_a_move_that_loses_a_race_on_another_machine_fails_clearly(three_version
     monkeypatch.setattr(client, "set_registered_model_alias", raced)
     with pytest.raises(registry.ConcurrentAliasMoveError, match="the champion is now 3"):
         registry.promote_version(client, name=MODEL, version=v2, actor="test")
+
+
+def test_the_actor_a_launch_names_is_recorded_over_the_environment(trained_home):
+    # scripts/orchestrate.py tags a CI launch with its GitHub actor; the compute resource
+    # passes that tag to the step as `deployed_by` (FRAUD_DEPLOYED_BY is "ci-bot" here).
+    _evaluate("run-1")
+    _fairness("run-1")
+    result = run_task(
+        register.register, ["--run_id", "run-1", "--deployed_by", "octocat"], name="register"
+    )
+    assert result.materializations[0].metadata["deployed_by"] == "octocat"
+    version = mlflow_client().get_model_version(MODEL, "1")
+    assert version.tags["deployed_by"] == "octocat"
+    assert version.tags["promoted_by"] == "octocat"

@@ -475,3 +475,15 @@ def test_deploys_tell_slack_how_they_ended_only_when_a_webhook_is_set() -> None:
     assert "SLACK_WEBHOOK_URL" not in run, "the script reads it; no command line shows it"
     for name in ("cd-dev", "cd-staging", "cd-prod"):
         assert _workflows()[name]["jobs"]["deploy"]["uses"] == "./.github/workflows/deploy.yml"
+
+
+def test_every_job_that_launches_runs_names_the_ci_actor_as_deployed_by() -> None:
+    launching = []
+    for name, workflow in _workflows().items():
+        for job_name, job in workflow["jobs"].items():
+            runs = "\n".join(s.get("run", "") for s in job.get("steps", []))
+            deploys = re.search(r"scripts/deploy\.py(?!.*--validate-only)", runs)
+            if deploys or "scripts/orchestrate.py launch" in runs:
+                launching.append(f"{name}.{job_name}")
+                assert job["env"]["FRAUD_DEPLOYED_BY"] == "${{ github.actor }}", name
+    assert launching == ["deploy.deploy", "drift-monitor.launch", "fairness-audit.launch"]

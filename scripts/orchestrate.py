@@ -34,6 +34,7 @@ from typing import Any
 import requests
 from _commands import Command, CommandError, Runner
 
+from fraud_assets.resources.compute import DEPLOYED_BY_TAG
 from fraud_assets.settings import bundle_variables
 
 TARGETS = ("dev", "staging", "prod")
@@ -299,6 +300,10 @@ class Orchestration:
         tags = {"fraud_assets/launched_by": "scripts/orchestrate.py"}
         if git_sha:
             tags["git_sha"] = git_sha
+        # CI sets FRAUD_DEPLOYED_BY to its actor; a model the run registers records it.
+        actor = self.env.get("FRAUD_DEPLOYED_BY", "").strip()
+        if actor:
+            tags[DEPLOYED_BY_TAG] = actor
         self.runner.show(f"POST $DAGSTER_GRAPHQL_URL launchRun {self.job} tags={tags}")
         if self.runner.dry_run:
             return None

@@ -122,9 +122,14 @@ def git_commit() -> str:
     return completed.stdout.strip() or UNKNOWN
 
 
-def deployed_by() -> str:
-    """Who or what moved a model: ``FRAUD_DEPLOYED_BY``, else "dagster", else user@host."""
-    named = os.environ.get("FRAUD_DEPLOYED_BY", "").strip()
+def deployed_by(launched_by: str | None = None) -> str:
+    """Who or what moved a model: the run's launcher, else ``FRAUD_DEPLOYED_BY``, else
+    "dagster", else user@host.
+
+    ``launched_by`` is the run's ``fraud_assets/deployed_by`` tag (a CI launch names its
+    GitHub actor), which reaches a task as its ``deployed_by`` parameter.
+    """
+    named = (launched_by or os.environ.get("FRAUD_DEPLOYED_BY", "")).strip()
     if named:
         return named
     if _launched_by_dagster():

@@ -21,6 +21,9 @@ from fraud_assets.settings import FraudSettings, get_settings
 from fraud_assets.tasks import task_spec
 
 TaskResults = Sequence[MaterializeResult | AssetCheckResult]
+# Who launched a run (scripts/orchestrate.py sets it to CI's actor); models it registers
+# or promotes record it as deployed_by.
+DEPLOYED_BY_TAG = "fraud_assets/deployed_by"
 
 
 def task_extras(
@@ -28,10 +31,16 @@ def task_extras(
     settings: FraudSettings,
     params: Mapping[str, Any] | None,
 ) -> dict[str, Any]:
-    """What every launched task receives: settings (no secrets), parameters and the run id."""
+    """What every launched task receives: settings (no secrets), parameters, the run id and,
+    when the run names one, who launched it (``deployed_by``)."""
+    launched_by = context.run.tags.get(DEPLOYED_BY_TAG)
     return {
         "settings": settings.to_payload(),
-        "params": {"run_id": context.run.run_id, **(params or {})},
+        "params": {
+            "run_id": context.run.run_id,
+            **({"deployed_by": launched_by} if launched_by else {}),
+            **(params or {}),
+        },
     }
 
 
