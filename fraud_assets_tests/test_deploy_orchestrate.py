@@ -359,7 +359,9 @@ def test_a_ci_launch_tags_its_actor_and_each_step_receives_it(
 
     launched: dict[str, str] = {}
 
-    def launch(client: orchestrate.DagsterGraphQL, job: str, tags: dict[str, str]) -> str:
+    def launch(
+        client: orchestrate.DagsterGraphQL, job: str, tags: dict[str, str], run_config: object
+    ) -> str:
         launched.update(tags)
         return "run-1"
 
@@ -382,3 +384,46 @@ def test_a_ci_launch_tags_its_actor_and_each_step_receives_it(
     assert materialize([step], tags=launched).success
     assert received.get("deployed_by") == (actor or None)
     assert received["action"] == "promote"
+
+
+# --- a source for the run: staging refuses synthetic claims ----------------------------------
+
+
+def test_a_launch_gives_raw_claims_its_source_file_as_run_config(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from dagster import validate_run_config
+
+    from fraud_assets.definitions import defs
+
+    sent: list[object] = []
+
+    def launch(client: object, job: str, tags: object, run_config: object = None) -> str:
+        sent.append(run_config)
+        return "run-1"
+
+    def status(client: object, run_id: str) -> orchestrate.RunInfo:
+        return orchestrate.RunInfo(run_id, "success", datetime.now(UTC))
+
+    monkeypatch.setattr(orchestrate.DagsterGraphQL, "launch", launch)
+    monkeypatch.setattr(orchestrate.DagsterGraphQL, "status", status)
+    monkeypatch.setenv("DAGSTER_GRAPHQL_URL", "http://dagster.test/graphql")
+    source = "/Volumes/fraud_staging/claims/landing/smoke_claims.csv"
+    launch_args = ["launch", "--target", "staging", "--job", "ingestion_job", "--wait"]
+    assert orchestrate.main([*launch_args, "--source-path", source, "--mapping", "auto"]) == 0
+    assert orchestrate.main(launch_args) == 0
+    config = {"ops": {"raw_claims": {"config": {"source_path": source, "mapping": "auto"}}}}
+    assert sent == [config, {}]
+    # The run config is one the project's own ingestion_job accepts.
+    validate_run_config(defs.resolve_job_def("ingestion_job"), config)
+
+
+def test_a_source_without_dagster_or_a_mapping_without_a_file_is_refused(
+    bundle_orchestrates: None, fake_databricks: FakeDatabricks, caplog: pytest.LogCaptureFixture
+) -> None:
+    launch_args = ["launch", "--target", "staging", "--job", "ingestion_job"]
+    assert orchestrate.main([*launch_args, "--source-path", "/Volumes/x/claims.csv"]) == 1
+    assert "set FRAUD_SOURCE_PATH on the bundle job instead" in caplog.text
+    assert orchestrate.main([*launch_args, "--mapping", "auto"]) == 1
+    assert "give --source-path too" in caplog.text
+    assert fake_databricks.calls() == []

@@ -338,3 +338,16 @@ def test_missing_credentials_stop_the_deploy_before_any_command(
     monkeypatch.setenv("DATABRICKS_HOST", "")
     assert _deploy("dev") == 2
     assert fake_cli.calls() == []
+
+
+def test_the_staging_smoke_run_ingests_the_named_claims_file() -> None:
+    source = "/Volumes/fraud_staging/claims/landing/smoke_claims.csv"
+    extra = ("--smoke-source-path", source, "--smoke-mapping", "auto_insurance_claims")
+    staging = _dry_run("staging", *extra)
+    assert (
+        f"$ python scripts/orchestrate.py launch --target staging --job ingestion_job "
+        f"--git-sha {SHA} --wait --source-path {source} --mapping auto_insurance_claims"
+    ) in staging
+    # prod validates with drift_monitoring_job, which ingests nothing
+    assert not any("--source-path" in line for line in _dry_run("prod", *extra))
+    assert not any("--source-path" in line for line in _dry_run("staging"))

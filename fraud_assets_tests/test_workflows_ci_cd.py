@@ -487,3 +487,11 @@ def test_every_job_that_launches_runs_names_the_ci_actor_as_deployed_by() -> Non
                 launching.append(f"{name}.{job_name}")
                 assert job["env"]["FRAUD_DEPLOYED_BY"] == "${{ github.actor }}", name
     assert launching == ["deploy.deploy", "drift-monitor.launch", "fairness-audit.launch"]
+
+
+def test_the_staging_smoke_run_is_given_its_claims_file_from_the_environment() -> None:
+    env = _workflows()["deploy"]["jobs"]["deploy"]["env"]
+    # scripts/deploy.py reads these (an empty variable means unset) and passes them to
+    # orchestrate.py launch as raw_claims' run config.
+    assert env["FRAUD_SMOKE_SOURCE_PATH"] == "${{ vars.FRAUD_SMOKE_SOURCE_PATH }}"
+    assert env["FRAUD_SMOKE_SOURCE_MAPPING"] == "${{ vars.FRAUD_SMOKE_SOURCE_MAPPING }}"

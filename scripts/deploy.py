@@ -17,7 +17,9 @@ and prod):
 5. ``serving``: deploy ``deploy/serving`` (the endpoint) when the model has a champion;
    on a first deploy there is none yet, and the step says so instead of failing;
 6. ``smoke`` (staging) / ``validate`` (prod): run a job through the target's
-   orchestrator of record and wait for it to succeed;
+   orchestrator of record and wait for it to succeed. Staging refuses synthetic claims, so
+   its ``ingestion_job`` ingests ``--smoke-source-path`` (``FRAUD_SMOKE_SOURCE_PATH``, with
+   ``FRAUD_SMOKE_SOURCE_MAPPING``), else the code location's own ``FRAUD_SOURCE_PATH``;
 7. ``tag`` (prod): tag the released commit and push the tag.
 
 ``--dry-run`` prints every command without running any. ``--only serving`` re-syncs the
@@ -130,6 +132,8 @@ class Deploy:
     runner: Runner
     record_file: Path
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
+    smoke_source_path: str | None = None
+    smoke_mapping: str | None = None
 
     @property
     def variables(self) -> dict[str, Any]:
@@ -238,6 +242,11 @@ class Deploy:
         job = POST_DEPLOY_JOB.get(self.target)
         if job is None:
             return None
+        source: tuple[str, ...] = ()
+        if job == "ingestion_job" and self.smoke_source_path:
+            source = ("--source-path", self.smoke_source_path)
+            if self.smoke_mapping:
+                source += ("--mapping", self.smoke_mapping)
         return Command(
             (
                 "python",
@@ -250,6 +259,7 @@ class Deploy:
                 "--git-sha",
                 self.git_sha,
                 "--wait",
+                *source,
             )
         )
 
@@ -347,6 +357,13 @@ class Deploy:
         self.runner.run(self.serving_deploy_command(model, plan))
 
     def smoke(self) -> None:
+        if POST_DEPLOY_JOB.get(self.target) == "ingestion_job" and not self.smoke_source_path:
+            log.warning(
+                "no FRAUD_SMOKE_SOURCE_PATH: the %s smoke run ingests the code location's "
+                "FRAUD_SOURCE_PATH, and fails if that is unset (%s refuses synthetic claims)",
+                self.target,
+                self.target,
+            )
         command = self.post_deploy_command()
         if command is not None:
             self.runner.run(command)
@@ -439,6 +456,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=Path("champion-before-release.json"),
         help="where prod records the champion before deploying",
     )
+    parser.add_argument(
+        "--smoke-source-path",
+        default=os.environ.get("FRAUD_SMOKE_SOURCE_PATH") or None,
+        help="claims file staging's smoke run ingests (env FRAUD_SMOKE_SOURCE_PATH)",
+    )
+    parser.add_argument(
+        "--smoke-mapping",
+        default=os.environ.get("FRAUD_SMOKE_SOURCE_MAPPING") or None,
+        help="mapping of that file (env FRAUD_SMOKE_SOURCE_MAPPING)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
 
@@ -464,6 +491,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         image_repository=image_repository,
         runner=Runner(dry_run=args.dry_run),
         record_file=args.record_file,
+        smoke_source_path=args.smoke_source_path,
+        smoke_mapping=args.smoke_mapping,
     )
     steps = ["bundle"] if args.validate_only else deploy.steps_for_target()
     if only:

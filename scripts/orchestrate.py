@@ -1,12 +1,17 @@
 """Launch or watch a job through the target's orchestrator of record, never around it.
 
     python scripts/orchestrate.py launch --target T --job J [--wait] [--git-sha SHA]
+                                         [--source-path PATH [--mapping NAME]]
     python scripts/orchestrate.py watch  --target T --job J --max-age-hours H [--report-dir D]
 
 ``databricks.yml`` names each target's orchestrator of record (variable ``orchestrator``).
 Where it is ``dagster``, a launch goes through the Dagster GraphQL API (``DAGSTER_GRAPHQL_URL``,
 optional bearer ``DAGSTER_API_TOKEN``) so the run, its checks and its alerts live in Dagster;
 where it is ``databricks``, through ``databricks bundle run``.
+
+``--source-path`` (and ``--mapping``) name the claims file the run's ``raw_claims`` ingests,
+as its run config: staging and prod refuse synthetic claims, so a smoke run of
+``ingestion_job`` needs a file unless the code location sets ``FRAUD_SOURCE_PATH``.
 
 ``watch`` launches nothing: it reads the latest run of the job from the orchestrator of
 record, fails when that run failed or is older than ``--max-age-hours`` (the scheduler
@@ -237,14 +242,16 @@ class DagsterGraphQL:
         data: dict[str, Any] = body["data"]
         return data
 
-    def launch(self, job: str, tags: Mapping[str, str]) -> str:
+    def launch(
+        self, job: str, tags: Mapping[str, str], run_config: Mapping[str, Any] | None = None
+    ) -> str:
         params = {
             "selector": {
                 "repositoryLocationName": CODE_LOCATION,
                 "repositoryName": REPOSITORY,
                 "jobName": job,
             },
-            "runConfigData": {},
+            "runConfigData": dict(run_config or {}),
             "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in tags.items()]},
         }
         result = self.query(LAUNCH_RUN, {"executionParams": params})["launchRun"]
@@ -269,6 +276,16 @@ class DagsterGraphQL:
         return dagster_run(runs[0], self.url) if runs else None
 
 
+def ingest_run_config(source_path: str | None, mapping: str | None) -> dict[str, Any]:
+    """Run config giving ``raw_claims`` its source file (and mapping); empty without one."""
+    if mapping and not source_path:
+        raise OrchestrationError("--mapping names how to read a file: give --source-path too")
+    if not source_path:
+        return {}
+    config = {"source_path": source_path, **({"mapping": mapping} if mapping else {})}
+    return {"ops": {"raw_claims": {"config": config}}}
+
+
 # --- the two orchestrators -------------------------------------------------------------------
 
 
@@ -290,8 +307,22 @@ class Orchestration:
             )
         return value
 
-    def launch(self, *, git_sha: str | None, wait: bool, timeout: timedelta) -> RunInfo | None:
+    def launch(
+        self,
+        *,
+        git_sha: str | None,
+        wait: bool,
+        timeout: timedelta,
+        run_config: Mapping[str, Any] | None = None,
+    ) -> RunInfo | None:
         self.runner.show(f"# launch {self.job} in {self.target} through {self.orchestrator}")
+        if run_config and self.orchestrator == "databricks":
+            # The bundle's wheel tasks take their settings as named parameters, which a
+            # `bundle run` override would replace wholesale.
+            raise OrchestrationError(
+                "a source file for the run goes through Dagster's run config; under the "
+                "Databricks orchestrator set FRAUD_SOURCE_PATH on the bundle job instead"
+            )
         if self.orchestrator == "databricks":
             # `bundle run` waits for the run and exits non-zero when it fails.
             command = ("databricks", "bundle", "run", "-t", self.target, self.job)
@@ -304,11 +335,12 @@ class Orchestration:
         actor = self.env.get("FRAUD_DEPLOYED_BY", "").strip()
         if actor:
             tags[DEPLOYED_BY_TAG] = actor
-        self.runner.show(f"POST $DAGSTER_GRAPHQL_URL launchRun {self.job} tags={tags}")
+        shown = f" runConfigData={json.dumps(run_config)}" if run_config else ""
+        self.runner.show(f"POST $DAGSTER_GRAPHQL_URL launchRun {self.job} tags={tags}{shown}")
         if self.runner.dry_run:
             return None
         client = DagsterGraphQL.from_env(self.env)
-        run_id = client.launch(self.job, tags)
+        run_id = client.launch(self.job, tags, run_config)
         log.info("launched Dagster run %s of %s", run_id, self.job)
         if not wait:
             return client.status(run_id)
@@ -404,6 +436,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     launch.add_argument("--wait", action="store_true", help="wait for the run to finish")
     launch.add_argument("--git-sha", help="commit recorded as the run's git_sha tag")
     launch.add_argument("--timeout-minutes", type=float, default=180.0)
+    launch.add_argument("--source-path", help="claims file raw_claims ingests (run config)")
+    launch.add_argument("--mapping", help="mapping for --source-path (packaged name or YAML)")
     watch.add_argument("--max-age-hours", type=float, required=True)
     watch.add_argument("--report-dir", type=Path, default=Path("orchestrator-report"))
     args = parser.parse_args(argv)
@@ -416,6 +450,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 git_sha=args.git_sha,
                 wait=args.wait,
                 timeout=timedelta(minutes=args.timeout_minutes),
+                run_config=ingest_run_config(args.source_path, args.mapping),
             )
             return 0
         run = orchestration.latest()
