@@ -440,6 +440,20 @@ def test_the_prerequisite_rules_catch_a_job_that_skips_an_install() -> None:
 def test_the_slow_tier_in_cd_staging_gets_node_modules_and_a_chromium() -> None:
     errors = [e for e in missing_prerequisites(_workflows()) if e.startswith("cd-staging.")]
     assert errors == []
+    # The job as it was (issue 16): Python and Java only, so the UI test could never pass.
+    before = _workflows()
+    job = before["cd-staging"]["jobs"]["integration-tests"]
+    job["steps"] = [
+        s
+        for s in job["steps"]
+        if not re.search(r"setup-node|setup-chrome", s.get("uses", "")) and s.get("run") != "npm ci"
+    ]
+    test_step = "'Integration tests (Dagster graph and UI, Spark steps, Databricks emulator)'"
+    assert missing_prerequisites({"cd-staging": before["cd-staging"]}) == [
+        f"cd-staging.integration-tests: {test_step} needs {CHROMIUM.what}",
+        f"cd-staging.integration-tests: {test_step} needs {NODE.what}",
+        f"cd-staging.integration-tests: {test_step} needs {NODE_MODULES.what}",
+    ]
     steps = _workflows()["cd-staging"]["jobs"]["integration-tests"]["steps"]
     slow = next(s for s in steps if "-m slow" in s.get("run", ""))
     assert slow["env"]["CHROMIUM"] == "${{ steps.chromium.outputs.chrome-path }}"
