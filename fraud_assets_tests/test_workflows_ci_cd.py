@@ -457,6 +457,9 @@ def test_the_slow_tier_in_cd_staging_gets_node_modules_and_a_chromium() -> None:
     steps = _workflows()["cd-staging"]["jobs"]["integration-tests"]["steps"]
     slow = next(s for s in steps if "-m slow" in s.get("run", ""))
     assert slow["env"]["CHROMIUM"] == "${{ steps.chromium.outputs.chrome-path }}"
+    workflows = _workflows()
+    staging_job = workflows["cd-staging"]["jobs"]["integration-tests"]
+    assert staging_job["timeout-minutes"] == workflows["ci"]["jobs"]["e2e"]["timeout-minutes"]
 
 
 def test_drift_monitor_keeps_one_issue_per_episode_from_the_watch_report() -> None:
