@@ -19,10 +19,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from fraud_assets.features import MODEL_FEATURES
+from fraud_assets.lakehouse import table_store
 from fraud_assets.ml import registry
 from fraud_assets.ml.tracking import configure_mlflow, mlflow_client
 from fraud_assets.serving.app import create_app
 from fraud_assets.serving.contract import REQUEST_SCHEMA, request_contract
+from fraud_assets.serving.inference_log import INFERENCE_LOG
 from fraud_assets.settings import FraudSettings, ServingSettings
 from fraud_assets_tests.test_serving_support import gold_frame, register_version, set_alias
 
@@ -83,3 +85,57 @@ def test_the_default_contract_is_the_model_features() -> None:
     wider = request_contract(("claim_id", *MODEL_FEATURES, ALLOWED))
     assert wider.schema.names[-1] == ALLOWED
     assert request_contract(("claim_id", *MODEL_FEATURES, ALLOWED)) is wider
+
+
+@pytest.fixture
+def extras_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A registry whose champion was trained on a mapping's extra inputs."""
+    for name in [n for n in os.environ if n.startswith("FRAUD_")]:
+        monkeypatch.delenv(name)
+    settings = _settings(tmp_path)
+    version = register_version(settings, seed=6, threshold=0.4, extras=True)
+    configure_mlflow(settings)
+    gated = {registry.TAG_GATES_PASSED: "true"}
+    registry.tag_version(mlflow_client(), settings.registered_model_name, version, gated)
+    set_alias(settings, "champion", version)
+    return tmp_path
+
+
+def test_a_model_with_extra_inputs_is_served_and_a_blank_extra_is_missing(
+    extras_home: Path,
+) -> None:
+    settings = _settings(extras_home)
+    claims = gold_frame(seed=22, n_rows=40, extras=True)
+    columns = ["claim_id", *MODEL_FEATURES, "xn_deductible", "xc_hobby"]
+    rows = _rows(claims, columns)
+    for row in rows:  # JSON has no NaN: a blank number is null
+        if row["xn_deductible"] != row["xn_deductible"]:
+            row["xn_deductible"] = None
+    without = [{k: v for k, v in row.items() if not k.startswith("x")} for row in rows]
+    with TestClient(create_app(settings)) as client:
+        answer = client.post("/invocations", json={"dataframe_records": rows})
+        blank = client.post("/invocations", json={"dataframe_records": without})
+        wrong = client.post(
+            "/invocations", json={"dataframe_records": [{**rows[0], "xn_deductible": "500"}]}
+        )
+    assert answer.status_code == 200, answer.text
+    configure_mlflow(settings)
+    model = mlflow.pyfunc.load_model(f"models:/{settings.registered_model_name}@champion")
+    expected = np.asarray(model.predict(claims[columns[1:]].reset_index(drop=True)))
+    np.testing.assert_allclose(answer.json()["predictions"], expected, rtol=0, atol=1e-12)
+    # Extras may be blank, as in silver: the model scores them as missing.
+    assert blank.status_code == 200, blank.text
+    missing = claims[columns[1:]].assign(xn_deductible=np.nan, xc_hobby=None)
+    np.testing.assert_allclose(
+        blank.json()["predictions"],
+        np.asarray(model.predict(missing.reset_index(drop=True))),
+        rtol=0,
+        atol=1e-12,
+    )
+    # A number sent as text is refused, naming the field.
+    assert wrong.status_code == 422 and "xn_deductible" in wrong.text
+    # The log holds the extras as received, so PSI watches them in real-time rows too.
+    logged = table_store(settings).read_pandas(INFERENCE_LOG)
+    answered = logged[logged["request_id"] == answer.json()["request_id"]]
+    assert answered["xc_hobby"].tolist() == claims["xc_hobby"].tolist()
+    np.testing.assert_array_equal(answered["xn_deductible"], claims["xn_deductible"])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import pandas as pd
 
 from fraud_assets.ml import registry
@@ -22,8 +23,19 @@ from fraud_assets_tests.test_ml_support import make_gold_frame
 FAST = TrainingParams(boosting_rounds=15, max_depth=3, seed=7)
 
 
-def gold_frame(seed: int, n_rows: int = 600) -> pd.DataFrame:
-    return make_gold_frame(n_rows, seed=seed, fraud_rate=0.15, holdout_fraction=0.3)
+def gold_frame(seed: int, n_rows: int = 600, *, extras: bool = False) -> pd.DataFrame:
+    """Small gold claims; with ``extras``, a mapping's extra inputs as well: a number that is
+    sometimes blank (``xn_deductible``) and a code (``xc_hobby``)."""
+    frame = make_gold_frame(n_rows, seed=seed, fraud_rate=0.15, holdout_fraction=0.3)
+    if extras:
+        rng = np.random.default_rng(seed)
+        deductible = rng.choice([500.0, 1000.0, 2000.0], n_rows)
+        deductible[rng.random(n_rows) < 0.2] = np.nan
+        frame["xn_deductible"] = deductible
+        frame["xc_hobby"] = np.where(
+            frame["is_fraud"].to_numpy() == 1, "chess", rng.choice(["golf", "reading"], n_rows)
+        )
+    return frame
 
 
 def register_version(
@@ -33,6 +45,7 @@ def register_version(
     threshold: float | None = None,
     allowed_protected: Sequence[str] = (),
     model_type: ModelType = "xgboost",
+    extras: bool = False,
 ) -> str:
     """Train, log and register one model version; returns its version number.
 
@@ -40,7 +53,7 @@ def register_version(
     ``allowed_protected`` names protected attributes the model may take as inputs.
     """
     configure_mlflow(settings)
-    train, _ = split_gold(gold_frame(seed))
+    train, _ = split_gold(gold_frame(seed, extras=extras))
     trained = train_model(
         train, model_type=model_type, params=FAST, allowed_protected=allowed_protected
     )

@@ -27,7 +27,12 @@ from pydantic import (
     model_validator,
 )
 
-from fraud_assets.claims.schema import CONTROL_CHARACTERS, MAX_TEXT_LENGTH
+from fraud_assets.claims.schema import (
+    CONTROL_CHARACTERS,
+    MAX_TEXT_LENGTH,
+    extra_kind,
+    extra_type,
+)
 from fraud_assets.claims.validation import column_ranges
 from fraud_assets.features import CLAIM_FEATURES_SCHEMA, ID_COLUMN, MODEL_FEATURES
 from fraud_assets.serving.router import Alias
@@ -145,25 +150,27 @@ class RequestContract:
 def request_contract(columns: tuple[str, ...]) -> RequestContract:
     """The contract for requests carrying ``columns`` (claim_id and the models' inputs).
 
-    Each column takes its gold type; the contract is built once per distinct column set.
+    Each column takes its gold type; a mapping's extra input (``xn_*`` a number, ``xc_*`` a
+    code) may be null or left out, as in silver, and the model scores it as missing. The
+    contract is built once per distinct column set.
     """
-    unknown = [c for c in columns if c not in CLAIM_FEATURES_SCHEMA.names]
+    unknown = [c for c in columns if c not in CLAIM_FEATURES_SCHEMA.names and extra_kind(c) is None]
     if unknown:
         raise ValueError(
             f"no gold column {unknown} to type a request field by; claim_features has "
-            f"{CLAIM_FEATURES_SCHEMA.names}"
+            f"{CLAIM_FEATURES_SCHEMA.names} and the mapping's xn_/xc_ extras"
         )
     inputs = [c for c in dict.fromkeys(columns) if c != ID_COLUMN]
     schema = pa.schema(
         [
             pa.field(ID_COLUMN, pa.string()),
-            *(pa.field(name, CLAIM_FEATURES_SCHEMA.field(name).type) for name in inputs),
+            *(pa.field(name, _gold_type(name)) for name in inputs),
         ]
     )
-    fields: dict[str, Any] = {
-        ID_COLUMN: (_CLAIM_ID_TYPE, ...),
-        **{name: (_field_type(schema.field(name).type), ...) for name in inputs},
-    }
+    fields: dict[str, Any] = {ID_COLUMN: (_CLAIM_ID_TYPE, ...)}
+    for name in inputs:
+        field_type = _field_type(schema.field(name).type)
+        fields[name] = (field_type | None, None) if extra_kind(name) else (field_type, ...)
     # Columns batch validation bounds that are also model inputs: out of range is a 422.
     bounded = [name for name in inputs if name in column_ranges(Thresholds())]
     record: type[BaseModel] = create_model(
@@ -181,6 +188,12 @@ def request_contract(columns: tuple[str, ...]) -> RequestContract:
     )
     invocation.schema_ = schema
     return RequestContract(schema=schema, record=record, invocation=invocation)
+
+
+def _gold_type(column: str) -> pa.DataType:
+    if extra_kind(column) is not None:
+        return extra_type(column, typed=True)
+    return CLAIM_FEATURES_SCHEMA.field(column).type
 
 
 # Models trained on the standard features take exactly these; a served version whose

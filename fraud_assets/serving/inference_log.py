@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pyarrow as pa
 
+from fraud_assets.claims.schema import extra_columns
 from fraud_assets.features import CLAIM_FEATURES_SCHEMA, ID_COLUMN, MODEL_FEATURES
 from fraud_assets.lakehouse import TableStore
 from fraud_assets.ml.metrics import flag
@@ -115,7 +116,11 @@ def inference_log_rows(
             pa.string(),
         ),
     }
-    return pa.Table.from_pydict(columns).cast(INFERENCE_LOG_SCHEMA)
+    logged = pa.Table.from_pydict(columns).cast(INFERENCE_LOG_SCHEMA)
+    # A mapping's extra inputs follow, as batch scoring logs them, so PSI watches them too.
+    for name in extra_columns(features.column_names, "numeric", "categorical"):
+        logged = logged.append_column(name, features.column(name))
+    return logged
 
 
 @dataclass(frozen=True)
@@ -194,7 +199,10 @@ class BufferedInferenceLog:
                 return 0
             try:
                 version = self._store.write_arrow(
-                    pa.concat_tables(batches), self._table, mode="append"
+                    # Tables logged before and after a promotion may differ in extras.
+                    pa.concat_tables(batches, promote_options="default"),
+                    self._table,
+                    mode="append",
                 )
             except Exception as exc:
                 with self._buffer_lock:

@@ -202,7 +202,7 @@ class ScoringService:
                     request_id=[request_ids[p] for p in positions],
                 )
             )
-        self.inference_log.append(pa.concat_tables(log_rows))
+        self.inference_log.append(pa.concat_tables(log_rows, promote_options="default"))
 
         decision = flag(fraud_score, threshold=threshold)
         answers = []
