@@ -259,7 +259,8 @@ class UnityCatalogStore(TableStore):
     def replace_rows_spark(self, df: DataFrame, name: str, *, column: str, value: str) -> int:
         if not self.exists(name):
             return self.write_spark(df, name, "append")
-        writer = df.write.format("delta").mode("overwrite")
+        # mergeSchema: a batch may bring a mapping's extra columns the table does not have yet.
+        writer = df.write.format("delta").mode("overwrite").option("mergeSchema", "true")
         writer.option("replaceWhere", _equals(column, value)).saveAsTable(self._identifier(name))
         return self.version(name)
 
