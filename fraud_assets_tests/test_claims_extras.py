@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +16,10 @@ from fraud_assets.claims.mapping import MappingError, parse_mapping
 from fraud_assets.claims.schema import CLAIM_SCHEMA
 from fraud_assets.claims.synthetic import generate_claims
 from fraud_assets.lakehouse import LocalDeltaStore
-from fraud_assets.settings import get_settings
-from fraud_assets.tasks._runtime import TaskContext
 from fraud_assets.tasks.ingest import ingest
 from fraud_assets.tasks.validate import validate
 from fraud_assets_tests.conftest import AUTO_INSURANCE_FILE, needs_auto_insurance_file
+from fraud_assets_tests.task_support import task_context
 
 
 def canonical_rules() -> dict[str, Any]:
@@ -44,15 +42,6 @@ def claims_with_extras(n: int, *, seed: int = 5) -> pd.DataFrame:
     frame["hobby"] = rng.choice(["chess", "golf", "?"], size=n)
     frame["race"] = rng.choice(["a", "b", "c"], size=n)
     return frame
-
-
-def _ctx(run_id: str, **params: str) -> TaskContext:
-    return TaskContext(
-        settings=get_settings(),
-        params={"run_id": run_id, **params},
-        log=logging.getLogger("test"),
-        run_id=run_id,
-    )
 
 
 FEATURES = {
@@ -95,7 +84,7 @@ def test_extras_land_in_bronze_as_text_and_in_silver_typed(
     frame.to_csv(source, index=False)
     mapping = extras_mapping(tmp_path / "m.yaml", **FEATURES)
 
-    landed = ingest(_ctx("x1", source_path=str(source), mapping=str(mapping)))
+    landed = ingest(task_context("x1", source_path=str(source), mapping=str(mapping)))
     assert all(c.passed for c in landed.checks), [c for c in landed.checks if not c.passed]
     store = LocalDeltaStore(fraud_home)
     bronze_schema = store.table_schema("raw_claims")
@@ -104,7 +93,7 @@ def test_extras_land_in_bronze_as_text_and_in_silver_typed(
             bronze_schema.field(name).type
         )
 
-    validated = validate(_ctx("x1"))
+    validated = validate(task_context("x1"))
     checks = {c.check_name: c for c in validated.checks}
     assert checks[keys.CHECK_SCHEMA].passed, checks[keys.CHECK_SCHEMA].description
     assert checks[keys.CHECK_RECONCILES].passed
@@ -138,11 +127,11 @@ def test_batches_with_and_without_extras_append_to_one_table(
         )
         if extras:
             frame.to_csv(source, index=False)
-            ingest(_ctx(batch, source_path=str(source), mapping=str(mapping)))
+            ingest(task_context(batch, source_path=str(source), mapping=str(mapping)))
         else:
             frame.drop(columns=["deductible", "hobby", "race"]).to_csv(source, index=False)
-            ingest(_ctx(batch, source_path=str(source)))
-        checks = {c.check_name: c for c in validate(_ctx(batch)).checks}
+            ingest(task_context(batch, source_path=str(source)))
+        checks = {c.check_name: c for c in validate(task_context(batch)).checks}
         assert checks[keys.CHECK_SCHEMA].passed, checks[keys.CHECK_SCHEMA].description
         assert checks[keys.CHECK_RECONCILES].passed
     silver = LocalDeltaStore(fraud_home).read_pandas("claims")
@@ -156,8 +145,8 @@ def test_without_extras_the_tables_keep_the_canonical_schema(
     fraud_home: Path, spark: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("FRAUD_SYNTHETIC_ROWS", "200")
-    ingest(_ctx("s"))
-    validate(_ctx("s"))
+    ingest(task_context("s"))
+    validate(task_context("s"))
     store = LocalDeltaStore(fraud_home)
     from fraud_assets.claims.schema import BRONZE_SCHEMA, SILVER_SCHEMA
 
@@ -171,8 +160,8 @@ def test_the_shipped_auto_insurance_mapping_lands_its_extras_typed(
 ) -> None:
     monkeypatch.setenv("FRAUD_SOURCE_PATH", str(AUTO_INSURANCE_FILE))
     monkeypatch.setenv("FRAUD_SOURCE_MAPPING", "auto_insurance_claims")
-    ingest(_ctx("auto"))
-    checks = {c.check_name: c for c in validate(_ctx("auto")).checks}
+    ingest(task_context("auto"))
+    checks = {c.check_name: c for c in validate(task_context("auto")).checks}
     assert checks[keys.CHECK_SCHEMA].passed, checks[keys.CHECK_SCHEMA].description
     silver = LocalDeltaStore(fraud_home).read_pandas("claims")
     assert len(silver) == 999

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -12,10 +11,10 @@ from fraud_assets import keys
 from fraud_assets.governance.policy import pinned_policy, recorded_policy_problems
 from fraud_assets.lakehouse import LocalDeltaStore, table_store
 from fraud_assets.settings import get_settings
-from fraud_assets.tasks._runtime import TaskContext
 from fraud_assets.tasks.build_features import build_features
 from fraud_assets.tasks.ingest import ingest
 from fraud_assets.tasks.validate import validate
+from fraud_assets_tests.task_support import task_context
 from fraud_assets_tests.test_claims_extras import FEATURES, claims_with_extras, extras_mapping
 from fraud_assets_tests.test_governance_tasks import (  # noqa: F401 (fixtures)
     _candidate_run,
@@ -27,25 +26,16 @@ from fraud_assets_tests.test_governance_tasks import (  # noqa: F401 (fixtures)
 )
 
 
-def _ctx(run_id: str, **params: str) -> TaskContext:
-    return TaskContext(
-        settings=get_settings(),
-        params={"run_id": run_id, **params},
-        log=logging.getLogger("test"),
-        run_id=run_id,
-    )
-
-
 def test_the_features_step_keeps_extras_and_a_blank_number_is_not_incomplete(
     fraud_home: Path, spark: Any, tmp_path: Path
 ) -> None:
     source = tmp_path / "claims.csv"
     claims_with_extras(80).to_csv(source, index=False)
     mapping = extras_mapping(tmp_path / "m.yaml", **FEATURES)
-    ingest(_ctx("f1", source_path=str(source), mapping=str(mapping)))
-    validate(_ctx("f1"))
+    ingest(task_context("f1", source_path=str(source), mapping=str(mapping)))
+    validate(task_context("f1"))
 
-    result = build_features(_ctx("f1"))
+    result = build_features(task_context("f1"))
     checks = {c.check_name: c for c in result.checks}
     complete = checks[keys.CHECK_FEATURES_COMPLETE]
     assert complete.passed, complete.metadata

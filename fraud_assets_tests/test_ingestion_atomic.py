@@ -8,7 +8,6 @@ between the commits leaves the batch visible in neither, and the next validate f
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -17,21 +16,11 @@ import pytest
 from fraud_assets import keys
 from fraud_assets.claims.synthetic import generate_claims
 from fraud_assets.lakehouse import LocalDeltaStore, read_published
-from fraud_assets.settings import get_settings
-from fraud_assets.tasks._runtime import TaskContext
 from fraud_assets.tasks.ingest import ingest
 from fraud_assets.tasks.validate import validate
+from fraud_assets_tests.task_support import task_context
 
 BAD = Path(__file__).parent / "data" / "bad_inputs"
-
-
-def _ctx(run_id: str, **params: str) -> TaskContext:
-    return TaskContext(
-        settings=get_settings(),
-        params={"run_id": run_id, **params},
-        log=logging.getLogger("test"),
-        run_id=run_id,
-    )
 
 
 class _Killed(Exception):
@@ -53,10 +42,10 @@ def test_a_batch_cut_short_is_visible_in_neither_table_until_it_is_finished(
 ) -> None:
     monkeypatch.setenv("FRAUD_SYNTHETIC_ROWS", "300")
     store = LocalDeltaStore(fraud_home)
-    ingest(_ctx("r1"))
-    validate(_ctx("r1"))
+    ingest(task_context("r1"))
+    validate(task_context("r1"))
     # Duplicate ids: the batch has rows for both tables.
-    ingest(_ctx("r2", source_path=str(BAD / "duplicate_ids.csv")))
+    ingest(task_context("r2", source_path=str(BAD / "duplicate_ids.csv")))
 
     real_rows, real_write = LocalDeltaStore.replace_rows_spark, LocalDeltaStore.replace_rows
 
@@ -73,7 +62,7 @@ def test_a_batch_cut_short_is_visible_in_neither_table_until_it_is_finished(
     monkeypatch.setattr(LocalDeltaStore, "replace_rows_spark", killed_spark)
     monkeypatch.setattr(LocalDeltaStore, "replace_rows", killed_arrow)
     with pytest.raises(_Killed):
-        validate(_ctx("r2"))
+        validate(task_context("r2"))
     monkeypatch.undo()
     monkeypatch.setenv("FRAUD_HOME", str(fraud_home))
 
@@ -82,7 +71,7 @@ def test_a_batch_cut_short_is_visible_in_neither_table_until_it_is_finished(
     assert set(_batches(store, spark, "claims")) == {"r1"}
     assert "r2" not in _batches(store, spark, "claims_quarantine")
 
-    result = validate(_ctx("r3"))
+    result = validate(task_context("r3"))
     checks = {c.check_name: c for c in result.checks}
     assert checks[keys.CHECK_RECONCILES].passed
     silver, quarantine = (

@@ -7,7 +7,6 @@ are now generated only in dev (the laptop demo) or when FRAUD_SYNTHETIC_CLAIMS a
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import pytest
@@ -15,17 +14,8 @@ import pytest
 from fraud_assets.claims.synthetic import generate_claims, write_claims_file
 from fraud_assets.lakehouse import LocalDeltaStore
 from fraud_assets.settings import get_settings
-from fraud_assets.tasks._runtime import TaskContext
 from fraud_assets.tasks.ingest import SyntheticClaimsRefused, ingest
-
-
-def _ctx(run_id: str, **params: str) -> TaskContext:
-    return TaskContext(
-        settings=get_settings(),
-        params={"run_id": run_id, **params},
-        log=logging.getLogger("test"),
-        run_id=run_id,
-    )
+from fraud_assets_tests.task_support import task_context
 
 
 @pytest.mark.parametrize("target", ["staging", "prod"])
@@ -33,13 +23,13 @@ def test_staging_and_prod_never_replace_bronze_with_synthetic_claims(
     fraud_home: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, target: str
 ) -> None:
     real = write_claims_file(generate_claims(5, seed=3, id_prefix="R"), tmp_path / "real.csv")
-    ingest(_ctx("landed", source_path=str(real)))
+    ingest(task_context("landed", source_path=str(real)))
     store = LocalDeltaStore(fraud_home)
     before = store.read_pandas("raw_claims")
 
     monkeypatch.setenv("FRAUD_TARGET", target)
     with pytest.raises(SyntheticClaimsRefused, match="FRAUD_SOURCE_PATH") as refused:
-        ingest(_ctx("scheduled"))
+        ingest(task_context("scheduled"))
     assert target in str(refused.value)
     assert "FRAUD_SYNTHETIC_CLAIMS" in str(refused.value)
     after = store.read_pandas("raw_claims")
@@ -52,7 +42,7 @@ def test_synthetic_claims_are_generated_when_asked_for(
     monkeypatch.setenv("FRAUD_SYNTHETIC_ROWS", "50")
     monkeypatch.setenv("FRAUD_TARGET", "staging")
     monkeypatch.setenv("FRAUD_SYNTHETIC_CLAIMS", "true")
-    landed = ingest(_ctx("asked"))
+    landed = ingest(task_context("asked"))
     assert landed.materializations[0].metadata["mapping"] == "synthetic"
     assert LocalDeltaStore(fraud_home).read_pandas("raw_claims").shape[0] == 50
 
@@ -62,7 +52,7 @@ def test_dev_synthesizes_by_default_and_can_refuse(
 ) -> None:
     monkeypatch.setenv("FRAUD_SYNTHETIC_ROWS", "50")
     assert get_settings().synthetic_claims_allowed
-    ingest(_ctx("demo"))
+    ingest(task_context("demo"))
     monkeypatch.setenv("FRAUD_SYNTHETIC_CLAIMS", "false")
     with pytest.raises(SyntheticClaimsRefused, match="dev"):
-        ingest(_ctx("refused"))
+        ingest(task_context("refused"))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -13,23 +12,14 @@ from fraud_assets.claims.mapping import SourceError
 from fraud_assets.claims.schema import REASON_COLUMN
 from fraud_assets.claims.synthetic import generate_claims, write_claims_file
 from fraud_assets.lakehouse import LocalDeltaStore
-from fraud_assets.settings import get_settings
-from fraud_assets.tasks._runtime import CheckOutcome, TaskContext, TaskResult
+from fraud_assets.tasks._runtime import CheckOutcome, TaskResult
 from fraud_assets.tasks.ingest import ingest
 from fraud_assets.tasks.validate import validate
 from fraud_assets_tests.conftest import AUTO_INSURANCE_FILE, needs_auto_insurance_file
+from fraud_assets_tests.task_support import task_context
 
 BAD = Path(__file__).parent / "data" / "bad_inputs"
 AUTO_FILE = AUTO_INSURANCE_FILE
-
-
-def _ctx(run_id: str, **params: str) -> TaskContext:
-    return TaskContext(
-        settings=get_settings(),
-        params={"run_id": run_id, **params},
-        log=logging.getLogger("test"),
-        run_id=run_id,
-    )
 
 
 def _checks(result: TaskResult) -> dict[str, CheckOutcome]:
@@ -51,18 +41,18 @@ def test_synthetic_refresh_file_appends_and_revalidation(
 ) -> None:
     store = LocalDeltaStore(small_synthetic)
 
-    landed = ingest(_ctx("r1"))
+    landed = ingest(task_context("r1"))
     assert _metadata(landed, "raw_claims")["load_mode"] == "full_refresh"
     assert all(c.passed for c in landed.checks)
-    first = validate(_ctx("r1"))
+    first = validate(task_context("r1"))
     assert all(c.passed for c in first.checks), [c for c in first.checks if not c.passed]
     assert _metadata(first, "claims")["row_count"] == 400
     assert _metadata(first, "claims_quarantine")["row_count"] == 0
 
     # A file re-sending claims already in silver: appended to bronze, all quarantined.
     resent = write_claims_file(generate_claims(3, seed=42), tmp_path / "resent.csv")
-    ingest(_ctx("r2", source_path=str(resent)))
-    second = validate(_ctx("r2"))  # no batch_id: the latest batch in bronze
+    ingest(task_context("r2", source_path=str(resent)))
+    second = validate(task_context("r2"))  # no batch_id: the latest batch in bronze
     silver_meta = _metadata(second, "claims")
     quarantine_meta = _metadata(second, "claims_quarantine")
     assert silver_meta["batch_id"] == "r2"
@@ -82,13 +72,13 @@ def test_synthetic_refresh_file_appends_and_revalidation(
     assert checks[keys.CHECK_VALUE_RANGES].passed
 
     # Validating the same batch again changes nothing: its rows are replaced, not added.
-    again = validate(_ctx("r2-retry", batch_id="r2"))
+    again = validate(task_context("r2-retry", batch_id="r2"))
     assert _metadata(again, "claims")["row_count"] == 400
     assert _metadata(again, "claims_quarantine")["row_count"] == 3
     assert _checks(again)[keys.CHECK_RECONCILES].passed
 
-    ingest(_ctx("r3", source_path=str(BAD / "duplicate_ids.csv")))
-    third = validate(_ctx("r3", batch_id="r3"))
+    ingest(task_context("r3", source_path=str(BAD / "duplicate_ids.csv")))
+    third = validate(task_context("r3", batch_id="r3"))
     assert _metadata(third, "claims")["row_count"] == 404  # G1, G2, G3 and the good DUP
     assert _metadata(third, "claims_quarantine")["row_count"] == 6
     reconciled = _checks(third)[keys.CHECK_RECONCILES]
@@ -97,8 +87,8 @@ def test_synthetic_refresh_file_appends_and_revalidation(
     assert len(store.read_arrow("raw_claims")) == 400 + 3 + 7
 
     # A synthetic load is a full refresh again: silver and quarantine mirror bronze.
-    ingest(_ctx("r4"))
-    fourth = validate(_ctx("r4"))
+    ingest(task_context("r4"))
+    fourth = validate(task_context("r4"))
     assert _metadata(fourth, "claims")["row_count"] == 400
     assert _metadata(fourth, "claims_quarantine")["row_count"] == 0
     assert len(store.read_arrow("raw_claims")) == 400
@@ -111,14 +101,14 @@ def test_two_batches_landed_before_one_validate_both_reach_silver(
     # Issue 14, finding 7: the first of two batches ended in neither silver nor quarantine
     # while the reconciliation check passed.
     store = LocalDeltaStore(small_synthetic)
-    ingest(_ctx("r1"))
-    validate(_ctx("r1"))
+    ingest(task_context("r1"))
+    validate(task_context("r1"))
     first = write_claims_file(generate_claims(5, seed=1, id_prefix="A"), tmp_path / "a.csv")
     second = write_claims_file(generate_claims(4, seed=2, id_prefix="B"), tmp_path / "b.csv")
-    ingest(_ctx("r2", source_path=str(first)))
-    ingest(_ctx("r3", source_path=str(second)))
+    ingest(task_context("r2", source_path=str(first)))
+    ingest(task_context("r3", source_path=str(second)))
 
-    result = validate(_ctx("r4"))  # no batch_id: every batch not validated yet
+    result = validate(task_context("r4"))  # no batch_id: every batch not validated yet
     silver = store.read_pandas("claims")
     assert len(silver) == 400 + 5 + 4
     assert silver.groupby("_batch_id").size().to_dict() == {"r1": 400, "r2": 5, "r3": 4}
@@ -130,7 +120,7 @@ def test_two_batches_landed_before_one_validate_both_reach_silver(
     assert reconciled.metadata["bronze_rows"] == 9
 
     # With nothing left to validate, the latest batch is validated again (idempotent).
-    again = validate(_ctx("r5"))
+    again = validate(task_context("r5"))
     assert _metadata(again, "claims")["batch_ids"] == ["r3"]
     assert len(store.read_pandas("claims")) == 409
 
@@ -145,11 +135,11 @@ def test_a_batch_cut_short_between_its_two_commits_is_finished_by_the_next_valid
     # Issue 14, finding 8: a kill between the silver and the quarantine commit left the
     # batch's quarantined rows in neither table, and a later validate never went back to it.
     store = LocalDeltaStore(small_synthetic)
-    ingest(_ctx("r1"))
-    validate(_ctx("r1"))
-    ingest(_ctx("r2", source_path=str(BAD / "duplicate_ids.csv")))
+    ingest(task_context("r1"))
+    validate(task_context("r1"))
+    ingest(task_context("r2", source_path=str(BAD / "duplicate_ids.csv")))
     later = write_claims_file(generate_claims(4, seed=2, id_prefix="B"), tmp_path / "b.csv")
-    ingest(_ctx("r3", source_path=str(later)))
+    ingest(task_context("r3", source_path=str(later)))
 
     real = LocalDeltaStore.replace_rows_spark
 
@@ -160,10 +150,10 @@ def test_a_batch_cut_short_between_its_two_commits_is_finished_by_the_next_valid
 
     monkeypatch.setattr(LocalDeltaStore, "replace_rows_spark", killed)
     with pytest.raises(_Killed):
-        validate(_ctx("r4"))
+        validate(task_context("r4"))
     monkeypatch.setattr(LocalDeltaStore, "replace_rows_spark", real)
 
-    result = validate(_ctx("r5"))
+    result = validate(task_context("r5"))
     assert _metadata(result, "claims")["batch_ids"] == ["r2", "r3"]
     assert _checks(result)[keys.CHECK_RECONCILES].passed
     counts = {
@@ -179,8 +169,8 @@ def test_a_batch_cut_short_between_its_two_commits_is_finished_by_the_next_valid
 
 def test_a_retried_ingest_replaces_its_batch(small_synthetic: Path) -> None:
     path = str(BAD / "crlf.csv")
-    ingest(_ctx("r1", source_path=path))
-    ingest(_ctx("r1", source_path=path))  # a step retry within the same run
+    ingest(task_context("r1", source_path=path))
+    ingest(task_context("r1", source_path=path))  # a step retry within the same run
     bronze = LocalDeltaStore(small_synthetic).read_pandas("raw_claims")
     assert bronze["claim_id"].tolist() == ["G1", "G2", "G3"]
 
@@ -190,8 +180,8 @@ def test_a_claim_dated_year_zero_is_quarantined_and_silver_stays_readable(
 ) -> None:
     """Issue 14: one row dated 0000-01-01 passed validation, and silver could never be read
     back (``ValueError: year 0 is out of range``), so every later run failed."""
-    ingest(_ctx("r1", source_path=str(BAD / "bad_dates.csv")))
-    validate(_ctx("r1", batch_id="r1"))
+    ingest(task_context("r1", source_path=str(BAD / "bad_dates.csv")))
+    validate(task_context("r1", batch_id="r1"))
     store = LocalDeltaStore(small_synthetic)
     silver = store.read_pandas("claims")
     assert sorted(silver["claim_id"]) == ["G1", "G2", "G3"]
@@ -200,19 +190,19 @@ def test_a_claim_dated_year_zero_is_quarantined_and_silver_stays_readable(
 
 
 def test_a_header_only_file_lands_an_empty_batch(small_synthetic: Path, spark: Any) -> None:
-    landed = ingest(_ctx("r1", source_path=str(BAD / "header_only.csv")))
+    landed = ingest(task_context("r1", source_path=str(BAD / "header_only.csv")))
     not_empty = _checks(landed)[keys.CHECK_RAW_NOT_EMPTY]
     assert not not_empty.passed
     assert (
         not_empty.description is not None and "has a header but no records" in not_empty.description
     )
     assert _checks(landed)[keys.CHECK_RAW_SCHEMA].passed
-    validated = validate(_ctx("r1", batch_id="r1"))
+    validated = validate(task_context("r1", batch_id="r1"))
     assert _checks(validated)[keys.CHECK_RECONCILES].passed
     assert _metadata(validated, "claims")["batch_row_count"] == 0
     # Without a batch id the step said "materialize raw_claims first", which it just was.
     with pytest.raises(ValueError, match="raw_claims holds no rows: its latest load") as error:
-        validate(_ctx("r2"))
+        validate(task_context("r2"))
     assert "header but no records" in str(error.value)
 
 
@@ -220,9 +210,9 @@ def test_files_that_cannot_be_ingested_fail_the_step_and_write_nothing(
     small_synthetic: Path,
 ) -> None:
     with pytest.raises(SourceError, match=r"missing_columns\.csv.*claim_amount"):
-        ingest(_ctx("r1", source_path=str(BAD / "missing_columns.csv")))
+        ingest(task_context("r1", source_path=str(BAD / "missing_columns.csv")))
     with pytest.raises(SourceError, match=r"empty\.csv: the file is empty"):
-        ingest(_ctx("r1", source_path=str(BAD / "empty.csv")))
+        ingest(task_context("r1", source_path=str(BAD / "empty.csv")))
     assert not LocalDeltaStore(small_synthetic).exists("raw_claims")
 
 
@@ -231,7 +221,7 @@ def test_a_mapping_without_a_source_is_refused(
 ) -> None:
     monkeypatch.setenv("FRAUD_SOURCE_MAPPING", "auto_insurance_claims")
     with pytest.raises(ValueError, match="no source path is"):
-        ingest(_ctx("r1"))
+        ingest(task_context("r1"))
 
 
 def test_a_source_given_to_the_run_brings_its_own_mapping(
@@ -239,7 +229,7 @@ def test_a_source_given_to_the_run_brings_its_own_mapping(
 ) -> None:
     # The sensor passes a canonical file with no mapping: the settings' mapping must not apply.
     monkeypatch.setenv("FRAUD_SOURCE_MAPPING", "auto_insurance_claims")
-    landed = ingest(_ctx("r1", source_path=str(BAD / "bom.csv")))
+    landed = ingest(task_context("r1", source_path=str(BAD / "bom.csv")))
     assert _metadata(landed, "raw_claims")["mapping"] == "canonical"
     assert _metadata(landed, "raw_claims")["row_count"] == 3
 
@@ -250,9 +240,9 @@ def test_the_real_auto_insurance_file_end_to_end(
 ) -> None:
     monkeypatch.setenv("FRAUD_SOURCE_PATH", str(AUTO_FILE))
     monkeypatch.setenv("FRAUD_SOURCE_MAPPING", "auto_insurance_claims")
-    landed = ingest(_ctx("auto"))
+    landed = ingest(task_context("auto"))
     assert _metadata(landed, "raw_claims")["row_count"] == 1000
-    validated = validate(_ctx("auto"))
+    validated = validate(task_context("auto"))
     assert all(c.passed for c in validated.checks), [c for c in validated.checks if not c.passed]
     assert _metadata(validated, "claims")["row_count"] == 999
     quarantine = LocalDeltaStore(small_synthetic).read_pandas("claims_quarantine")
