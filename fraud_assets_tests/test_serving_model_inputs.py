@@ -41,22 +41,24 @@ def _rows(frame: pd.DataFrame, columns: list[str]) -> list[dict[str, Any]]:
     return [{str(column): value for column, value in row.items()} for row in rows]
 
 
+def _gated_champion(home: Path, monkeypatch: pytest.MonkeyPatch, **training: Any) -> Path:
+    """``home`` with a registry whose champion, trained as ``register_version(**training)``
+    asks, passed every gate."""
+    for name in [n for n in os.environ if n.startswith("FRAUD_")]:
+        monkeypatch.delenv(name)
+    settings = _settings(home)
+    version = register_version(settings, threshold=0.4, **training)
+    configure_mlflow(settings)
+    gated = {registry.TAG_GATES_PASSED: "true"}
+    registry.tag_version(mlflow_client(), settings.registered_model_name, version, gated)
+    set_alias(settings, "champion", version)
+    return home
+
+
 @pytest.fixture
 def protected_input_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A registry whose champion was trained with ``geographic_region`` allowed as an input."""
-    for name in [n for n in os.environ if n.startswith("FRAUD_")]:
-        monkeypatch.delenv(name)
-    settings = _settings(tmp_path)
-    version = register_version(settings, seed=5, threshold=0.4, allowed_protected=[ALLOWED])
-    configure_mlflow(settings)
-    registry.tag_version(
-        mlflow_client(),
-        settings.registered_model_name,
-        version,
-        {registry.TAG_GATES_PASSED: "true"},
-    )
-    set_alias(settings, "champion", version)
-    return tmp_path
+    return _gated_champion(tmp_path, monkeypatch, seed=5, allowed_protected=[ALLOWED])
 
 
 def test_a_model_with_an_allowed_protected_input_is_served(protected_input_home: Path) -> None:
@@ -90,15 +92,7 @@ def test_the_default_contract_is_the_model_features() -> None:
 @pytest.fixture
 def extras_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A registry whose champion was trained on a mapping's extra inputs."""
-    for name in [n for n in os.environ if n.startswith("FRAUD_")]:
-        monkeypatch.delenv(name)
-    settings = _settings(tmp_path)
-    version = register_version(settings, seed=6, threshold=0.4, extras=True)
-    configure_mlflow(settings)
-    gated = {registry.TAG_GATES_PASSED: "true"}
-    registry.tag_version(mlflow_client(), settings.registered_model_name, version, gated)
-    set_alias(settings, "champion", version)
-    return tmp_path
+    return _gated_champion(tmp_path, monkeypatch, seed=6, extras=True)
 
 
 def test_a_model_with_extra_inputs_is_served_and_a_blank_extra_is_missing(

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Annotated, Any, ClassVar, cast
+from typing import Annotated, Any, ClassVar
 
 import pyarrow as pa
 from pydantic import (
@@ -92,7 +92,8 @@ class InvocationBody(BaseModel):
     before any of its records is checked, and values outside batch validation's ranges.
     """
 
-    # The contract's table schema; each contract's subclass sets its own.
+    # Each contract's subclass narrows the records to its ClaimRecord and sets its schema.
+    dataframe_records: list[BaseModel]
     schema_: ClassVar[pa.Schema]
 
     @model_validator(mode="before")
@@ -120,8 +121,7 @@ class InvocationBody(BaseModel):
 
     def rows(self) -> list[dict[str, Any]]:
         """The records as dicts of the contract's columns (types already checked)."""
-        records = cast(list[BaseModel], getattr(self, "dataframe_records"))  # noqa: B009
-        return [record.model_dump() for record in records]
+        return [record.model_dump() for record in self.dataframe_records]
 
     def to_arrow(self) -> pa.Table:
         """The records as a table with the contract's schema."""
