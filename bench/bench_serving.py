@@ -279,30 +279,9 @@ async def _open_loop(
     """
     import aiohttp
 
-    latencies: list[float] = []
-    errors: Counter[str] = Counter()
-    ok_total = 0
-    headers = {"content-type": "application/json"}
     started = time.perf_counter()
-    measure_from = started + warmup
+    tally = _Tally(measure_from=started + warmup)
     total = int((warmup + seconds) * rate)
-
-    async def send(session: aiohttp.ClientSession, i: int, scheduled: float) -> None:
-        nonlocal ok_total
-        try:
-            async with session.post(url, data=bodies[i % len(bodies)], headers=headers) as answer:
-                await answer.read()
-                outcome = str(answer.status)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            outcome = type(exc).__name__
-        answered = time.perf_counter()
-        ok_total += outcome == "200"
-        if scheduled >= measure_from:
-            if outcome == "200":
-                latencies.append(answered - scheduled)
-            else:
-                errors[outcome] += 1
-
     timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)
     async with aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=0), timeout=timeout
@@ -313,9 +292,10 @@ async def _open_loop(
             delay = scheduled - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(send(session, i, scheduled)))
+            body = bodies[i % len(bodies)]
+            tasks.append(asyncio.create_task(tally.post(session, url, body, sent=scheduled)))
         await asyncio.gather(*tasks)
-    return _summary(latencies, errors, ok_total, seconds)
+    return tally.summary(seconds)
 
 
 async def _closed_loop(
@@ -324,39 +304,56 @@ async def _closed_loop(
     """``clients`` loops, each sending its next request as soon as the last one is answered."""
     import aiohttp
 
-    latencies: list[float] = []
-    errors: Counter[str] = Counter()
-    ok_total = 0
     started = time.perf_counter()
-    measure_from = started + warmup
-    stop_at = measure_from + seconds
-    headers = {"content-type": "application/json"}
+    tally = _Tally(measure_from=started + warmup)
+    stop_at = tally.measure_from + seconds
 
     async def client(session: aiohttp.ClientSession, first: int) -> None:
-        nonlocal ok_total
         i = first
         while (sent := time.perf_counter()) < stop_at:
-            body = bodies[i % len(bodies)]
+            await tally.post(session, url, bodies[i % len(bodies)], sent=sent)
             i += clients
-            try:
-                async with session.post(url, data=body, headers=headers) as response:
-                    await response.read()
-                    outcome = str(response.status)
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                outcome = type(exc).__name__
-            answered = time.perf_counter()
-            ok_total += outcome == "200"
-            if sent >= measure_from:
-                if outcome == "200":
-                    latencies.append(answered - sent)
-                else:
-                    errors[outcome] += 1
 
     timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)
     connector = aiohttp.TCPConnector(limit=clients)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         await asyncio.gather(*(client(session, k) for k in range(clients)))
-    return _summary(latencies, errors, ok_total, seconds)
+    return tally.summary(seconds)
+
+
+class _Tally:
+    """What one load run saw: latencies of answers to requests sent after the warm-up,
+    errors by kind, and every 200 (warm-up included, for the inference-log check)."""
+
+    def __init__(self, *, measure_from: float) -> None:
+        self.measure_from = measure_from
+        self.latencies: list[float] = []
+        self.errors: Counter[str] = Counter()
+        self.ok_total = 0
+
+    async def post(self, session: Any, url: str, body: bytes, *, sent: float) -> None:
+        """Send one request and record it; latency counts from ``sent``."""
+        import aiohttp
+
+        try:
+            async with session.post(url, data=body, headers=_JSON_HEADERS) as response:
+                await response.read()
+                outcome = str(response.status)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            outcome = type(exc).__name__
+        answered = time.perf_counter()
+        self.ok_total += outcome == "200"
+        if sent >= self.measure_from:
+            if outcome == "200":
+                self.latencies.append(answered - sent)
+            else:
+                self.errors[outcome] += 1
+
+    def summary(self, seconds: float) -> dict[str, Any]:
+        return _summary(self.latencies, self.errors, self.ok_total, seconds)
+
+
+_JSON_HEADERS = {"content-type": "application/json"}
 
 
 def _summary(
