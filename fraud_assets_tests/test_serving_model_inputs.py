@@ -55,6 +55,12 @@ def _gated_champion(home: Path, monkeypatch: pytest.MonkeyPatch, **training: Any
     return home
 
 
+def _champion(settings: FraudSettings) -> mlflow.pyfunc.PyFuncModel:
+    """The champion's pyfunc, loaded independently of the service."""
+    configure_mlflow(settings)
+    return mlflow.pyfunc.load_model(f"models:/{settings.registered_model_name}@champion")
+
+
 @pytest.fixture
 def protected_input_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A registry whose champion was trained with ``geographic_region`` allowed as an input."""
@@ -71,8 +77,7 @@ def test_a_model_with_an_allowed_protected_input_is_served(protected_input_home:
             "/invocations", json={"dataframe_records": _rows(claims, columns[:-1])}
         )
     assert answer.status_code == 200, answer.text
-    configure_mlflow(settings)
-    model = mlflow.pyfunc.load_model(f"models:/{settings.registered_model_name}@champion")
+    model = _champion(settings)
     expected = np.asarray(model.predict(claims[columns[1:]].reset_index(drop=True)))
     np.testing.assert_allclose(answer.json()["predictions"], expected, rtol=0, atol=1e-12)
     # The model needs the attribute: a request without it names the field.
@@ -113,8 +118,7 @@ def test_a_model_with_extra_inputs_is_served_and_a_blank_extra_is_missing(
             "/invocations", json={"dataframe_records": [{**rows[0], "xn_deductible": "500"}]}
         )
     assert answer.status_code == 200, answer.text
-    configure_mlflow(settings)
-    model = mlflow.pyfunc.load_model(f"models:/{settings.registered_model_name}@champion")
+    model = _champion(settings)
     expected = np.asarray(model.predict(claims[columns[1:]].reset_index(drop=True)))
     np.testing.assert_allclose(answer.json()["predictions"], expected, rtol=0, atol=1e-12)
     # Extras may be blank, as in silver: the model scores them as missing.
