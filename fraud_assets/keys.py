@@ -6,6 +6,8 @@ from collections.abc import Iterable
 
 from dagster import AssetKey
 
+from fraud_assets import checks
+
 RAW_CLAIMS = AssetKey("raw_claims")
 CLAIMS = AssetKey("claims")
 CLAIMS_QUARANTINE = AssetKey("claims_quarantine")
@@ -27,51 +29,36 @@ DRIFT_MONITORING_JOB = "drift_monitoring_job"
 FAIRNESS_AUDIT_JOB = "fairness_audit_job"
 ROLLBACK_JOB = "rollback_champion_job"
 
-# Asset check names, per asset.
-CHECK_RAW_SCHEMA = "raw_schema_has_required_columns"
-CHECK_RAW_NOT_EMPTY = "raw_not_empty"
-CHECK_SCHEMA = "schema_matches_contract"
-CHECK_UNIQUE_CLAIM_ID = "claim_id_unique"
-CHECK_QUARANTINE_RATE = "quarantine_rate_within_limit"
-CHECK_VALUE_RANGES = "values_in_range"
-CHECK_NULL_RATES = "null_rates_within_limit"
-CHECK_RECONCILES = "bronze_equals_silver_plus_quarantine"
-CHECK_FEATURES_COMPLETE = "features_complete"
-CHECK_HOLDOUT_SEPARATED = "holdout_shares_no_label_unit"
-CHECK_MODEL_ROC_AUC = "holdout_roc_auc_above_floor"
-CHECK_ROC_AUC_FLOOR = "roc_auc_floor"
-CHECK_PR_AUC_FLOOR = "pr_auc_floor"
-CHECK_NO_REGRESSION = "no_regression_vs_champion"
-CHECK_DISPARATE_IMPACT = "disparate_impact_ratio"
-CHECK_FALSE_POSITIVE_RATE_RATIO = "false_positive_rate_ratio"
-CHECK_EQUAL_OPPORTUNITY = "equal_opportunity_difference"
-CHECK_MIN_GROUP_SIZE = "min_group_size"
-CHECK_FAIRNESS_POLICY = "policy_at_least_pinned"
-CHECK_FEATURE_DRIFT = "feature_drift"
-CHECK_SCORE_DRIFT = "score_drift"
+# Check names and lists, re-exported from fraud_assets.checks where each check is declared.
+CHECK_RAW_SCHEMA = checks.CHECK_RAW_SCHEMA
+CHECK_RAW_NOT_EMPTY = checks.CHECK_RAW_NOT_EMPTY
+CHECK_SCHEMA = checks.CHECK_SCHEMA
+CHECK_UNIQUE_CLAIM_ID = checks.CHECK_UNIQUE_CLAIM_ID
+CHECK_QUARANTINE_RATE = checks.CHECK_QUARANTINE_RATE
+CHECK_VALUE_RANGES = checks.CHECK_VALUE_RANGES
+CHECK_NULL_RATES = checks.CHECK_NULL_RATES
+CHECK_RECONCILES = checks.CHECK_RECONCILES
+CHECK_FEATURES_COMPLETE = checks.CHECK_FEATURES_COMPLETE
+CHECK_HOLDOUT_SEPARATED = checks.CHECK_HOLDOUT_SEPARATED
+CHECK_MODEL_ROC_AUC = checks.CHECK_MODEL_ROC_AUC
+CHECK_ROC_AUC_FLOOR = checks.CHECK_ROC_AUC_FLOOR
+CHECK_PR_AUC_FLOOR = checks.CHECK_PR_AUC_FLOOR
+CHECK_NO_REGRESSION = checks.CHECK_NO_REGRESSION
+CHECK_DISPARATE_IMPACT = checks.CHECK_DISPARATE_IMPACT
+CHECK_FALSE_POSITIVE_RATE_RATIO = checks.CHECK_FALSE_POSITIVE_RATE_RATIO
+CHECK_EQUAL_OPPORTUNITY = checks.CHECK_EQUAL_OPPORTUNITY
+CHECK_MIN_GROUP_SIZE = checks.CHECK_MIN_GROUP_SIZE
+CHECK_FAIRNESS_POLICY = checks.CHECK_FAIRNESS_POLICY
+CHECK_FEATURE_DRIFT = checks.CHECK_FEATURE_DRIFT
+CHECK_SCORE_DRIFT = checks.CHECK_SCORE_DRIFT
 
-# Fairness checks: one per gateable figure (the pinned policy decides which of them gate),
-# then the group-size and policy checks, which always gate.
-FAIRNESS_FIGURE_CHECKS: list[str] = [
-    CHECK_FALSE_POSITIVE_RATE_RATIO,
-    CHECK_EQUAL_OPPORTUNITY,
-    CHECK_DISPARATE_IMPACT,
-]
-FAIRNESS_CHECKS: list[str] = [*FAIRNESS_FIGURE_CHECKS, CHECK_MIN_GROUP_SIZE, CHECK_FAIRNESS_POLICY]
-MODEL_QUALITY_GATES: list[str] = [CHECK_ROC_AUC_FLOOR, CHECK_PR_AUC_FLOOR, CHECK_NO_REGRESSION]
+FAIRNESS_FIGURE_CHECKS: list[str] = list(checks.FAIRNESS_FIGURE_CHECKS)
+FAIRNESS_CHECKS: list[str] = list(checks.FAIRNESS_CHECKS)
+MODEL_QUALITY_GATES: list[str] = list(checks.MODEL_QUALITY_GATES)
 
 
 def promotion_gates(gated_figures: Iterable[str]) -> dict[AssetKey, list[str]]:
-    """The checks that gate promotion: registered_model must not run when one of them fails.
-
-    ``gated_figures`` are the fairness figures the target's pinned policy gates.
-    """
-    gated = set(gated_figures)
+    """``checks.promotion_gates`` by asset key: the checks ``registered_model`` waits on."""
     return {
-        MODEL_EVALUATION: list(MODEL_QUALITY_GATES),
-        FAIRNESS_REPORT: [
-            *(check for check in FAIRNESS_FIGURE_CHECKS if check in gated),
-            CHECK_MIN_GROUP_SIZE,
-            CHECK_FAIRNESS_POLICY,
-        ],
+        AssetKey(asset): names for asset, names in checks.promotion_gates(gated_figures).items()
     }

@@ -4,13 +4,13 @@ from collections.abc import Iterator
 
 from dagster import (
     AssetCheckResult,
-    AssetCheckSpec,
     AssetExecutionContext,
     MaterializeResult,
     asset,
 )
 
 from fraud_assets import keys
+from fraud_assets.assets._check_specs import check_specs
 from fraud_assets.resources.compute import FraudCompute
 
 # No `from __future__ import annotations`: Dagster inspects the context annotation at runtime.
@@ -20,22 +20,7 @@ from fraud_assets.resources.compute import FraudCompute
     key=keys.CLAIM_FEATURES,
     group_name="features",
     deps=[keys.CLAIMS],
-    check_specs=[
-        AssetCheckSpec(
-            keys.CHECK_FEATURES_COMPLETE,
-            asset=keys.CLAIM_FEATURES,
-            blocking=True,
-            description="No nulls in model features and exactly one feature row per claim",
-        ),
-        AssetCheckSpec(
-            keys.CHECK_HOLDOUT_SEPARATED,
-            asset=keys.CLAIM_FEATURES,
-            description=(
-                "No entity of the label's unit (claim, provider or patient) has claims in both "
-                "train and holdout; a WARN, since a custom split may share some on purpose"
-            ),
-        ),
-    ],
+    check_specs=check_specs(keys.CLAIM_FEATURES),
     kinds={"spark", "delta"},
 )
 def claim_features(

@@ -4,7 +4,6 @@ from collections.abc import Iterator
 
 from dagster import (
     AssetCheckResult,
-    AssetCheckSpec,
     AssetExecutionContext,
     Config,
     MaterializeResult,
@@ -13,6 +12,7 @@ from dagster import (
 from pydantic import Field
 
 from fraud_assets import keys
+from fraud_assets.assets._check_specs import check_specs
 from fraud_assets.resources.compute import FraudCompute
 
 # No `from __future__ import annotations`: Dagster inspects the context annotation at runtime.
@@ -27,56 +27,10 @@ class FairnessReportConfig(Config):
     )
 
 
-_FAIRNESS_DESCRIPTIONS = {
-    keys.CHECK_FALSE_POSITIVE_RATE_RATIO: (
-        "Per protected attribute: fails when the whole simultaneous interval of the lowest "
-        "over the highest group false-positive rate (honest claims flagged) lies below the "
-        "policy's threshold"
-    ),
-    keys.CHECK_EQUAL_OPPORTUNITY: (
-        "Per protected attribute: fails when the whole simultaneous interval of the highest "
-        "minus the lowest group true-positive rate lies above the policy's threshold"
-    ),
-    keys.CHECK_DISPARATE_IMPACT: (
-        "Per protected attribute: fails when the whole simultaneous interval of the lowest "
-        "over the highest group flag rate lies below the policy's threshold (the four-fifths "
-        "rule of US employment law); advisory (WARN) unless the policy gates it"
-    ),
-    keys.CHECK_MIN_GROUP_SIZE: (
-        "Every protected attribute has at least two groups of the policy's min_group_size "
-        "claims; smaller groups are reported as insufficient data"
-    ),
-    keys.CHECK_FAIRNESS_POLICY: (
-        "The policy in force (attributes, gated figures and thresholds, confidence, method) "
-        "is at least as strict as the target's pinned policy"
-    ),
-}
 # Blocking: a failure with severity ERROR (a figure the policy gates, group sizes, the policy
 # itself) stops registered_model; an advisory figure fails with WARN and blocks nothing.
-FAIRNESS_CHECKS = [
-    AssetCheckSpec(
-        name,
-        asset=keys.FAIRNESS_REPORT,
-        blocking=True,
-        description=_FAIRNESS_DESCRIPTIONS[name],
-    )
-    for name in keys.FAIRNESS_CHECKS
-]
-
-DRIFT_CHECKS = [
-    AssetCheckSpec(
-        keys.CHECK_FEATURE_DRIFT,
-        asset=keys.PSI_REPORT,
-        blocking=False,
-        description="Largest feature PSI: WARN from psi_warn, ERROR from psi_error",
-    ),
-    AssetCheckSpec(
-        keys.CHECK_SCORE_DRIFT,
-        asset=keys.PSI_REPORT,
-        blocking=False,
-        description="Fraud score PSI: WARN from psi_warn, ERROR from psi_error",
-    ),
-]
+FAIRNESS_CHECKS = check_specs(keys.FAIRNESS_REPORT)
+DRIFT_CHECKS = check_specs(keys.PSI_REPORT)
 
 
 @asset(

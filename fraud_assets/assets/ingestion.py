@@ -4,7 +4,6 @@ from collections.abc import Iterator
 
 from dagster import (
     AssetCheckResult,
-    AssetCheckSpec,
     AssetExecutionContext,
     AssetSpec,
     Config,
@@ -15,6 +14,7 @@ from dagster import (
 from pydantic import Field
 
 from fraud_assets import keys
+from fraud_assets.assets._check_specs import check_specs
 from fraud_assets.resources.compute import FraudCompute
 
 # No `from __future__ import annotations`: Dagster inspects the context annotation at runtime.
@@ -39,19 +39,7 @@ class IngestConfig(Config):
 @asset(
     key=keys.RAW_CLAIMS,
     group_name=GROUP,
-    check_specs=[
-        AssetCheckSpec(
-            keys.CHECK_RAW_SCHEMA,
-            asset=keys.RAW_CLAIMS,
-            blocking=True,
-            description="Bronze has every canonical column (as text) and the lineage columns",
-        ),
-        AssetCheckSpec(
-            keys.CHECK_RAW_NOT_EMPTY,
-            asset=keys.RAW_CLAIMS,
-            description="The landed batch has at least one record",
-        ),
-    ],
+    check_specs=check_specs(keys.RAW_CLAIMS),
     kinds={"delta", "python"},
 )
 def raw_claims(
@@ -85,42 +73,7 @@ def raw_claims(
             kinds={"spark", "delta"},
         ),
     ],
-    check_specs=[
-        AssetCheckSpec(
-            keys.CHECK_SCHEMA,
-            asset=keys.CLAIMS,
-            blocking=True,
-            description="Silver columns and types equal the canonical claim schema",
-        ),
-        AssetCheckSpec(
-            keys.CHECK_UNIQUE_CLAIM_ID,
-            asset=keys.CLAIMS,
-            blocking=True,
-            description="No claim_id appears twice in silver",
-        ),
-        AssetCheckSpec(
-            keys.CHECK_RECONCILES,
-            asset=keys.CLAIMS,
-            blocking=True,
-            description="Latest batch: bronze rows = silver rows + quarantined rows, none twice",
-        ),
-        AssetCheckSpec(
-            keys.CHECK_QUARANTINE_RATE,
-            asset=keys.CLAIMS,
-            blocking=True,
-            description="Latest batch: quarantined share at most max_quarantine_rate (5%)",
-        ),
-        AssetCheckSpec(
-            keys.CHECK_VALUE_RANGES,
-            asset=keys.CLAIMS,
-            description="No out-of-range value in silver",
-        ),
-        AssetCheckSpec(
-            keys.CHECK_NULL_RATES,
-            asset=keys.CLAIMS,
-            description="Share of landed rows missing each required column under its limit",
-        ),
-    ],
+    check_specs=check_specs(keys.CLAIMS),
 )
 def validate_claims(
     context: AssetExecutionContext, compute: FraudCompute

@@ -8,9 +8,7 @@ from typing import Any
 
 from dagster import (
     AssetCheckResult,
-    AssetCheckSpec,
     AssetExecutionContext,
-    AssetKey,
     Config,
     MaterializeResult,
     asset,
@@ -18,6 +16,7 @@ from dagster import (
 from pydantic import Field
 
 from fraud_assets import keys
+from fraud_assets.assets._check_specs import check_specs
 from fraud_assets.resources.compute import FraudCompute
 
 # No `from __future__ import annotations`: Dagster inspects the context annotation at runtime.
@@ -34,19 +33,11 @@ class TrainingConfig(Config):
         return {"model": model, **self.model_dump(exclude_none=True)}
 
 
-def _roc_auc_check(key: AssetKey) -> AssetCheckSpec:
-    return AssetCheckSpec(
-        keys.CHECK_MODEL_ROC_AUC,
-        asset=key,
-        description="Holdout ROC AUC at or above thresholds.roc_auc_min (warning only)",
-    )
-
-
 @asset(
     key=keys.CATBOOST_MODEL,
     group_name="training",
     deps=[keys.CLAIM_FEATURES],
-    check_specs=[_roc_auc_check(keys.CATBOOST_MODEL)],
+    check_specs=check_specs(keys.CATBOOST_MODEL),
     kinds={"catboost", "mlflow"},
 )
 def catboost_model(
@@ -60,7 +51,7 @@ def catboost_model(
     key=keys.XGBOOST_MODEL,
     group_name="training",
     deps=[keys.CLAIM_FEATURES],
-    check_specs=[_roc_auc_check(keys.XGBOOST_MODEL)],
+    check_specs=check_specs(keys.XGBOOST_MODEL),
     kinds={"xgboost", "mlflow"},
 )
 def xgboost_model(
