@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 import pandas as pd
 from dagster_pipes import (
@@ -30,9 +30,9 @@ from dagster_pipes import (
     open_dagster_pipes,
 )
 
+from fraud_assets.checks import Severity
+from fraud_assets.checks import declared as check_declaration
 from fraud_assets.settings import FraudSettings
-
-Severity = Literal["ERROR", "WARN"]
 
 # Bundle tasks pass these as named parameters; they override the environment.
 _SETTINGS_FLAGS = ("target", "catalog", "schema_name", "model_name", "experiment_name")
@@ -57,6 +57,30 @@ class CheckOutcome:
     severity: Severity = "ERROR"
     metadata: dict[str, Any] = field(default_factory=dict)
     description: str | None = None
+
+    @classmethod
+    def declared(
+        cls,
+        asset_key: str,
+        check_name: str,
+        *,
+        passed: bool,
+        severity: Severity | None = None,
+        metadata: dict[str, Any] | None = None,
+        description: str | None = None,
+    ) -> CheckOutcome:
+        """The outcome of a check declared in ``fraud_assets.checks``: an undeclared check is
+        a KeyError, and the severity is the declared one (or, where a rule decides it, the
+        verdict's ``severity``). ``description`` defaults to the declared one."""
+        declaration = check_declaration(asset_key, check_name)
+        return cls(
+            asset_key,
+            check_name,
+            passed=passed,
+            severity=declaration.severity_of(severity),
+            metadata=metadata or {},
+            description=description if description is not None else declaration.description,
+        )
 
 
 @dataclass

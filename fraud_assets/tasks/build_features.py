@@ -211,7 +211,7 @@ def build_features(ctx: TaskContext) -> TaskResult:
         "table_location": store.location("claim_features"),
     }
     nulls = {name: n for name, n in profile.null_counts.items() if n}
-    check = CheckOutcome(
+    check = CheckOutcome.declared(
         FEATURES_ASSET,
         keys.CHECK_FEATURES_COMPLETE,
         passed=profile.complete,
@@ -223,7 +223,6 @@ def build_features(ctx: TaskContext) -> TaskResult:
             "rows_not_in_silver": profile.rows_not_in_silver,
             "columns_with_nulls": ", ".join(f"{k}={v}" for k, v in nulls.items()) or "none",
         },
-        description="No nulls in model features and exactly one feature row per silver claim",
     )
     separated = _separation_check(policy, profile, label_purity(claims))
     return TaskResult(
@@ -250,11 +249,10 @@ def _separation_check(
         note = "the holdout is empty"
     else:
         note = f"train and holdout share no {', '.join(sorted(units))}"
-    return CheckOutcome(
+    return CheckOutcome.declared(
         FEATURES_ASSET,
         keys.CHECK_HOLDOUT_SEPARATED,
         passed=not leaking and profile.split_counts[HOLDOUT] > 0,
-        severity="WARN",
         metadata={
             "label_unit": policy.label_unit,
             "split_strategy": policy.strategy,
@@ -264,10 +262,6 @@ def _separation_check(
             **{f"holdout_share_{unit}_in_train": share for unit, share in shared.items()},
             "finding": note,
         },
-        description=(
-            "No entity of the label's unit (declared, or shown by all-fraud providers or "
-            "patients) has claims in both train and holdout"
-        ),
     )
 
 

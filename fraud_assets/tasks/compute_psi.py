@@ -259,7 +259,7 @@ def champion_scores(current: pd.DataFrame, champion_version: str) -> tuple[pd.Se
 
 
 def _check(asset_key: str, name: str, verdict: GateVerdict) -> CheckOutcome:
-    return CheckOutcome(
+    return CheckOutcome.declared(
         asset_key,
         name,
         passed=verdict.passed,

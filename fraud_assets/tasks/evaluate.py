@@ -143,11 +143,10 @@ def evaluate(ctx: TaskContext) -> TaskResult:
             )
         ],
         checks=[
-            CheckOutcome(
+            CheckOutcome.declared(
                 asset_key,
                 name,
                 passed=verdict.passed,
-                severity="ERROR",
                 metadata=verdict.metadata,
                 description=verdict.description,
             )

@@ -183,7 +183,7 @@ def fairness(ctx: TaskContext) -> TaskResult:
         metadata[key] = {"raw_value": str(path), "type": "path"}
 
     checks = [
-        CheckOutcome(
+        CheckOutcome.declared(
             asset_key,
             check_name,
             passed=verdict.passed,

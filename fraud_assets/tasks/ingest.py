@@ -111,14 +111,14 @@ def ingest(ctx: TaskContext) -> TaskResult:
 
     schema = schema_matches(store.table_schema(TABLE), BRONZE_SCHEMA)
     checks = [
-        CheckOutcome(
+        CheckOutcome.declared(
             ASSET,
             keys.CHECK_RAW_SCHEMA,
             passed=schema.passed,
             metadata={**schema.metadata, "summary": schema.description},
             description=schema.description,
         ),
-        CheckOutcome(
+        CheckOutcome.declared(
             ASSET,
             keys.CHECK_RAW_NOT_EMPTY,
             passed=row_count > 0,

@@ -143,11 +143,10 @@ def train(ctx: TaskContext) -> TaskResult:
             )
         ],
         checks=[
-            CheckOutcome(
+            CheckOutcome.declared(
                 asset_key,
                 keys.CHECK_MODEL_ROC_AUC,
                 passed=holdout.roc_auc >= floor,
-                severity="WARN",
                 metadata={"roc_auc": round(holdout.roc_auc, 4), "roc_auc_min": floor},
                 description=f"holdout ROC AUC {holdout.roc_auc:.3f} vs floor {floor}",
             )

@@ -42,7 +42,6 @@ from fraud_assets.spark import get_spark
 from fraud_assets.tasks._runtime import (
     CheckOutcome,
     Materialization,
-    Severity,
     TaskContext,
     TaskResult,
     run_task,
@@ -106,13 +105,12 @@ def validate(ctx: TaskContext) -> TaskResult:
     quarantine_count = int(reconciled.metadata["quarantined_rows"])
     reasons = reason_counts(quarantine_batch)
     unique_ids = unique_claim_ids(silver_table)
-    verdicts: list[tuple[str, CheckVerdict, Severity]] = [
-        (keys.CHECK_RECONCILES, reconciled, "ERROR"),
-        (keys.CHECK_UNIQUE_CLAIM_ID, unique_ids, "ERROR"),
+    verdicts: list[tuple[str, CheckVerdict]] = [
+        (keys.CHECK_RECONCILES, reconciled),
+        (keys.CHECK_UNIQUE_CLAIM_ID, unique_ids),
         (
             keys.CHECK_SCHEMA,
             schema_matches(store.table_schema(SILVER), SILVER_SCHEMA, typed_extras=True),
-            "ERROR",
         ),
         (
             keys.CHECK_QUARANTINE_RATE,
@@ -122,10 +120,9 @@ def validate(ctx: TaskContext) -> TaskResult:
                 reasons=reasons,
                 thresholds=thresholds,
             ),
-            "ERROR",
         ),
-        (keys.CHECK_VALUE_RANGES, value_ranges(silver_batch, thresholds=thresholds), "WARN"),
-        (keys.CHECK_NULL_RATES, null_rates(bronze, thresholds=thresholds), "WARN"),
+        (keys.CHECK_VALUE_RANGES, value_ranges(silver_batch, thresholds=thresholds)),
+        (keys.CHECK_NULL_RATES, null_rates(bronze, thresholds=thresholds)),
     ]
     silver_total = int(unique_ids.metadata["rows"])
     quarantine_total = quarantine_table.count()
@@ -173,15 +170,14 @@ def validate(ctx: TaskContext) -> TaskResult:
         ),
     ]
     checks = [
-        CheckOutcome(
+        CheckOutcome.declared(
             SILVER_ASSET,
             name,
             passed=verdict.passed,
-            severity=severity,
             metadata={**verdict.metadata, "batch_id": batch_id, "summary": verdict.description},
             description=verdict.description,
         )
-        for name, verdict, severity in verdicts
+        for name, verdict in verdicts
     ]
     return TaskResult(materializations=materializations, checks=checks)
 
