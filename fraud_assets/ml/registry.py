@@ -2,18 +2,18 @@
 
 Promotion uses aliases, never stages. Every registered version is tagged with the evidence
 behind it (metrics, each gate's verdict, the training data version, the pipeline run, the
-commit and who deployed it). ``champion`` moves only when every promotion gate has a
-passing verdict recorded since the candidate was evaluated, and only such a version is given
-``challenger``. The champions in promotion order are the registered model's
-``champion_history`` tag, which rollback walks back through; ``alias_lock`` serializes alias
-moves on one ``FRAUD_HOME``.
+commit and who deployed it). ``champion`` moves only when every promotion gate (declared in
+``fraud_assets.checks``) has a passing verdict recorded since the candidate was evaluated,
+and only such a version is given ``challenger``. The champions in promotion order are the
+registered model's ``champion_history`` tag, which rollback walks back through;
+``alias_lock`` serializes alias moves on one ``FRAUD_HOME``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,6 +32,8 @@ from mlflow.protos.databricks_pb2 import (
     RESOURCE_DOES_NOT_EXIST,
     ErrorCode,
 )
+
+from fraud_assets.checks import promotion_gates
 
 log = logging.getLogger(__name__)
 
@@ -193,6 +195,17 @@ def judge_gates(
             else:
                 report[f"{asset}.{check}"] = PASSED if verdict else FAILED
     return GateReport(report)
+
+
+def judge_promotion(
+    verdicts: Mapping[tuple[str, str], bool | str], *, gated_figures: Iterable[str]
+) -> GateReport:
+    """Every promotion gate declared in ``fraud_assets.checks`` judged from ``verdicts``.
+
+    ``gated_figures`` are the fairness figures the target's pinned policy gates; the other
+    fairness figures are advisory and do not gate promotion.
+    """
+    return judge_gates(verdicts, promotion_gates(gated_figures))
 
 
 def _absent(exc: MlflowException) -> bool:

@@ -1,11 +1,11 @@
 """Register the evaluated candidate, tag it with its evidence, and promote it if the gates pass.
 
 The gate rule lives here, not only in Dagster's blocking checks, so a bundle job that runs
-this step without Dagster holds the same line: ``champion`` moves only when every
-``keys.promotion_gates`` check of the target's pinned fairness policy has a passing verdict
-recorded since the candidate was evaluated, and every fairness verdict was computed under a
-policy at least as strict as the pinned one (re-checked here from the policy each verdict
-records, whatever its own policy check said).
+this step without Dagster holds the same line: ``champion`` moves only when every promotion
+gate declared in ``fraud_assets.checks`` (under the target's pinned fairness policy) has a
+passing verdict recorded since the candidate was evaluated, and every fairness verdict was
+computed under a policy at least as strict as the pinned one (re-checked here from the
+policy each verdict records, whatever its own policy check said).
 """
 
 from __future__ import annotations
@@ -54,13 +54,9 @@ def register(ctx: TaskContext) -> TaskResult:
         store.read_pandas("check_history") if store.exists("check_history") else pd.DataFrame()
     )
     pinned = pinned_policy(settings.target)
-    gates = {
-        asset.to_user_string(): checks
-        for asset, checks in keys.promotion_gates(pinned.gates).items()
-    }
     recorded = registry.recorded_verdicts_since(history, since=evaluated_at)
     statuses, policy_problems = _statuses(recorded, pinned)
-    report = registry.judge_gates(statuses, gates)
+    report = registry.judge_promotion(statuses, gated_figures=pinned.gates)
     for problem in policy_problems:
         ctx.log.warning("fairness verdict refused: %s", problem)
 
