@@ -26,18 +26,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import pandas as pd
 
+from fraud_assets.checks import CHECK_FAIRNESS_POLICY, CHECK_MIN_GROUP_SIZE, Severity
 from fraud_assets.governance._fairness import STATUS_OK, FairnessReport, compute_fairness_report
 from fraud_assets.governance._psi import DriftLevel, drift_level
 from fraud_assets.governance.policy import GATEABLE_FIGURES, FairnessPolicy
 
-Severity = Literal["ERROR", "WARN"]
-
-MIN_GROUP_SIZE_CHECK = "min_group_size"
-POLICY_CHECK = "policy_at_least_pinned"
+MIN_GROUP_SIZE_CHECK = CHECK_MIN_GROUP_SIZE
+POLICY_CHECK = CHECK_FAIRNESS_POLICY
 
 
 @dataclass(frozen=True)
@@ -92,6 +91,9 @@ def fairness_gates(
     """The fairness verdicts of ``report`` under ``policy``, and whether it is at least ``pinned``.
 
     ``report`` must have been computed with the policy's minimum group size and confidence.
+    Every limit a verdict applies (thresholds, which figures gate, confidence, group size,
+    attributes) is read from ``policy``; the report's own parameters are only checked
+    against it.
     """
     for name in ("min_group_size", "confidence_level"):
         if report.parameters.get(name) != getattr(policy, name):
@@ -104,17 +106,8 @@ def fairness_gates(
     intersections = figures.loc[figures["intersection"]]
     recorded = {"policy": policy.to_dict(), "policy_fingerprint": policy.fingerprint}
     verdicts: dict[str, GateVerdict] = {}
-    for figure, rule in GATEABLE_FIGURES.items():
-        threshold = policy.threshold(figure)
-        verdict = _figure_gate(
-            judged,
-            intersections,
-            figure=figure,
-            threshold=threshold,
-            fails_below=rule.fails_below,
-            gated=figure in policy.gates,
-            confidence_level=policy.confidence_level,
-        )
+    for figure in GATEABLE_FIGURES:
+        verdict = _figure_gate(judged, intersections, figure=figure, policy=policy)
         verdicts[figure] = _with_policy(verdict, recorded)
     verdicts[MIN_GROUP_SIZE_CHECK] = _with_policy(_group_size_gate(report, policy), recorded)
     verdicts[POLICY_CHECK] = _with_policy(_policy_gate(policy, pinned), recorded)
@@ -180,11 +173,13 @@ def _figure_gate(
     intersections: pd.DataFrame,
     *,
     figure: str,
-    threshold: float | None,
-    fails_below: bool,
-    gated: bool,
-    confidence_level: float,
+    policy: FairnessPolicy,
 ) -> GateVerdict:
+    threshold = policy.threshold(figure)
+    fails_below = GATEABLE_FIGURES[figure].fails_below
+    gated = figure in policy.gates
+    confidence_level = policy.confidence_level
+    # The "policy decides" severity of fraud_assets.checks: ERROR when gated, else WARN.
     severity: Severity = "ERROR" if gated else "WARN"
     role = "gates promotion" if gated else "reported, not gated"
     if threshold is None:
