@@ -180,6 +180,12 @@ def test_the_fairness_and_drift_verdicts_are_the_declared_checks() -> None:
     assert drift_verdicts == checks.names_of(checks.PSI_REPORT)
 
 
+def test_the_fairness_audit_titles_name_declared_checks() -> None:
+    from fraud_assets.governance.audit import _CHECK_TITLES
+
+    assert list(_CHECK_TITLES) == checks.FAIRNESS_CHECKS
+
+
 def _task_outcome_calls() -> list[tuple[str, ast.Call]]:
     calls = []
     for path in sorted(TASKS.glob("*.py")):
