@@ -2,11 +2,18 @@
 
 ``TASKS`` maps a step's name to its module and console script. Dagster launches the module,
 a bundle job runs the script as a ``python_wheel_task`` with ``task_key`` equal to the name.
+Each module's pure function is named after the module (``task_function`` finds it).
 """
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from fraud_assets.tasks._runtime import TaskContext, TaskResult
 
 
 @dataclass(frozen=True)
@@ -15,6 +22,11 @@ class TaskSpec:
     module: str
     script: str
     needs_spark: bool
+
+    @property
+    def function(self) -> str:
+        """The name of the pure function its module's ``main()`` hands to ``run_task``."""
+        return self.module.rpartition(".")[2]
 
 
 TASKS: dict[str, TaskSpec] = {
@@ -39,3 +51,12 @@ def task_spec(name: str) -> TaskSpec:
         return TASKS[name]
     except KeyError:
         raise KeyError(f"unknown task {name!r}; known tasks: {sorted(TASKS)}") from None
+
+
+def task_function(name: str) -> Callable[[TaskContext], TaskResult]:
+    """The pure function of task ``name``, for running it in this process."""
+    spec = task_spec(name)
+    function: Callable[[TaskContext], TaskResult] = getattr(
+        importlib.import_module(spec.module), spec.function
+    )
+    return function

@@ -196,21 +196,32 @@ def run_task(
             log=logging.getLogger(f"fraud_assets.tasks.{name}"),
             run_id=str(params.get("run_id") or manual_run_id()),
         )
-        return _execute(task, ctx, None)
+        return execute(task, ctx, None)
     with open_dagster_pipes(
         params_loader=bootstrap.params_loader,
         context_loader=bootstrap.context_loader,
         message_writer=bootstrap.message_writer,
     ) as pipes:
-        extras = dict(pipes.extras)
-        params = {**params, **(extras.get("params") or {})}
-        ctx = TaskContext(
-            settings=_settings(params, extras.get("settings")),
-            params=params,
-            log=pipes.log,
-            run_id=str(params.get("run_id") or pipes.run_id),
-        )
-        return _execute(task, ctx, pipes)
+        ctx = launched_context(params, pipes.extras, log=pipes.log, run_id=pipes.run_id)
+        return execute(task, ctx, pipes)
+
+
+def launched_context(
+    params: Mapping[str, Any],
+    extras: Mapping[str, Any],
+    *,
+    log: logging.Logger,
+    run_id: str | None,
+) -> TaskContext:
+    """The context of a task Dagster launched with ``extras`` (``task_extras``): its settings
+    payload and parameters win over the command line's ``params``."""
+    merged = {**params, **(extras.get("params") or {})}
+    return TaskContext(
+        settings=_settings(merged, extras.get("settings")),
+        params=merged,
+        log=log,
+        run_id=str(merged.get("run_id") or run_id),
+    )
 
 
 def manual_run_id() -> str:
@@ -220,9 +231,11 @@ def manual_run_id() -> str:
     return f"manual-{stamp}-{uuid.uuid4().hex[:8]}"
 
 
-def _execute(
+def execute(
     task: Callable[[TaskContext], TaskResult], ctx: TaskContext, pipes: PipesContext | None
 ) -> TaskResult:
+    """Run ``task``, stamp its duration, record its check verdicts and, under Pipes, report
+    what it wrote and checked."""
     started = time.perf_counter()
     result = task(ctx)
     duration = round(time.perf_counter() - started, 3)
