@@ -20,7 +20,7 @@ from fraud_assets.lakehouse import table_store
 from fraud_assets.settings import get_settings
 from fraud_assets.tasks._runtime import TaskResult, run_task
 from fraud_assets.tasks.fairness import fairness
-from fraud_assets_tests.test_ml_support import use_migrated_mlflow_store
+from fraud_assets_tests.gold_frames import use_migrated_mlflow_store
 
 STATES = 43
 ALL_ATTRIBUTES = ["patient_gender", "patient_age_group", "geographic_region"]

@@ -20,7 +20,7 @@ from fraud_assets.ml.tracking import mlflow_client
 from fraud_assets.settings import get_settings
 from fraud_assets.tasks import evaluate, fairness, register, train
 from fraud_assets.tasks._runtime import run_task
-from fraud_assets_tests.test_ml_support import make_gold_frame, use_migrated_mlflow_store
+from fraud_assets_tests.gold_frames import make_gold_frame, use_migrated_mlflow_store
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from fraud_assets.settings import get_settings
 from fraud_assets.tasks import train as train_task
 from fraud_assets.tasks._runtime import run_task
 from fraud_assets.tasks.compute_psi import monitored_features
-from fraud_assets_tests.test_ml_support import make_gold_frame
+from fraud_assets_tests.gold_frames import make_gold_frame
 
 SMALL = TrainingParams(boosting_rounds=40, max_depth=4, seed=11)
 EXTRA_INPUTS = ["xn_signal", "xc_tier"]

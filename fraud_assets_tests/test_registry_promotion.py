@@ -25,7 +25,7 @@ from fraud_assets.ml.tracking import configure_mlflow, mlflow_client
 from fraud_assets.settings import get_settings
 from fraud_assets.tasks import evaluate, promote, register, train
 from fraud_assets.tasks._runtime import CheckOutcome, TaskContext, record_check_history, run_task
-from fraud_assets_tests.test_ml_support import make_gold_frame, use_migrated_mlflow_store
+from fraud_assets_tests.gold_frames import make_gold_frame, use_migrated_mlflow_store
 
 MODEL = "fraud_detector"
 FAIRNESS = keys.FAIRNESS_REPORT.to_user_string()

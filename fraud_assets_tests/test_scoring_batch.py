@@ -29,7 +29,7 @@ from fraud_assets.serving.inference_log import INFERENCE_LOG_SCHEMA
 from fraud_assets.settings import get_settings
 from fraud_assets.tasks import score, train
 from fraud_assets.tasks._runtime import run_task
-from fraud_assets_tests.test_ml_support import use_migrated_mlflow_store
+from fraud_assets_tests.gold_frames import use_migrated_mlflow_store
 
 MODEL = "fraud_detector"
 LOADED = datetime(2025, 3, 1, tzinfo=UTC)

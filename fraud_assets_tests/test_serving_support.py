@@ -1,6 +1,6 @@
 """A real MLflow registry for the serving tests: XGBoost probability pyfuncs, two versions.
 
-Models are trained on the small synthetic gold frames of ``test_ml_support`` and logged
+Models are trained on the small synthetic gold frames of ``gold_frames`` and logged
 exactly as the training step logs them (``fraud_assets.ml.runs.log_training_run``), so the
 service is tested against the artifact it serves in production.
 """
@@ -18,7 +18,7 @@ from fraud_assets.ml.runs import TrainingData, log_training_run
 from fraud_assets.ml.tracking import configure_mlflow, mlflow_client
 from fraud_assets.ml.training import TrainingParams, reference_sample, split_gold, train_model
 from fraud_assets.settings import FraudSettings
-from fraud_assets_tests.test_ml_support import make_gold_frame
+from fraud_assets_tests.gold_frames import make_gold_frame
 
 FAST = TrainingParams(boosting_rounds=15, max_depth=3, seed=7)
 
