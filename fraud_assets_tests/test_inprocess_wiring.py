@@ -22,7 +22,10 @@ from dagster import (
 from dagster._core.execution.stats import StepEventStatus
 
 from fraud_assets import keys
+from fraud_assets.assets.features import claim_features
 from fraud_assets.assets.governance import psi_report
+from fraud_assets.assets.ingestion import raw_claims, validate_claims
+from fraud_assets.claims.synthetic import generate_claims, write_claims_file
 from fraud_assets.resources.alerts import AlertResource
 from fraud_assets.resources.inprocess_compute import InProcessCompute
 from fraud_assets.sensors import drift_retraining_sensor, failed_check_alert_sensor
@@ -143,3 +146,34 @@ def test_major_drift_on_psi_report_requests_retraining(
     assert isinstance(request, RunRequest)
     assert request.job_name in (None, keys.RETRAINING_JOB)
     assert request.tags["fraud_assets/psi_run_id"] == monitoring.run_id
+
+
+def test_a_failed_blocking_ingestion_check_stops_the_features(
+    fraud_home: Path,
+    dagster_instance: DagsterInstance,
+    spark: object,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    landed = write_claims_file(generate_claims(300, seed=3), tmp_path / "batch.csv")
+    # Every claim is billed above this limit: the whole batch is quarantined.
+    monkeypatch.setenv("FRAUD_THRESHOLDS__MAX_CLAIM_AMOUNT", "1")
+
+    result = materialize(
+        [raw_claims, validate_claims, claim_features],
+        resources={"compute": InProcessCompute()},
+        instance=dagster_instance,
+        run_config={"ops": {"raw_claims": {"config": {"source_path": str(landed)}}}},
+        raise_on_error=False,
+    )
+
+    assert f"claims.{keys.CHECK_QUARANTINE_RATE}" in failed_checks(result)
+    steps = step_statuses(dagster_instance, result.run_id)
+    assert steps["raw_claims"] == StepEventStatus.SUCCESS
+    assert steps["validate_claims"] == StepEventStatus.FAILURE
+    assert "claim_features" not in steps
+    quarantined = {
+        m.asset_key: plain(m.metadata)["row_count"]
+        for m in result.asset_materializations_for_node("validate_claims")
+    }
+    assert quarantined == {keys.CLAIMS: 0, keys.CLAIMS_QUARANTINE: 300}
