@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import mlflow
 import pytest
 from dagster import (
     AssetCheckSeverity,
@@ -25,10 +26,14 @@ from fraud_assets import keys
 from fraud_assets.assets.features import claim_features
 from fraud_assets.assets.governance import psi_report
 from fraud_assets.assets.ingestion import raw_claims, validate_claims
+from fraud_assets.assets.registry import rollback_champion_job
 from fraud_assets.claims.synthetic import generate_claims, write_claims_file
+from fraud_assets.ml import registry
+from fraud_assets.ml.tracking import mlflow_client
 from fraud_assets.resources.alerts import AlertResource
 from fraud_assets.resources.inprocess_compute import InProcessCompute
 from fraud_assets.sensors import drift_retraining_sensor, failed_check_alert_sensor
+from fraud_assets.settings import get_settings
 from fraud_assets_tests.gold_frames import use_migrated_mlflow_store
 from fraud_assets_tests.inprocess_support import (
     champion,
@@ -120,6 +125,18 @@ def test_the_champion_moves_only_when_every_gate_passes(
     assert "fairness_report" not in steps and "registered_model" not in steps
     assert failing.asset_materializations_for_node("registered_model") == []
     assert champion() == "1" and model_versions() == ["1"]
+
+    # An operator promotes another version by hand; the rollback job (an op) moves it back.
+    name = get_settings().registered_model_name
+    second = mlflow.register_model(str(plain(registered.metadata)["model_uri"]), name)
+    registry.move_champion(mlflow_client(), name=name, version=second.version, actor="test")
+    assert champion() == str(second.version)
+    rollback = rollback_champion_job.execute_in_process(
+        resources={"compute": InProcessCompute()}, instance=dagster_instance
+    )
+    assert rollback.success and champion() == "1"
+    latest = dagster_instance.get_latest_materialization_event(keys.REGISTERED_MODEL)
+    assert latest is not None and latest.run_id == rollback.run_id
 
 
 def test_major_drift_on_psi_report_requests_retraining(
