@@ -16,22 +16,23 @@ from fraud_assets.assets import (
 from fraud_assets.catalog import catalog_assets
 from fraud_assets.executor import fraud_home_executor
 from fraud_assets.jobs import ASSET_JOBS
-from fraud_assets.resources.alerts import default_alerts
-from fraud_assets.resources.compute import default_compute
+from fraud_assets.resources.defaults import default_resources
 from fraud_assets.schedules import SCHEDULES
 from fraud_assets.sensors import SENSORS
 from fraud_assets.settings import get_settings
 
 _MODULES = [ingestion, features, training, evaluation, governance, registry, scoring]
+_SETTINGS = get_settings()
 
 defs = Definitions(
     # Owners, the databricks kind and code links are set here, by the deployment's settings.
-    assets=catalog_assets(load_assets_from_modules(_MODULES), get_settings()),
+    assets=catalog_assets(load_assets_from_modules(_MODULES), _SETTINGS),
     asset_checks=load_asset_checks_from_modules(_MODULES),
     jobs=[*ASSET_JOBS, registry.rollback_champion_job],
     schedules=SCHEDULES,
     sensors=SENSORS,
-    resources={"compute": default_compute(), "alerts": default_alerts()},
+    # The launch style, Volume and job ids are the compute's config, from the settings now.
+    resources=default_resources(_SETTINGS),
     # Dagster's multiprocess executor, one run at a time per FRAUD_HOME.
     executor=fraud_home_executor,
 )

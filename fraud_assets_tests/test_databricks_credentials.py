@@ -116,7 +116,7 @@ def test_definitions_load_in_databricks_mode_without_any_credentials(tmp_path: P
     script = (
         "from fraud_assets.definitions import defs\n"
         "compute = defs.resources['compute']\n"
-        "print(type(compute).__name__, compute.host, compute.token)\n"
+        "print(type(compute).__name__, compute.workspace.host, compute.workspace.token)\n"
     )
     loaded = subprocess.run(
         [sys.executable, "-c", script],

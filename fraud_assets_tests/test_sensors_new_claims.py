@@ -11,6 +11,7 @@ from dagster import RunRequest, SensorResult, SkipReason, build_sensor_context
 from databricks.sdk.service.files import DirectoryEntry
 
 from fraud_assets import keys
+from fraud_assets.resources.workspace import DatabricksWorkspace
 from fraud_assets.sensors.new_claims import NEW_CLAIMS_SENSOR, build_new_claims_sensor
 from fraud_assets.settings import FraudSettings
 
@@ -23,8 +24,9 @@ SENSOR = build_new_claims_sensor(volume_client=_no_workspace)
 
 
 def _evaluate(cursor: str | None, sensor: Any = SENSOR) -> SensorResult | SkipReason:
-    # The sensor only lists files: it needs no instance.
-    return sensor(build_sensor_context(cursor=cursor))
+    # The sensor only lists files: it needs no instance, only the workspace resource.
+    workspace = DatabricksWorkspace.from_env()
+    return sensor(build_sensor_context(cursor=cursor, resources={"databricks": workspace}))
 
 
 def _requests(result: SensorResult | SkipReason) -> list[RunRequest]:

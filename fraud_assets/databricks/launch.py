@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from fraud_assets.tasks import TaskSpec
@@ -29,9 +29,9 @@ class DatabricksLaunchError(RuntimeError):
     """The settings do not describe a launch Databricks can run."""
 
 
-def wheel_task(spec: TaskSpec) -> dict[str, Any]:
-    """The step's console script in the project's wheel; Pipes adds its bootstrap arguments."""
-    return {"package_name": PACKAGE_NAME, "entry_point": spec.script, "parameters": []}
+def wheel_task(spec: TaskSpec, parameters: Sequence[str] = ()) -> dict[str, Any]:
+    """The step's console script in the project's wheel, with these command-line parameters."""
+    return {"package_name": PACKAGE_NAME, "entry_point": spec.script, "parameters": [*parameters]}
 
 
 def cluster_spec(settings: DatabricksSettings) -> dict[str, Any]:
@@ -53,29 +53,45 @@ def cluster_spec(settings: DatabricksSettings) -> dict[str, Any]:
     return spec
 
 
-def job_cluster_task(spec: TaskSpec, settings: DatabricksSettings) -> SubmitTask:
-    """A one-time task on a new job cluster with the wheel installed as a library."""
+def job_cluster_task(
+    spec: TaskSpec, settings: DatabricksSettings, bootstrap_env: Mapping[str, str] | None = None
+) -> SubmitTask:
+    """A one-time task on a new job cluster with the wheel installed as a library.
+
+    The Pipes bootstrap goes into the new cluster's environment (``spark_env_vars``), as
+    ``PipesDatabricksClient`` puts it: the task finds it where every Pipes process looks.
+    """
     from databricks.sdk.service.jobs import SubmitTask
 
+    cluster = cluster_spec(settings)
+    if bootstrap_env:
+        cluster["spark_env_vars"] = dict(bootstrap_env)
     return SubmitTask.from_dict(
         {
             "task_key": spec.name,
-            "new_cluster": cluster_spec(settings),
+            "new_cluster": cluster,
             "libraries": [{"whl": settings.wheel_path}],
             "python_wheel_task": wheel_task(spec),
         }
     )
 
 
-def serverless_task(spec: TaskSpec) -> SubmitTask:
-    """A one-time serverless task; its environment (``serverless_environment``) has the wheel."""
+def serverless_task(
+    spec: TaskSpec, bootstrap_arguments: Mapping[str, str] | None = None
+) -> SubmitTask:
+    """A one-time serverless task; its environment (``serverless_environment``) has the wheel.
+
+    Serverless compute takes no environment variables, so the Pipes bootstrap travels as the
+    wheel's command-line parameters, as ``PipesDatabricksServerlessClient`` passes it.
+    """
     from databricks.sdk.service.jobs import SubmitTask
 
+    parameters = [part for pair in (bootstrap_arguments or {}).items() for part in pair]
     return SubmitTask.from_dict(
         {
             "task_key": spec.name,
             "environment_key": ENVIRONMENT_KEY,
-            "python_wheel_task": wheel_task(spec),
+            "python_wheel_task": wheel_task(spec, parameters),
         }
     )
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 
 from dagster import (
@@ -15,6 +14,7 @@ from dagster import (
 )
 
 from fraud_assets import keys
+from fraud_assets.resources.workspace import DatabricksWorkspace
 from fraud_assets.sensors._automation import launching_sensor_status
 from fraud_assets.sensors.landing import (
     LandedFile,
@@ -31,26 +31,6 @@ from fraud_assets.settings import FraudSettings, get_settings
 NEW_CLAIMS_SENSOR = "new_claims_sensor"
 
 VolumeClientFactory = Callable[[FraudSettings], VolumeClient]
-
-
-def default_volume_client(settings: FraudSettings) -> VolumeClient:
-    """A WorkspaceClient from the standard DATABRICKS_* variables, built at the point of use."""
-    from fraud_assets.databricks.credentials import (
-        CLIENT_ID_VAR,
-        CLIENT_SECRET_VAR,
-        HOST_VAR,
-        TOKEN_VAR,
-        resolve_credentials,
-        workspace_client,
-    )
-
-    credentials = resolve_credentials(
-        host=os.environ.get(HOST_VAR),
-        token=os.environ.get(TOKEN_VAR),
-        client_id=os.environ.get(CLIENT_ID_VAR),
-        client_secret=os.environ.get(CLIENT_SECRET_VAR),
-    )
-    return workspace_client(credentials, settings.databricks)
 
 
 def landing_location(settings: FraudSettings) -> str:
@@ -77,10 +57,11 @@ def list_landing(
 
 def build_new_claims_sensor(
     *,
-    volume_client: VolumeClientFactory = default_volume_client,
+    volume_client: VolumeClientFactory | None = None,
     settings: FraudSettings | None = None,
 ) -> SensorDefinition:
-    """The new-claims sensor; tests pass a fake ``volume_client`` for the Databricks branch."""
+    """The new-claims sensor. On Databricks it lists the Volume through the ``databricks``
+    resource's client; tests may pass a fake ``volume_client`` instead."""
 
     @sensor(
         name=NEW_CLAIMS_SENSOR,
@@ -93,9 +74,13 @@ def build_new_claims_sensor(
             "<file>.mapping.yaml, else FRAUD_LANDING_MAPPING, maps it onto the claim schema."
         ),
     )
-    def new_claims_sensor(context: SensorEvaluationContext) -> SensorResult | SkipReason:
+    def new_claims_sensor(
+        context: SensorEvaluationContext, databricks: DatabricksWorkspace
+    ) -> SensorResult | SkipReason:
         settings = get_settings()
-        listing = list_landing(settings, volume_client)
+        listing = list_landing(
+            settings, volume_client or (lambda s: databricks.workspace_client(s.databricks))
+        )
         if listing is None:
             return SkipReason(f"landing folder {settings.landing_path} does not exist yet")
         seen = load_seen(context.cursor)

@@ -16,14 +16,17 @@ from dagster import (
     AssetExecutionContext,
     Config,
     DagsterInstance,
+    ExecuteInProcessResult,
     MaterializeResult,
     asset,
     materialize,
 )
-from dagster._core.execution.execution_result import ExecutionResult
 
-from fraud_assets.resources.compute import FraudCompute, default_compute
-from fraud_assets.resources.databricks_compute import DatabricksPipesCompute
+from fraud_assets.resources.compute import FraudCompute
+from fraud_assets.resources.compute.databricks import DatabricksPipesCompute
+from fraud_assets.resources.defaults import default_compute
+from fraud_assets.resources.workspace import DatabricksWorkspace
+from fraud_assets.settings import get_settings
 from fraud_assets.tasks import TASKS, TaskSpec
 from fraud_assets_tests.emulator.probe import PROBE_ASSET, PROBE_CHECK
 
@@ -54,11 +57,13 @@ def probe_asset(
 
 def run_probe(
     instance: DagsterInstance, behaviour: str = "ok", seconds: float = 60.0
-) -> ExecutionResult:
+) -> ExecuteInProcessResult:
+    # Built now, as the definitions would be, from the environment the test has set.
+    compute = DatabricksPipesCompute.from_settings(get_settings(), DatabricksWorkspace.from_env())
     return materialize(
         [probe_asset],
         instance=instance,
-        resources={"compute": DatabricksPipesCompute.from_env()},
+        resources={"compute": compute},
         run_config={
             "ops": {"probe_asset": {"config": {"behaviour": behaviour, "seconds": seconds}}}
         },
@@ -66,7 +71,7 @@ def run_probe(
     )
 
 
-def failure_message(result: ExecutionResult) -> str:
+def failure_message(result: ExecuteInProcessResult) -> str:
     failures = [e for e in result.all_events if e.is_step_failure]
     assert failures, "the step was expected to fail"
     error = failures[0].step_failure_data.error
@@ -86,7 +91,7 @@ def main() -> None:
         result = materialize(
             [probe_asset],
             instance=instance,
-            resources={"compute": default_compute()},
+            resources={"compute": default_compute(get_settings(), DatabricksWorkspace.from_env())},
             run_config={"ops": {"probe_asset": {"config": {"behaviour": behaviour}}}},
             raise_on_error=False,
         )

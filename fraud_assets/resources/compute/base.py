@@ -1,9 +1,7 @@
-"""The compute resource: one call per heavy step, the same entry point in every mode."""
+"""The compute contract: one call per heavy step, the same entry point in every mode."""
 
 from __future__ import annotations
 
-import os
-import sys
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -14,11 +12,9 @@ from dagster import (
     ConfigurableResource,
     MaterializeResult,
     OpExecutionContext,
-    PipesSubprocessClient,
 )
 
-from fraud_assets.settings import FraudSettings, get_settings
-from fraud_assets.tasks import task_spec
+from fraud_assets.settings import FraudSettings
 
 TaskResults = Sequence[MaterializeResult | AssetCheckResult]
 # Who launched a run (scripts/orchestrate.py sets it to CI's actor); models it registers
@@ -56,38 +52,3 @@ class FraudCompute(ConfigurableResource, ABC):
         params: Mapping[str, Any] | None = None,
     ) -> TaskResults:
         """Run ``task`` (a name in ``fraud_assets.tasks.TASKS``) and collect its Pipes results."""
-
-
-class LocalPipesCompute(FraudCompute):
-    """Runs each step as a local subprocess through ``PipesSubprocessClient``."""
-
-    def run_task(
-        self,
-        *,
-        context: AssetExecutionContext | OpExecutionContext,
-        task: str,
-        params: Mapping[str, Any] | None = None,
-    ) -> TaskResults:
-        spec = task_spec(task)
-        settings = get_settings()
-        env = {
-            # Spark's Python workers must use this interpreter, not the system one.
-            "PYSPARK_PYTHON": os.environ.get("PYSPARK_PYTHON", sys.executable),
-            "FRAUD_HOME": str(settings.fraud_home),
-        }
-        invocation = PipesSubprocessClient(env=env).run(
-            context=context,
-            command=[sys.executable, "-m", spec.module],
-            extras=task_extras(context, settings, params),
-        )
-        return list(invocation.get_results())
-
-
-def default_compute() -> FraudCompute:
-    """The compute resource chosen by ``FRAUD_COMPUTE`` (local unless set to databricks)."""
-    settings = get_settings()
-    if settings.compute == "databricks":
-        from fraud_assets.resources.databricks_compute import DatabricksPipesCompute
-
-        return DatabricksPipesCompute.from_env()
-    return LocalPipesCompute()

@@ -1,0 +1,17 @@
+"""The compute resource: one call per heavy step, the same entry point in every mode.
+
+- ``base``: the abstract ``FraudCompute``, ``TaskResults``, ``task_extras``;
+- ``local``: ``LocalPipesCompute``, a subprocess per step;
+- ``databricks``: ``DatabricksPipesCompute``, a Databricks run per step. It is imported from
+  its module, not from here, so local mode never imports dagster-databricks.
+"""
+
+from fraud_assets.resources.compute.base import (
+    DEPLOYED_BY_TAG,
+    FraudCompute,
+    TaskResults,
+    task_extras,
+)
+from fraud_assets.resources.compute.local import LocalPipesCompute
+
+__all__ = ["DEPLOYED_BY_TAG", "FraudCompute", "LocalPipesCompute", "TaskResults", "task_extras"]
