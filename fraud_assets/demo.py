@@ -31,13 +31,13 @@ from dagster import (
     DagsterInstance,
     DagsterRunStatus,
     Definitions,
+    ExecuteInProcessResult,
     RunRequest,
     RunsFilter,
     build_run_status_sensor_context,
     build_sensor_context,
 )
 from dagster._core.definitions.sensor_definition import SensorExecutionData
-from dagster._core.execution.execute_in_process_result import ExecuteInProcessResult
 
 from fraud_assets import keys
 from fraud_assets.sensors import (
