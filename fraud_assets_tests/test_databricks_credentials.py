@@ -17,7 +17,7 @@ from fraud_assets.databricks.credentials import (
     resolve_credentials,
 )
 from fraud_assets.databricks.redaction import MASK, redact
-from fraud_assets_tests.databricks_emulator import DatabricksEmulator
+from fraud_assets_tests.emulator import DatabricksEmulator
 from fraud_assets_tests.emulator.fixtures import (
     OAUTH_CLIENT_ID,
     OAUTH_SECRET,

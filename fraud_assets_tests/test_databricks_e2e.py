@@ -18,7 +18,7 @@ import pytest
 from dagster import DagsterInstance, DagsterRunStatus, UrlMetadataValue
 
 from fraud_assets import keys
-from fraud_assets_tests.databricks_emulator import DatabricksEmulator
+from fraud_assets_tests.emulator import DatabricksEmulator
 from fraud_assets_tests.emulator.bundle import deploy
 from fraud_assets_tests.emulator.fixtures import SENTINEL_TOKEN, VOLUME
 

@@ -19,7 +19,7 @@ from databricks.sdk.errors import (
 )
 from databricks.sdk.service import files, jobs
 
-from fraud_assets_tests.databricks_emulator import DatabricksEmulator
+from fraud_assets_tests.emulator import DatabricksEmulator
 from fraud_assets_tests.emulator.fixtures import SENTINEL_TOKEN
 from fraud_assets_tests.emulator.probe_job import PROBE_SPEC
 

@@ -18,7 +18,7 @@ import pytest
 from dagster import DagsterInstance, DagsterRunStatus, MetadataValue
 
 from fraud_assets.settings import get_settings
-from fraud_assets_tests.databricks_emulator import DatabricksEmulator
+from fraud_assets_tests.emulator import DatabricksEmulator
 from fraud_assets_tests.emulator.fixtures import SENTINEL_TOKEN
 from fraud_assets_tests.emulator.probe import PROBE_ASSET, PROBE_CHECK
 from fraud_assets_tests.emulator.probe_job import PROBE_SPEC, failure_message, run_probe

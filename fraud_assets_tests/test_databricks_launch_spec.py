@@ -25,7 +25,7 @@ from fraud_assets.databricks.launch import (
 )
 from fraud_assets.settings import DatabricksSettings
 from fraud_assets.tasks import TASKS, task_spec
-from fraud_assets_tests.databricks_emulator import USER_NAME, DatabricksEmulator
+from fraud_assets_tests.emulator import USER_NAME, DatabricksEmulator
 from fraud_assets_tests.emulator.bundle import bundle_jobs
 from fraud_assets_tests.emulator.fixtures import SENTINEL_TOKEN
 

@@ -185,7 +185,7 @@ def test_default_sensor_lists_a_volume_through_the_sdk_against_the_emulator(
     fraud_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from fraud_assets.sensors import new_claims_sensor
-    from fraud_assets_tests.databricks_emulator import DatabricksEmulator
+    from fraud_assets_tests.emulator import DatabricksEmulator
 
     token = "dapi-emulator-token"
     with DatabricksEmulator(tmp_path / "workspace", token=token) as workspace:

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from fraud_assets_tests.databricks_emulator import USER_NAME, DatabricksEmulator
+from fraud_assets_tests.emulator import USER_NAME, DatabricksEmulator
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

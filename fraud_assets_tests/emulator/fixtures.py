@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from fraud_assets.tasks import TASKS
-from fraud_assets_tests.databricks_emulator import DatabricksEmulator
+from fraud_assets_tests.emulator import DatabricksEmulator
 from fraud_assets_tests.emulator.probe_job import PROBE_SPEC
 
 # A token nothing else contains, so any copy of it in logs, events or files is a leak.
