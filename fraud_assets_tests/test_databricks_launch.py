@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 from dagster import DagsterInstance, DagsterRunStatus, MetadataValue
 
+from fraud_assets.resources.compute.databricks import DatabricksPipesCompute
+from fraud_assets.resources.workspace import DatabricksWorkspace
 from fraud_assets.settings import get_settings
 from fraud_assets_tests.emulator import DatabricksEmulator
 from fraud_assets_tests.emulator.fixtures import SENTINEL_TOKEN
@@ -130,6 +132,28 @@ def test_each_launch_style_runs_the_wheel_entry_point_and_reports_back(
     # Pipes' temporary files on DBFS and the Volume are cleaned up.
     assert not any((emulator.dbfs_root / "tmp").glob("*"))
     assert not any(emulator.volumes_root.glob("*/*/*/tmp/*"))
+
+
+def test_the_launch_style_is_the_compute_resources_config_not_a_later_environment(
+    databricks_env: DatabricksEmulator,
+    probe_task: None,
+    dagster_instance: DagsterInstance,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    emulator = databricks_env
+    monkeypatch.setenv("FRAUD_DATABRICKS__FORWARD_STDIO", "false")
+    monkeypatch.setenv("FRAUD_DATABRICKS__LAUNCH_STYLE", "serverless")
+    compute = DatabricksPipesCompute.from_settings(get_settings(), DatabricksWorkspace.from_env())
+    # Changed after the definitions were built: run_task must not read it.
+    monkeypatch.setenv("FRAUD_DATABRICKS__LAUNCH_STYLE", "run_now")
+
+    result = run_probe(dagster_instance, compute=compute)
+
+    assert result.success, failure_message(result)
+    assert compute.launch_style == "serverless"
+    assert not emulator.calls("POST", "/api/2.2/jobs/run-now")
+    (run,) = emulator.runs
+    assert run.environments, "a serverless run carries its environment"
 
 
 @pytest.mark.parametrize(

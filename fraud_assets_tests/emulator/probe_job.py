@@ -56,10 +56,16 @@ def probe_asset(
 
 
 def run_probe(
-    instance: DagsterInstance, behaviour: str = "ok", seconds: float = 60.0
+    instance: DagsterInstance,
+    behaviour: str = "ok",
+    seconds: float = 60.0,
+    compute: FraudCompute | None = None,
 ) -> ExecuteInProcessResult:
-    # Built now, as the definitions would be, from the environment the test has set.
-    compute = DatabricksPipesCompute.from_settings(get_settings(), DatabricksWorkspace.from_env())
+    """Materialize the probe on ``compute``, by default the one the environment describes now,
+    as the definitions would build it."""
+    if compute is None:
+        workspace = DatabricksWorkspace.from_env()
+        compute = DatabricksPipesCompute.from_settings(get_settings(), workspace)
     return materialize(
         [probe_asset],
         instance=instance,
