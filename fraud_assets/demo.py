@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 from dagster import (
     AssetCheckSeverity,
+    AssetKey,
     DagsterEventType,
     DagsterInstance,
     DagsterRunStatus,
@@ -368,7 +369,7 @@ def _bias_scenario(demo: _Demo) -> None:
     failed_fairness = sorted(
         e.check_name
         for e in retraining.get_asset_check_evaluations()
-        if e.asset_key == keys.FAIRNESS_REPORT
+        if e.asset_key == AssetKey(keys.FAIRNESS_REPORT)
         and not e.passed
         and e.severity == AssetCheckSeverity.ERROR
     )
@@ -381,7 +382,7 @@ def _bias_scenario(demo: _Demo) -> None:
     registered = [
         e
         for e in retraining.get_asset_materialization_events()
-        if e.asset_key == keys.REGISTERED_MODEL
+        if e.asset_key == AssetKey(keys.REGISTERED_MODEL)
     ]
     demo.step(
         "registered_model not executed",

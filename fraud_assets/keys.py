@@ -1,24 +1,28 @@
-"""Asset keys, check names and job names: module constants so nothing is spelled twice."""
+"""Asset keys, check names and job names: module constants so nothing is spelled twice.
+
+Plain strings, so a task on a cluster can name its assets without importing Dagster.
+Dagster coerces them where it takes a key (``@asset(key=...)``, ``deps``, ``AssetCheckSpec``,
+``AssetSelection.assets``); the Dagster side wraps one in ``AssetKey(...)`` where it
+compares keys or builds an ``AssetCheckKey``.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from dagster import AssetKey
-
 from fraud_assets import checks
 
-RAW_CLAIMS = AssetKey("raw_claims")
-CLAIMS = AssetKey("claims")
-CLAIMS_QUARANTINE = AssetKey("claims_quarantine")
-CLAIM_FEATURES = AssetKey("claim_features")
-CATBOOST_MODEL = AssetKey("catboost_model")
-XGBOOST_MODEL = AssetKey("xgboost_model")
-MODEL_EVALUATION = AssetKey("model_evaluation")
-FAIRNESS_REPORT = AssetKey("fairness_report")
-PSI_REPORT = AssetKey("psi_report")
-REGISTERED_MODEL = AssetKey("registered_model")
-FRAUD_SCORES = AssetKey("fraud_scores")
+RAW_CLAIMS = "raw_claims"
+CLAIMS = "claims"
+CLAIMS_QUARANTINE = "claims_quarantine"
+CLAIM_FEATURES = "claim_features"
+CATBOOST_MODEL = "catboost_model"
+XGBOOST_MODEL = "xgboost_model"
+MODEL_EVALUATION = "model_evaluation"
+FAIRNESS_REPORT = "fairness_report"
+PSI_REPORT = "psi_report"
+REGISTERED_MODEL = "registered_model"
+FRAUD_SCORES = "fraud_scores"
 
 MODEL_ASSETS = {"catboost": CATBOOST_MODEL, "xgboost": XGBOOST_MODEL}
 
@@ -57,8 +61,6 @@ FAIRNESS_CHECKS: list[str] = list(checks.FAIRNESS_CHECKS)
 MODEL_QUALITY_GATES: list[str] = list(checks.MODEL_QUALITY_GATES)
 
 
-def promotion_gates(gated_figures: Iterable[str]) -> dict[AssetKey, list[str]]:
-    """``checks.promotion_gates`` by asset key: the checks ``registered_model`` waits on."""
-    return {
-        AssetKey(asset): names for asset, names in checks.promotion_gates(gated_figures).items()
-    }
+def promotion_gates(gated_figures: Iterable[str]) -> dict[str, list[str]]:
+    """``checks.promotion_gates``: the checks, by asset name, ``registered_model`` waits on."""
+    return checks.promotion_gates(gated_figures)

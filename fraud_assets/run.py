@@ -256,8 +256,8 @@ def summary(
 
 
 def _model_lines(outcome: RunOutcome) -> list[str]:
-    registered = outcome.materializations.get(keys.REGISTERED_MODEL.to_user_string())
-    evaluation = outcome.materializations.get(keys.MODEL_EVALUATION.to_user_string())
+    registered = outcome.materializations.get(keys.REGISTERED_MODEL)
+    evaluation = outcome.materializations.get(keys.MODEL_EVALUATION)
     if registered is None and evaluation is None:
         return []
     lines = ["", "Model:"]
@@ -297,7 +297,7 @@ def _gate_lines(outcome: RunOutcome, settings: FraudSettings) -> list[str]:
     width = max(len(f"{asset}.{check}") for asset, check in verdicts)
     promotion = keys.promotion_gates(pinned_policy(settings.target).gates)
     for (asset, check), verdict in verdicts.items():
-        role = " (blocks promotion)" if check in promotion.get(_key(asset), []) else ""
+        role = " (blocks promotion)" if check in promotion.get(asset, []) else ""
         lines.append(f"  {asset + '.' + check:<{width}}  {verdict}{role}")
     return lines
 
@@ -312,7 +312,7 @@ def _next_lines(
         f"  make dev        Dagster UI: {base}/runs/{outcome.run_id}",
         f"  make mlflow-ui  MLflow runs, model versions and aliases: {settings.mlflow_ui_url}",
     ]
-    fairness = outcome.materializations.get(keys.FAIRNESS_REPORT.to_user_string(), {})
+    fairness = outcome.materializations.get(keys.FAIRNESS_REPORT, {})
     reports = [fairness[k] for k in ("audit_report", "audit_report_pdf") if k in fairness]
     if reports:
         lines.append(f"  fairness audit  {reports[0]}")
@@ -320,12 +320,6 @@ def _next_lines(
     if log_path is not None:
         lines.append(f"  full log        {log_path}")
     return lines
-
-
-def _key(asset: str) -> Any:
-    from dagster import AssetKey
-
-    return AssetKey.from_user_string(asset)
 
 
 @contextmanager

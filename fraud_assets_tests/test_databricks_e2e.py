@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from dagster import DagsterInstance, DagsterRunStatus, UrlMetadataValue
+from dagster import AssetKey, DagsterInstance, DagsterRunStatus, UrlMetadataValue
 
 from fraud_assets import keys
 from fraud_assets_tests.emulator import DatabricksEmulator
@@ -143,7 +143,7 @@ def test_training_job_materializes_end_to_end_on_databricks(
         assert run.status == DagsterRunStatus.SUCCESS
         urls = {}
         for key in TRAINING_ASSETS:
-            event = instance.get_latest_materialization_event(key)
+            event = instance.get_latest_materialization_event(AssetKey(key))
             assert event is not None and event.asset_materialization is not None, key
             url = event.asset_materialization.metadata["databricks_run_url"]
             assert isinstance(url, UrlMetadataValue), key

@@ -100,11 +100,11 @@ def test_every_promotion_gate_is_a_blocking_check_upstream_of_registration(
     defs: Definitions,
 ) -> None:
     graph = defs.resolve_asset_graph()
-    upstream = graph.get(keys.REGISTERED_MODEL).parent_keys
+    upstream = graph.get(AssetKey(keys.REGISTERED_MODEL)).parent_keys
     for asset_key, check_names in keys.promotion_gates(pinned_policy("prod").gates).items():
-        assert asset_key in upstream
+        assert AssetKey(asset_key) in upstream
         for name in check_names:
-            assert EXPECTED_CHECKS[(asset_key.to_user_string(), name)] is True
+            assert EXPECTED_CHECKS[(asset_key, name)] is True
 
 
 def test_every_asset_has_a_business_docstring(defs: Definitions) -> None:
@@ -238,7 +238,7 @@ def test_code_links_point_at_the_remote_commit(
         FRAUD_CODE_REPOSITORY_URL="git@github.com:example/fraud_assets.git",
         FRAUD_GIT_COMMIT="0123abc",
     )
-    references = graph.get(keys.PSI_REPORT).metadata["dagster/code_references"]  # type: ignore[attr-defined]
+    references = graph.get(AssetKey(keys.PSI_REPORT)).metadata["dagster/code_references"]  # type: ignore[attr-defined]
     [reference] = references.code_references
     assert reference.url.startswith(
         "https://github.com/example/fraud_assets/tree/0123abc/fraud_assets/assets/governance.py#L"

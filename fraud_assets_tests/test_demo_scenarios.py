@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from dagster import (
+    AssetKey,
     DagsterEventType,
     DagsterInstance,
     DagsterRunStatus,
@@ -121,7 +122,8 @@ def test_bias_scenario_blocks_promotion_and_alerts(
             run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION
         ).records
     }
-    assert keys.FAIRNESS_REPORT in materialized and keys.REGISTERED_MODEL not in materialized
+    assert AssetKey(keys.FAIRNESS_REPORT) in materialized
+    assert AssetKey(keys.REGISTERED_MODEL) not in materialized
     check_alerts = [b for b in webhook_receiver.received if b["kind"] == "check_failed"]
     fairness = [b for b in check_alerts if b["run_id"] == run_id]
     assert {b["check"] for b in fairness} == set(report.facts["failed_fairness_checks"])

@@ -269,7 +269,7 @@ def _assert_blocking_checks_passed_in(url: str, run_id: str) -> None:
         for check in node["assetChecksOrError"].get("checks", []):
             checks[(asset, check["name"])] = check
     gates = {
-        (asset.to_user_string(), check)
+        (asset, check)
         for asset, names in keys.promotion_gates(pinned_policy(get_settings().target).gates).items()
         for check in names
     }

@@ -72,12 +72,14 @@ def test_biased_predictions_fail_the_blocking_gate_and_stop_promotion(
     assert evaluations[keys.CHECK_MIN_GROUP_SIZE].passed
     materialized = {e.asset_key for e in result.get_asset_materialization_events()}
     # The report itself is written (reviewers need it); what depends on it is not.
-    assert keys.FAIRNESS_REPORT in materialized
+    assert AssetKey(keys.FAIRNESS_REPORT) in materialized
     assert PROMOTED not in materialized
     assert not result.success
 
     [event] = [
-        e for e in result.get_asset_materialization_events() if e.asset_key == keys.FAIRNESS_REPORT
+        e
+        for e in result.get_asset_materialization_events()
+        if e.asset_key == AssetKey(keys.FAIRNESS_REPORT)
     ]
     metadata = event.materialization.metadata
     audit = Path(str(metadata["audit_report"].value))
@@ -107,7 +109,7 @@ def test_fair_predictions_pass_and_promotion_runs(
     assert result.success
     assert all(e.passed for e in result.get_asset_check_evaluations())
     materialized = {e.asset_key for e in result.get_asset_materialization_events()}
-    assert {keys.FAIRNESS_REPORT, PROMOTED} <= materialized
+    assert {AssetKey(keys.FAIRNESS_REPORT), PROMOTED} <= materialized
     assert not (governed_home / "reports").exists()
 
 
@@ -118,7 +120,12 @@ def test_fairness_checks_block_and_drift_checks_do_not() -> None:
     drift_specs = {s.name: s for s in psi_report.check_specs}
     assert set(drift_specs) == {keys.CHECK_FEATURE_DRIFT, keys.CHECK_SCORE_DRIFT}
     assert not any(s.blocking for s in drift_specs.values())
-    assert fairness_report.group_names_by_key[keys.FAIRNESS_REPORT] == "governance"
-    assert psi_report.group_names_by_key[keys.PSI_REPORT] == "governance"
-    assert set(fairness_report.asset_deps[keys.FAIRNESS_REPORT]) == {keys.MODEL_EVALUATION}
-    assert set(psi_report.asset_deps[keys.PSI_REPORT]) == {keys.CLAIM_FEATURES, keys.FRAUD_SCORES}
+    assert fairness_report.group_names_by_key[AssetKey(keys.FAIRNESS_REPORT)] == "governance"
+    assert psi_report.group_names_by_key[AssetKey(keys.PSI_REPORT)] == "governance"
+    assert set(fairness_report.asset_deps[AssetKey(keys.FAIRNESS_REPORT)]) == {
+        AssetKey(keys.MODEL_EVALUATION)
+    }
+    assert set(psi_report.asset_deps[AssetKey(keys.PSI_REPORT)]) == {
+        AssetKey(keys.CLAIM_FEATURES),
+        AssetKey(keys.FRAUD_SCORES),
+    }

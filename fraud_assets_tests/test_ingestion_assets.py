@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dagster import AssetKey, materialize
+from dagster import materialize
 
 from fraud_assets import keys
 from fraud_assets.assets.ingestion import raw_claims, validate_claims
@@ -15,20 +15,23 @@ from fraud_assets.lakehouse import LocalDeltaStore
 from fraud_assets.resources.compute import LocalPipesCompute
 
 
-def _metadata(result: Any, node: str) -> dict[AssetKey, dict[str, Any]]:
+def _metadata(result: Any, node: str) -> dict[str, dict[str, Any]]:
     return {
-        m.asset_key: {name: value.value for name, value in m.metadata.items()}
+        m.asset_key.to_user_string(): {name: value.value for name, value in m.metadata.items()}
         for m in result.asset_materializations_for_node(node)
     }
 
 
-def _checks(result: Any) -> dict[tuple[AssetKey, str], Any]:
-    return {(e.asset_key, e.check_name): e for e in result.get_asset_check_evaluations()}
+def _checks(result: Any) -> dict[tuple[str, str], Any]:
+    return {
+        (e.asset_key.to_user_string(), e.check_name): e
+        for e in result.get_asset_check_evaluations()
+    }
 
 
 def test_blocking_checks_are_the_ones_that_must_stop_downstream_assets() -> None:
     specs = {
-        (spec.asset_key, spec.name): spec.blocking
+        (spec.asset_key.to_user_string(), spec.name): spec.blocking
         for asset_def in (raw_claims, validate_claims)
         for spec in asset_def.check_specs
     }
@@ -42,7 +45,10 @@ def test_blocking_checks_are_the_ones_that_must_stop_downstream_assets() -> None
         (keys.CLAIMS, keys.CHECK_VALUE_RANGES): False,
         (keys.CLAIMS, keys.CHECK_NULL_RATES): False,
     }
-    assert {k for k in validate_claims.keys} == {keys.CLAIMS, keys.CLAIMS_QUARANTINE}
+    assert {k.to_user_string() for k in validate_claims.keys} == {
+        keys.CLAIMS,
+        keys.CLAIMS_QUARANTINE,
+    }
     assert all(validate_claims.group_names_by_key[k] == "ingestion" for k in validate_claims.keys)
 
 

@@ -28,7 +28,7 @@ from fraud_assets.tasks._runtime import CheckOutcome, TaskContext, record_check_
 from fraud_assets_tests.gold_frames import make_gold_frame, use_migrated_mlflow_store
 
 MODEL = "fraud_detector"
-FAIRNESS = keys.FAIRNESS_REPORT.to_user_string()
+FAIRNESS = keys.FAIRNESS_REPORT
 PROMOTION_GATES = keys.promotion_gates(pinned_policy("dev").gates)
 FAIRNESS_GATES = PROMOTION_GATES[keys.FAIRNESS_REPORT]
 
@@ -122,7 +122,7 @@ def test_champion_moves_only_when_every_gate_has_a_fresh_passing_verdict(trained
     assert version.tags["gates_passed"] == "true"
     for asset, checks in PROMOTION_GATES.items():
         for check in checks:
-            assert version.tags[f"gate.{asset.to_user_string()}.{check}"] == "passed"
+            assert version.tags[f"gate.{asset}.{check}"] == "passed"
     assert "previous_champion" not in version.tags
 
 

@@ -240,12 +240,12 @@ def test_cursor_watermark_waits_for_the_oldest_open_row() -> None:
 
 
 def _wait_for_planned(instance: DagsterInstance, timeout: float = 30.0) -> None:
-    from dagster import AssetCheckKey
+    from dagster import AssetCheckKey, AssetKey
     from dagster._core.storage.asset_check_execution_record import (
         AssetCheckExecutionRecordStatus,
     )
 
-    key = AssetCheckKey(keys.PSI_REPORT, keys.CHECK_SCORE_DRIFT)
+    key = AssetCheckKey(AssetKey(keys.PSI_REPORT), keys.CHECK_SCORE_DRIFT)
     done = threading.Event()
     for _ in range(int(timeout / 0.1)):
         history = instance.event_log_storage.get_asset_check_execution_history(key, limit=1)

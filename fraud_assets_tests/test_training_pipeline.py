@@ -95,7 +95,7 @@ def test_champion_moves_only_when_every_blocking_check_passes(
     assert passing.success
     for asset, checks in keys.promotion_gates(pinned_policy(get_settings().target).gates).items():
         for name in checks:
-            assert _check(passing, name), f"{asset.to_user_string()}.{name} failed on good data"
+            assert _check(passing, name), f"{asset}.{name} failed on good data"
     [registered] = passing.asset_materializations_for_node("registered_model")
     assert registered.metadata["promoted"].value is True
     # What a user reads at a glance in the UI: links into MLflow and the curves as images.

@@ -5,6 +5,7 @@ from collections.abc import Iterator
 from dagster import (
     AssetCheckResult,
     AssetExecutionContext,
+    AssetKey,
     AssetSpec,
     Config,
     MaterializeResult,
@@ -80,7 +81,7 @@ def validate_claims(
 ) -> Iterator[MaterializeResult | AssetCheckResult]:
     """Split the latest bronze batch into trusted claims and quarantined rows with reasons."""
     params = {}
-    landed = context.instance.get_latest_materialization_event(keys.RAW_CLAIMS)
+    landed = context.instance.get_latest_materialization_event(AssetKey(keys.RAW_CLAIMS))
     # Landed in this run: validate exactly that batch, even when it is empty. Otherwise the
     # task picks the latest batch in bronze (it may have been landed outside Dagster).
     if landed is not None and landed.run_id == context.run_id:

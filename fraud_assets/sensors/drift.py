@@ -7,6 +7,7 @@ import time
 from dagster import (
     AssetCheckKey,
     AssetCheckSeverity,
+    AssetKey,
     DagsterInstance,
     RunRequest,
     SensorEvaluationContext,
@@ -26,7 +27,7 @@ DRIFT_CHECKS = (keys.CHECK_FEATURE_DRIFT, keys.CHECK_SCORE_DRIFT)
 
 def latest_psi_observation(instance: DagsterInstance) -> PsiObservation | None:
     """The newest psi_report materialization with the ERROR drift checks its run failed."""
-    records = instance.fetch_materializations(keys.PSI_REPORT, limit=1).records
+    records = instance.fetch_materializations(AssetKey(keys.PSI_REPORT), limit=1).records
     if not records:
         return None
     record = records[0]
@@ -34,7 +35,7 @@ def latest_psi_observation(instance: DagsterInstance) -> PsiObservation | None:
     metadata = materialization.metadata if materialization is not None else {}
     drift_level = metadata["drift_level"].value if "drift_level" in metadata else None
     max_psi = metadata["max_psi"].value if "max_psi" in metadata else None
-    check_keys = [AssetCheckKey(keys.PSI_REPORT, name) for name in DRIFT_CHECKS]
+    check_keys = [AssetCheckKey(AssetKey(keys.PSI_REPORT), name) for name in DRIFT_CHECKS]
     latest = instance.event_log_storage.get_latest_asset_check_execution_by_key(check_keys)
     failed = []
     for check_key, execution in latest.items():

@@ -37,7 +37,7 @@ from fraud_assets.tasks._runtime import (
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
-FEATURES_ASSET = keys.CLAIM_FEATURES.to_user_string()
+FEATURES_ASSET = keys.CLAIM_FEATURES
 
 
 @dataclass(frozen=True)

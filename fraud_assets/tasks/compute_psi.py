@@ -65,7 +65,7 @@ class ChampionReference:
 def compute_psi(ctx: TaskContext) -> TaskResult:
     settings = ctx.settings
     t = settings.thresholds
-    asset_key = keys.PSI_REPORT.to_user_string()
+    asset_key = keys.PSI_REPORT
 
     champion = champion_reference(settings)
     store = table_store(settings)

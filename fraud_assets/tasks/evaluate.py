@@ -100,7 +100,7 @@ def evaluate(ctx: TaskContext) -> TaskResult:
         keys.CHECK_PR_AUC_FLOOR: evaluation.pr_auc_floor(candidate.metrics, thresholds=thresholds),
         keys.CHECK_NO_REGRESSION: no_regression,
     }
-    asset_key = keys.MODEL_EVALUATION.to_user_string()
+    asset_key = keys.MODEL_EVALUATION
     metrics = candidate.metrics
     curves = roc_pr_chart(
         {_curve_label(e): ScoredHoldout(holdout[LABEL_COLUMN], e.scores) for e in evaluated},

@@ -77,7 +77,7 @@ def fairness(ctx: TaskContext) -> TaskResult:
     settings = ctx.settings
     pinned = pinned_policy(settings.target)
     store = table_store(settings)
-    asset_key = keys.FAIRNESS_REPORT.to_user_string()
+    asset_key = keys.FAIRNESS_REPORT
 
     # Pin the version first so the report names exactly the rows it judged.
     holdout_version = store.version(PREDICTIONS_TABLE)

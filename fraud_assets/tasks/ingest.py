@@ -28,7 +28,7 @@ from fraud_assets.tasks._runtime import (
 )
 
 TABLE = "raw_claims"
-ASSET = keys.RAW_CLAIMS.to_user_string()
+ASSET = keys.RAW_CLAIMS
 
 
 class SyntheticClaimsRefused(RuntimeError):

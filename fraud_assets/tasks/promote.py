@@ -49,7 +49,7 @@ def promote(ctx: TaskContext) -> TaskResult:
     return TaskResult(
         materializations=[
             Materialization(
-                keys.REGISTERED_MODEL.to_user_string(),
+                keys.REGISTERED_MODEL,
                 {
                     "registered_model_name": name,
                     "model_version": int(move.to_version),

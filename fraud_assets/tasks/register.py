@@ -37,7 +37,7 @@ from fraud_assets.tasks._runtime import (
     run_task,
 )
 
-FAIRNESS_ASSET = keys.FAIRNESS_REPORT.to_user_string()
+FAIRNESS_ASSET = keys.FAIRNESS_REPORT
 EVIDENCE_METRICS = ("roc_auc", "pr_auc", "precision", "recall", "brier", "fraud_dollars_share")
 
 
@@ -110,7 +110,7 @@ def register(ctx: TaskContext) -> TaskResult:
     return TaskResult(
         materializations=[
             Materialization(
-                keys.REGISTERED_MODEL.to_user_string(),
+                keys.REGISTERED_MODEL,
                 {
                     "registered_model_name": name,
                     "model_version": int(version),

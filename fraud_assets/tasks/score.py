@@ -79,7 +79,7 @@ def score(ctx: TaskContext) -> TaskResult:
     return TaskResult(
         materializations=[
             Materialization(
-                keys.FRAUD_SCORES.to_user_string(),
+                keys.FRAUD_SCORES,
                 {
                     "row_count": fraud_scores.num_rows,
                     "flagged": flagged,

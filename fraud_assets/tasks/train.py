@@ -38,7 +38,7 @@ GOLD_TABLE = "claim_features"
 def train(ctx: TaskContext) -> TaskResult:
     settings = ctx.settings
     model_type = parse_model_type(ctx.param("model"))
-    asset_key = keys.MODEL_ASSETS[model_type].to_user_string()
+    asset_key = keys.MODEL_ASSETS[model_type]
     defaults = TrainingParams(seed=settings.seed)
     params = TrainingParams(
         boosting_rounds=int(ctx.param("boosting_rounds", defaults.boosting_rounds)),

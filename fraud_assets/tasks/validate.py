@@ -51,8 +51,8 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
 BRONZE, SILVER, QUARANTINE = "raw_claims", "claims", "claims_quarantine"
-SILVER_ASSET = keys.CLAIMS.to_user_string()
-QUARANTINE_ASSET = keys.CLAIMS_QUARANTINE.to_user_string()
+SILVER_ASSET = keys.CLAIMS
+QUARANTINE_ASSET = keys.CLAIMS_QUARANTINE
 
 
 def validate(ctx: TaskContext) -> TaskResult:
