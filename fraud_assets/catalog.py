@@ -7,10 +7,7 @@ owns it and where it runs.
 
 from __future__ import annotations
 
-import logging
-import os
 import re
-import subprocess
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,14 +24,14 @@ from dagster import (
     with_source_code_references,
 )
 
-from fraud_assets.settings import REPO_ROOT, FraudSettings
+from fraud_assets.provenance import git, git_commit
+from fraud_assets.settings import FraudSettings
 
 if TYPE_CHECKING:
     from dagster._core.definitions.assets.definition.cacheable_assets_definition import (
         CacheableAssetsDefinition,
     )
 
-log = logging.getLogger(__name__)
 
 # The gates and the promotion they guard answer to governance; the rest to the ML team.
 GOVERNANCE_GROUPS = frozenset({"governance", "registry"})
@@ -92,8 +89,8 @@ def code_repository(settings: FraudSettings) -> tuple[str | None, str | None]:
     ``FRAUD_CODE_REPOSITORY_URL`` and ``FRAUD_GIT_COMMIT`` win (a container image has no
     ``.git``); otherwise the ``origin`` remote and ``HEAD`` of this checkout.
     """
-    remote = settings.code_repository_url or _git("remote", "get-url", "origin")
-    commit = os.environ.get("FRAUD_GIT_COMMIT", "").strip() or _git("rev-parse", "HEAD")
+    remote = settings.code_repository_url or git("remote", "get-url", "origin")
+    commit = git_commit(settings)
     url = browsable_url(remote) if remote else None
     if url is None or not commit:
         return None, None
@@ -114,18 +111,3 @@ def browsable_url(remote: str) -> str | None:
     else:
         return None
     return url if ("github" in url or "gitlab" in url) else None
-
-
-def _git(*args: str) -> str | None:
-    if not (REPO_ROOT / ".git").exists():
-        return None
-    try:
-        completed = subprocess.run(
-            ["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10, check=False
-        )
-    except (OSError, subprocess.SubprocessError) as exc:
-        log.info("git %s unavailable: %s", " ".join(args), exc)
-        return None
-    if completed.returncode != 0:
-        return None
-    return completed.stdout.strip() or None

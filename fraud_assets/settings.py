@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Target = Literal["dev", "staging", "prod"]
@@ -324,6 +324,24 @@ class FraudSettings(BaseSettings):
         None,
         description="GitHub/GitLab URL the UI links source code to (default: the git remote)",
     )
+    git_commit: str | None = Field(
+        None,
+        description="Commit the code came from (default: HEAD of this checkout); set it where "
+        "there is no .git, such as a container image",
+    )
+    deployed_by: str | None = Field(
+        None,
+        description="Who moves a model when the run names no launcher (CI sets its actor)",
+    )
+    spark_master: str = Field("local[2]", description="Master of the local SparkSession")
+    spark_driver_memory: str = Field("4g", description="Driver memory of the local SparkSession")
+
+    @field_validator("git_commit", "deployed_by", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return value.strip() or None
+        return value
 
     @model_validator(mode="before")
     @classmethod
@@ -379,7 +397,7 @@ class FraudSettings(BaseSettings):
 
     def to_payload(self) -> dict[str, Any]:
         """Settings as plain JSON for a launched task, secrets left out."""
-        payload = json.loads(self.model_dump_json(exclude={"alert_webhook_url"}))
+        payload = json.loads(self.model_dump_json(exclude={"alert_webhook_url", *_PROCESS_FACTS}))
         payload["home"] = str(self.fraud_home)
         return payload
 
@@ -398,6 +416,10 @@ TARGET_THRESHOLD_OVERRIDES: dict[str, dict[str, Any]] = {
     "staging": {},
     "prod": {"roc_auc_min": 0.75},
 }
+
+
+# Facts about the process that reads them, not about the run: a launched task keeps its own.
+_PROCESS_FACTS = {"git_commit", "deployed_by"}
 
 
 def _bundle_file() -> Path:

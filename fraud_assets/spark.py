@@ -6,26 +6,35 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
+from fraud_assets.settings import FraudSettings, get_settings, on_databricks_runtime
+
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 
-def get_spark(app_name: str = "fraud_assets") -> SparkSession:
-    """Return the active session, creating a local one tuned for a laptop when needed."""
+def get_spark(
+    app_name: str = "fraud_assets", *, settings: FraudSettings | None = None
+) -> SparkSession:
+    """Return the active session, creating a local one tuned for a laptop when needed.
+
+    ``settings`` size the local session (``FRAUD_SPARK_MASTER``, ``FRAUD_SPARK_DRIVER_MEMORY``);
+    without them they are read from the environment.
+    """
     from pyspark.sql import SparkSession
 
     active = SparkSession.getActiveSession()
     if active is not None:
         return active
-    if "DATABRICKS_RUNTIME_VERSION" in os.environ:
+    if on_databricks_runtime():
         return SparkSession.builder.getOrCreate()
+    settings = settings or get_settings()
     # Spark's Python workers otherwise pick the system interpreter, not this venv's.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     return (
-        SparkSession.builder.master(os.environ.get("FRAUD_SPARK_MASTER", "local[2]"))
+        SparkSession.builder.master(settings.spark_master)
         .appName(app_name)
-        .config("spark.driver.memory", os.environ.get("FRAUD_SPARK_DRIVER_MEMORY", "4g"))
+        .config("spark.driver.memory", settings.spark_driver_memory)
         .config("spark.sql.shuffle.partitions", "4")
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")

@@ -18,7 +18,9 @@ from fraud_assets.databricks.pipes import (
     fuse_path,
     fuse_root,
 )
-from fraud_assets.tasks._runtime import launched_by_dagster, parse_params, pipes_bootstrap
+from fraud_assets.ml.tracking import deployed_by
+from fraud_assets.settings import FraudSettings
+from fraud_assets.tasks._runtime import parse_params, pipes_bootstrap
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -72,7 +74,10 @@ def test_cli_bootstrap_is_recognised_and_removed_from_the_task_parameters(
     assert bootstrap.params_loader.load_context_params() == {"path": "/tmp/x/context.json"}
     assert isinstance(bootstrap.context_loader, FuseContextLoader)
     assert isinstance(bootstrap.message_writer, FuseMessageWriter)
-    assert launched_by_dagster(argv)
+    # The same arguments tell provenance that Dagster launched the step.
+    monkeypatch.setattr(sys, "argv", ["fraud-train", *argv])
+    monkeypatch.delenv("FRAUD_DEPLOYED_BY", raising=False)
+    assert deployed_by(FraudSettings()) == "dagster"
 
 
 def test_a_job_run_outside_dagster_is_not_a_pipes_process(

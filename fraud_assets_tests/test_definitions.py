@@ -264,9 +264,9 @@ def test_browsable_url_of_a_remote(remote: str, url: str | None) -> None:
 def test_no_remote_means_local_code_references_only(
     fraud_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from fraud_assets import catalog
+    from fraud_assets import catalog, provenance
     from fraud_assets.settings import FraudSettings
 
-    monkeypatch.setattr(catalog, "REPO_ROOT", fraud_home)  # no .git here
+    monkeypatch.setattr(provenance, "REPO_ROOT", fraud_home)  # no .git here
     monkeypatch.delenv("FRAUD_GIT_COMMIT", raising=False)
     assert catalog.code_repository(FraudSettings()) == (None, None)

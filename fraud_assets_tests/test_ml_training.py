@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from fraud_assets import provenance
 from fraud_assets.claims.mapping import load_mapping, read_source
 from fraud_assets.claims.synthetic import generate_claims
 from fraud_assets.features import (
@@ -111,14 +112,14 @@ def test_gold_without_a_class_or_a_column_is_refused(gold):
 
 def test_git_commit_prefers_the_pinned_value_and_never_crashes(monkeypatch, tmp_path):
     monkeypatch.setenv("FRAUD_GIT_COMMIT", "abc123")
-    assert tracking.git_commit() == "abc123"
+    assert provenance.git_commit(get_settings()) == "abc123"
     monkeypatch.delenv("FRAUD_GIT_COMMIT")
-    monkeypatch.setattr(tracking, "REPO_ROOT", tmp_path)  # a folder that is not a checkout
-    assert tracking.git_commit() == "unknown"
+    monkeypatch.setattr(provenance, "REPO_ROOT", tmp_path)  # a folder that is not a checkout
+    assert provenance.git_commit(get_settings()) is None
     (tmp_path / ".git").mkdir()  # looks like one, but git cannot read it
-    assert tracking.git_commit() == "unknown"
+    assert provenance.git_commit(get_settings()) is None
     monkeypatch.setenv("PATH", str(tmp_path))  # no git binary at all
-    assert tracking.git_commit() == "unknown"
+    assert provenance.git_commit(get_settings()) is None
 
 
 def _configure(home: str) -> str:

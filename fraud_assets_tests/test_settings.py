@@ -91,6 +91,25 @@ def test_payload_round_trips_without_secrets(
     assert "SECRET-123" not in repr(settings)
 
 
+def test_process_variables_are_read_through_the_settings(
+    fraud_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FRAUD_SPARK_MASTER", "local[1]")
+    monkeypatch.setenv("FRAUD_SPARK_DRIVER_MEMORY", "6g")
+    monkeypatch.setenv("FRAUD_GIT_COMMIT", " c0ffee ")
+    monkeypatch.setenv("FRAUD_DEPLOYED_BY", "ci-bot")
+    settings = get_settings()
+    assert (settings.spark_master, settings.spark_driver_memory) == ("local[1]", "6g")
+    assert (settings.git_commit, settings.deployed_by) == ("c0ffee", "ci-bot")
+    # Who launched a task and which checkout it runs are the task's own, not the launcher's.
+    payload = settings.to_payload()
+    assert "git_commit" not in payload and "deployed_by" not in payload
+    monkeypatch.setenv("FRAUD_GIT_COMMIT", " ")
+    monkeypatch.delenv("FRAUD_DEPLOYED_BY")
+    assert (get_settings().git_commit, get_settings().deployed_by) == (None, None)
+    assert get_settings().spark_master == "local[1]"
+
+
 def test_model_name_is_three_level_only_on_a_databricks_runtime(
     fraud_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

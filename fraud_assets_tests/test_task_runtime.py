@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from fraud_assets import keys
 from fraud_assets.lakehouse import LocalDeltaStore
-from fraud_assets.settings import get_settings
+from fraud_assets.ml.registry import verdicts_since
 from fraud_assets.tasks._runtime import (
     CheckOutcome,
     Materialization,
     TaskContext,
     TaskResult,
-    latest_verdicts,
     parse_params,
     run_task,
 )
@@ -72,7 +72,7 @@ def test_verdicts_are_recorded_and_the_latest_one_wins(fraud_home: Path) -> None
     history = LocalDeltaStore(fraud_home).read_pandas("check_history")
     assert sorted(history["run_id"]) == ["r-1", "r-2"]
 
-    assert latest_verdicts(get_settings()) == {
+    assert verdicts_since(history, since=datetime(1970, 1, 1, tzinfo=UTC)) == {
         ("model_evaluation", keys.CHECK_ROC_AUC_FLOOR): False
     }
 

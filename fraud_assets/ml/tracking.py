@@ -13,7 +13,6 @@ import getpass
 import logging
 import os
 import socket
-import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,7 +21,7 @@ from pathlib import Path
 import mlflow
 from mlflow import MlflowClient
 
-from fraud_assets.settings import REPO_ROOT, FraudSettings, on_databricks_runtime
+from fraud_assets.settings import FraudSettings, on_databricks_runtime
 
 log = logging.getLogger(__name__)
 
@@ -100,36 +99,14 @@ def _launched_by_dagster() -> bool:
     )
 
 
-def git_commit() -> str:
-    """The commit the code came from: ``FRAUD_GIT_COMMIT``, else ``git rev-parse``, else unknown."""
-    pinned = os.environ.get("FRAUD_GIT_COMMIT", "").strip()
-    if pinned:
-        return pinned
-    if not (REPO_ROOT / ".git").exists():
-        return UNKNOWN
-    try:
-        completed = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        )
-    except (OSError, subprocess.SubprocessError) as exc:
-        log.info("git commit unavailable (%s); recording %r", type(exc).__name__, UNKNOWN)
-        return UNKNOWN
-    return completed.stdout.strip() or UNKNOWN
-
-
-def deployed_by(launched_by: str | None = None) -> str:
+def deployed_by(settings: FraudSettings, launched_by: str | None = None) -> str:
     """Who or what moved a model: the run's launcher, else ``FRAUD_DEPLOYED_BY``, else
     "dagster", else user@host.
 
     ``launched_by`` is the run's ``fraud_assets/deployed_by`` tag (a CI launch names its
     GitHub actor), which reaches a task as its ``deployed_by`` parameter.
     """
-    named = (launched_by or os.environ.get("FRAUD_DEPLOYED_BY", "")).strip()
+    named = (launched_by or "").strip() or settings.deployed_by
     if named:
         return named
     if _launched_by_dagster():

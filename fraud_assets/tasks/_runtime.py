@@ -123,12 +123,6 @@ def parse_params(argv: Sequence[str]) -> dict[str, Any]:
     return params
 
 
-def launched_by_dagster(argv: Sequence[str] | None = None) -> bool:
-    """Whether a Dagster Pipes client started this process (env vars or CLI arguments)."""
-    params = parse_params(sys.argv[1:] if argv is None else argv)
-    return pipes_bootstrap(params) is not None
-
-
 @dataclass(frozen=True)
 class PipesBootstrap:
     """How to open Pipes in this process; ``None`` loaders mean the dagster-pipes defaults."""
@@ -312,20 +306,6 @@ def record_check_history(ctx: TaskContext, checks: Sequence[CheckOutcome]) -> No
         }
     )
     table_store(ctx.settings).write_pandas(frame, "check_history", mode="append")
-
-
-def latest_verdicts(settings: FraudSettings) -> dict[tuple[str, str], bool]:
-    """The most recent verdict of every (asset, check) ever recorded."""
-    from fraud_assets.lakehouse import table_store
-
-    store = table_store(settings)
-    if not store.exists("check_history"):
-        return {}
-    history = store.read_pandas("check_history").sort_values("evaluated_at")
-    latest = history.groupby(["asset_key", "check_name"]).tail(1)
-    return {
-        (str(row.asset_key), str(row.check_name)): bool(row.passed) for row in latest.itertuples()
-    }
 
 
 def _summary(metadata: Mapping[str, Any]) -> str:

@@ -181,7 +181,7 @@ ENTITY_LABEL_PURITY = 0.9
 def build_features(ctx: TaskContext) -> TaskResult:
     """Rebuild ``claim_features`` from silver ``claims`` and check it is complete."""
     settings = ctx.settings
-    spark = get_spark()
+    spark = get_spark(settings=settings)
     store = table_store(settings)
     claims = read_published(store, spark, "claims")
     policy = SplitPolicy.from_settings(settings)

@@ -34,7 +34,7 @@ def promote(ctx: TaskContext) -> TaskResult:
     configure_mlflow(ctx.settings)
     client = mlflow_client()
     name = ctx.settings.registered_model_name
-    actor = deployed_by(ctx.param("deployed_by"))
+    actor = deployed_by(ctx.settings, ctx.param("deployed_by"))
     with registry.alias_lock(ctx.settings.fraud_home):
         if action == "rollback":
             move = registry.rollback_champion(client, name=name, actor=actor)

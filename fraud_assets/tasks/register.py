@@ -77,7 +77,7 @@ def register(ctx: TaskContext) -> TaskResult:
         ),
     )
     version = str(registered.version)
-    actor = deployed_by(ctx.param("deployed_by"))
+    actor = deployed_by(ctx.settings, ctx.param("deployed_by"))
     registry.tag_version(
         client,
         name,

@@ -41,7 +41,7 @@ def score(ctx: TaskContext) -> TaskResult:
     )
 
     store = table_store(settings)
-    spark = get_spark()
+    spark = get_spark(settings=settings)
     claims = read_published(store, spark, "claims")
     batch_id, batch_ids = latest_batch(claims)
     features = build_claim_features(claims, split=SplitPolicy.from_settings(settings))

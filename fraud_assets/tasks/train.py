@@ -14,7 +14,7 @@ from fraud_assets.lakehouse import table_store
 from fraud_assets.ml import metrics
 from fraud_assets.ml.charts import ScoredHoldout, roc_pr_chart
 from fraud_assets.ml.runs import TrainingData, log_training_run
-from fraud_assets.ml.tracking import configure_mlflow, git_commit, run_url
+from fraud_assets.ml.tracking import UNKNOWN, configure_mlflow, run_url
 from fraud_assets.ml.training import (
     TrainingParams,
     parse_model_type,
@@ -22,6 +22,7 @@ from fraud_assets.ml.training import (
     split_gold,
     train_model,
 )
+from fraud_assets.provenance import git_commit
 from fraud_assets.tasks._runtime import (
     CheckOutcome,
     Materialization,
@@ -103,7 +104,7 @@ def train(ctx: TaskContext) -> TaskResult:
         train_rows, trained, seed=params.seed, history_starts=history_starts
     )
     configure_mlflow(settings)
-    commit = git_commit()
+    commit = git_commit(settings) or UNKNOWN
     run = log_training_run(
         trained,
         data=TrainingData(store.location(GOLD_TABLE), version, train_rows),

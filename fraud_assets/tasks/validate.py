@@ -62,7 +62,7 @@ def validate(ctx: TaskContext) -> TaskResult:
     settings = ctx.settings
     thresholds = settings.thresholds
     store = table_store(settings)
-    spark = get_spark()
+    spark = get_spark(settings=settings)
 
     bronze_all = store.read_spark(spark, BRONZE)
     batches = _batches_by_load_time(bronze_all)
