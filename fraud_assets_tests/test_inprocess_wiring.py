@@ -14,6 +14,7 @@ import mlflow
 import pytest
 from dagster import (
     AssetCheckSeverity,
+    AssetKey,
     DagsterInstance,
     RunRequest,
     SensorResult,
@@ -75,14 +76,15 @@ def test_a_failed_fairness_gate_stops_registered_model_and_alerts(
     assert not result.success
     failed = {e.check_name: e for e in result.get_asset_check_evaluations() if not e.passed}
     assert keys.CHECK_MIN_GROUP_SIZE in failed
-    assert all(e.asset_key == keys.FAIRNESS_REPORT for e in failed.values())
+    assert all(e.asset_key == AssetKey(keys.FAIRNESS_REPORT) for e in failed.values())
     assert failed[keys.CHECK_MIN_GROUP_SIZE].severity == AssetCheckSeverity.ERROR
     steps = step_statuses(dagster_instance, result.run_id)
     assert steps["model_evaluation"] == StepEventStatus.SUCCESS
     assert steps["fairness_report"] == StepEventStatus.FAILURE
     assert "registered_model" not in steps
     materialized = {e.asset_key for e in result.get_asset_materialization_events()}
-    assert keys.FAIRNESS_REPORT in materialized and keys.REGISTERED_MODEL not in materialized
+    assert AssetKey(keys.FAIRNESS_REPORT) in materialized
+    assert AssetKey(keys.REGISTERED_MODEL) not in materialized
     assert model_versions() == [] and champion() is None
 
     with build_sensor_context(
@@ -135,7 +137,7 @@ def test_the_champion_moves_only_when_every_gate_passes(
         resources={"compute": InProcessCompute()}, instance=dagster_instance
     )
     assert rollback.success and champion() == "1"
-    latest = dagster_instance.get_latest_materialization_event(keys.REGISTERED_MODEL)
+    latest = dagster_instance.get_latest_materialization_event(AssetKey(keys.REGISTERED_MODEL))
     assert latest is not None and latest.run_id == rollback.run_id
 
 
@@ -190,7 +192,7 @@ def test_a_failed_blocking_ingestion_check_stops_the_features(
     assert steps["validate_claims"] == StepEventStatus.FAILURE
     assert "claim_features" not in steps
     quarantined = {
-        m.asset_key: plain(m.metadata)["row_count"]
+        m.asset_key.to_user_string(): plain(m.metadata)["row_count"]
         for m in result.asset_materializations_for_node("validate_claims")
     }
     assert quarantined == {keys.CLAIMS: 0, keys.CLAIMS_QUARANTINE: 300}
