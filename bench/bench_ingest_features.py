@@ -38,7 +38,7 @@ from fraud_assets.claims.synthetic import to_arrow as claims_to_arrow
 from fraud_assets.features import CLAIM_FEATURES_SCHEMA, NUMERIC_FEATURES, SplitPolicy
 from fraud_assets.features.engineering import build_claim_features
 from fraud_assets.features.pandas_peer import build_claim_features_pandas, to_arrow
-from fraud_assets.lakehouse import LocalDeltaStore
+from fraud_assets.lakehouse import CLAIM_FEATURES, CLAIMS, LocalDeltaStore
 from fraud_assets.settings import FraudSettings, get_settings
 from fraud_assets.tasks._runtime import TaskContext, TaskResult
 
@@ -107,17 +107,17 @@ def bench_size(rows: int, spark: Any, workdir: Path, seed: int) -> dict[str, Any
         "validate: bronze -> silver (spark)",
         lambda: run_task("fraud_assets.tasks.validate", "validate", settings, f"bench-{rows}"),
     )
-    silver_rows = store.read_arrow("claims").num_rows
+    silver_rows = store.read_arrow(CLAIMS).num_rows
     _, features_task_s = timed(
         "features task (spark, + check)",
         lambda: run_task(
             "fraud_assets.tasks.build_features", "build_features", settings, f"bench-{rows}"
         ),
     )
-    spark_table = store.read_arrow("claim_features")
+    spark_table = store.read_arrow(CLAIM_FEATURES)
 
     # The noop sink runs the whole plan without collecting rows to the driver: compute only.
-    silver_df = store.read_spark(spark, "claims")
+    silver_df = store.read_spark(spark, CLAIMS)
     _, spark_compute_s = timed(
         "features compute only (spark)",
         lambda: (
@@ -130,16 +130,16 @@ def bench_size(rows: int, spark: Any, workdir: Path, seed: int) -> dict[str, Any
     spark.catalog.clearCache()
 
     def pandas_end_to_end() -> pa.Table:
-        silver = store.read_pandas("claims")
+        silver = store.read_pandas(CLAIMS)
         features = build_claim_features_pandas(
             silver, split=SplitPolicy(settings.holdout_fraction, seed)
         )
         table = to_arrow(features)
-        store.write_arrow(table, "claim_features", mode="overwrite")
+        store.write_arrow(table, CLAIM_FEATURES, mode="overwrite")
         return table
 
     pandas_table, pandas_e2e_s = timed("features read+compute+write (pandas)", pandas_end_to_end)
-    silver_pd = store.read_pandas("claims")
+    silver_pd = store.read_pandas(CLAIMS)
     _, pandas_compute_s = timed(
         "features compute only (pandas)",
         lambda: build_claim_features_pandas(

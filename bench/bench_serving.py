@@ -471,8 +471,8 @@ def _register(settings: FraudSettings, gold: pd.DataFrame) -> str:
 
 
 def _logged_rows(settings: FraudSettings) -> int:
-    from fraud_assets.lakehouse import table_store
-    from fraud_assets.serving.inference_log import INFERENCE_LOG, REALTIME
+    from fraud_assets.lakehouse import INFERENCE_LOG, table_store
+    from fraud_assets.serving.inference_log import REALTIME
 
     logged = table_store(settings).read_pandas(INFERENCE_LOG)
     return int((logged["source"] == REALTIME).sum())

@@ -34,21 +34,35 @@ class Table:
     layer: Layer
 
 
+# Every table's logical name, for task, serving and bench code to import rather than spell.
+RAW_CLAIMS = "raw_claims"
+CLAIMS = "claims"
+CLAIMS_QUARANTINE = "claims_quarantine"
+CLAIMS_BATCHES = "claims_batches"
+CLAIM_FEATURES = "claim_features"
+MODEL_EVALUATION = "model_evaluation"
+HOLDOUT_PREDICTIONS = "holdout_predictions"
+FRAUD_SCORES = "fraud_scores"
+FAIRNESS_REPORT = "fairness_report"
+PSI_REPORT = "psi_report"
+INFERENCE_LOG = "inference_log"
+CHECK_HISTORY = "check_history"
+
 TABLES: dict[str, Table] = {
     t.name: t
     for t in [
-        Table("raw_claims", "bronze"),
-        Table("claims", "silver"),
-        Table("claims_quarantine", "silver"),
-        Table("claims_batches", "silver"),
-        Table("claim_features", "gold"),
-        Table("model_evaluation", "gold"),
-        Table("holdout_predictions", "gold"),
-        Table("fraud_scores", "gold"),
-        Table("fairness_report", "monitoring"),
-        Table("psi_report", "monitoring"),
-        Table("inference_log", "monitoring"),
-        Table("check_history", "monitoring"),
+        Table(RAW_CLAIMS, "bronze"),
+        Table(CLAIMS, "silver"),
+        Table(CLAIMS_QUARANTINE, "silver"),
+        Table(CLAIMS_BATCHES, "silver"),
+        Table(CLAIM_FEATURES, "gold"),
+        Table(MODEL_EVALUATION, "gold"),
+        Table(HOLDOUT_PREDICTIONS, "gold"),
+        Table(FRAUD_SCORES, "gold"),
+        Table(FAIRNESS_REPORT, "monitoring"),
+        Table(PSI_REPORT, "monitoring"),
+        Table(INFERENCE_LOG, "monitoring"),
+        Table(CHECK_HISTORY, "monitoring"),
     ]
 }
 
@@ -269,8 +283,8 @@ class UnityCatalogStore(TableStore):
 # publishes the batch by a third, a row of this ledger holding the versions both tables
 # reached; readers read the versions the ledger last published, so a process killed between
 # the commits leaves the batch visible in neither table (issue 14, finding 8).
-SILVER_LEDGER = "claims_batches"
-LEDGER_VERSION_COLUMNS = {"claims": "silver_version", "claims_quarantine": "quarantine_version"}
+SILVER_LEDGER = CLAIMS_BATCHES
+LEDGER_VERSION_COLUMNS = {CLAIMS: "silver_version", CLAIMS_QUARANTINE: "quarantine_version"}
 
 
 def published_version(store: TableStore, name: str) -> int | None:

@@ -31,11 +31,11 @@ from fastapi.testclient import TestClient
 from mlflow import MlflowClient
 
 from fraud_assets.features import MODEL_FEATURES
-from fraud_assets.lakehouse import table_store
+from fraud_assets.lakehouse import INFERENCE_LOG, table_store
 from fraud_assets.ml import registry
 from fraud_assets.ml.tracking import configure_mlflow, local_tracking_uri, mlflow_client
 from fraud_assets.serving.app import create_app
-from fraud_assets.serving.inference_log import INFERENCE_LOG, window_id
+from fraud_assets.serving.inference_log import window_id
 from fraud_assets.serving.router import TrafficSplit
 from fraud_assets.settings import FraudSettings, ServingSettings
 from fraud_assets_tests.test_serving_support import gold_frame, register_version, set_alias

@@ -13,10 +13,9 @@ import pyarrow as pa
 import pytest
 
 from fraud_assets.features import MODEL_FEATURES
-from fraud_assets.lakehouse import LocalDeltaStore, WriteMode
+from fraud_assets.lakehouse import INFERENCE_LOG, LocalDeltaStore, WriteMode
 from fraud_assets.serving.contract import REQUEST_SCHEMA
 from fraud_assets.serving.inference_log import (
-    INFERENCE_LOG,
     INFERENCE_LOG_SCHEMA,
     REALTIME,
     BufferedInferenceLog,

@@ -19,12 +19,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from fraud_assets.features import MODEL_FEATURES
-from fraud_assets.lakehouse import table_store
+from fraud_assets.lakehouse import INFERENCE_LOG, table_store
 from fraud_assets.ml import registry
 from fraud_assets.ml.tracking import configure_mlflow, mlflow_client
 from fraud_assets.serving.app import create_app
 from fraud_assets.serving.contract import REQUEST_SCHEMA, request_contract
-from fraud_assets.serving.inference_log import INFERENCE_LOG
 from fraud_assets.settings import FraudSettings, ServingSettings
 from fraud_assets_tests.test_serving_support import gold_frame, register_version, set_alias
 

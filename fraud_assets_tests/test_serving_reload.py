@@ -19,11 +19,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from fraud_assets.features import MODEL_FEATURES
 from fraud_assets.governance import latest_scored_window
-from fraud_assets.lakehouse import table_store
+from fraud_assets.lakehouse import INFERENCE_LOG, table_store
 from fraud_assets.ml import registry
 from fraud_assets.ml.tracking import configure_mlflow, mlflow_client
 from fraud_assets.serving.app import create_app
-from fraud_assets.serving.inference_log import INFERENCE_LOG
 from fraud_assets.settings import FraudSettings
 from fraud_assets.tasks._runtime import run_task
 from fraud_assets.tasks.compute_psi import compute_psi

@@ -23,6 +23,7 @@ from mlflow.data.pandas_dataset import PandasDataset, from_pandas
 from mlflow.models import infer_signature
 
 from fraud_assets.features import LABEL_COLUMN
+from fraud_assets.lakehouse import CLAIM_FEATURES
 from fraud_assets.ml import pyfunc
 from fraud_assets.ml.pyfunc import MODEL_TYPES, ModelType
 from fraud_assets.ml.tracking import mlflow_client
@@ -164,7 +165,7 @@ def _training_dataset(data: TrainingData) -> PandasDataset:
         )
     else:
         source = DeltaDatasetSource(path=data.location, delta_table_version=data.delta_version)
-    return from_pandas(data.frame, source=source, name="claim_features", targets=LABEL_COLUMN)
+    return from_pandas(data.frame, source=source, name=CLAIM_FEATURES, targets=LABEL_COLUMN)
 
 
 def _importance_measure(model_type: ModelType) -> str:

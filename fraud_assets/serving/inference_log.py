@@ -25,12 +25,11 @@ import pyarrow as pa
 
 from fraud_assets.claims.schema import extra_columns
 from fraud_assets.features import CLAIM_FEATURES_SCHEMA, ID_COLUMN, MODEL_FEATURES
-from fraud_assets.lakehouse import TableStore
+from fraud_assets.lakehouse import INFERENCE_LOG, TableStore
 from fraud_assets.ml.metrics import flag
 
 log = logging.getLogger(__name__)
 
-INFERENCE_LOG = "inference_log"
 BATCH = "batch"
 REALTIME = "realtime"
 # A challenger's score in shadow mode: logged for comparison, never returned to a caller.

@@ -18,9 +18,9 @@ import numpy as np
 import pyarrow as pa
 
 from fraud_assets.features import ID_COLUMN
+from fraud_assets.lakehouse import INFERENCE_LOG
 from fraud_assets.ml.metrics import flag
 from fraud_assets.serving.inference_log import (
-    INFERENCE_LOG,
     REALTIME,
     SHADOW,
     BufferedInferenceLog,

@@ -291,7 +291,7 @@ def record_check_history(ctx: TaskContext, checks: Sequence[CheckOutcome]) -> No
     A bundle job has no Dagster instance to ask whether a gate passed, so the verdicts are
     kept next to the data, keyed by the pipeline run id, for both modes alike.
     """
-    from fraud_assets.lakehouse import table_store
+    from fraud_assets.lakehouse import CHECK_HISTORY, table_store
 
     now = datetime.now(UTC)
     frame = pd.DataFrame(
@@ -305,7 +305,7 @@ def record_check_history(ctx: TaskContext, checks: Sequence[CheckOutcome]) -> No
             "evaluated_at": [now] * len(checks),
         }
     )
-    table_store(ctx.settings).write_pandas(frame, "check_history", mode="append")
+    table_store(ctx.settings).write_pandas(frame, CHECK_HISTORY, mode="append")
 
 
 def _summary(metadata: Mapping[str, Any]) -> str:

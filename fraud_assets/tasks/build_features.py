@@ -24,7 +24,7 @@ from fraud_assets.features import (
     protected_extras,
 )
 from fraud_assets.features.engineering import build_claim_features
-from fraud_assets.lakehouse import read_published, table_store
+from fraud_assets.lakehouse import CLAIM_FEATURES, CLAIMS, read_published, table_store
 from fraud_assets.spark import get_spark
 from fraud_assets.tasks._runtime import (
     CheckOutcome,
@@ -183,7 +183,7 @@ def build_features(ctx: TaskContext) -> TaskResult:
     settings = ctx.settings
     spark = get_spark(settings=settings)
     store = table_store(settings)
-    claims = read_published(store, spark, "claims")
+    claims = read_published(store, spark, CLAIMS)
     policy = SplitPolicy.from_settings(settings)
     features = build_claim_features(claims, split=policy)
     ctx.log.info(
@@ -191,10 +191,10 @@ def build_features(ctx: TaskContext) -> TaskResult:
         policy.strategy,
         policy.label_unit,
     )
-    version = store.write_spark(features, "claim_features", mode="overwrite")
+    version = store.write_spark(features, CLAIM_FEATURES, mode="overwrite")
     ctx.log.info("wrote claim_features version %d; profiling it against silver", version)
     # Profile what was committed, not the plan that produced it.
-    written = store.read_spark(spark, "claim_features")
+    written = store.read_spark(spark, CLAIM_FEATURES)
     profile = profile_feature_table(written, claims)
     extra_numeric, extra_categorical = extra_inputs(written.columns)
 
@@ -208,7 +208,7 @@ def build_features(ctx: TaskContext) -> TaskResult:
         "extra_features": ", ".join([*extra_numeric, *extra_categorical]) or "none",
         "protected_extras": ", ".join(protected_extras(written.columns)) or "none",
         "delta_version": version,
-        "table_location": store.location("claim_features"),
+        "table_location": store.location(CLAIM_FEATURES),
     }
     nulls = {name: n for name, n in profile.null_counts.items() if n}
     check = CheckOutcome.declared(

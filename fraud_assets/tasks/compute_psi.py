@@ -26,7 +26,7 @@ from fraud_assets.governance import (
     psi_report,
 )
 from fraud_assets.governance.charts import png_data_uri, psi_chart
-from fraud_assets.lakehouse import table_store
+from fraud_assets.lakehouse import INFERENCE_LOG, PSI_REPORT, table_store
 from fraud_assets.settings import FraudSettings
 from fraud_assets.tasks._runtime import (
     CheckOutcome,
@@ -38,8 +38,6 @@ from fraud_assets.tasks._runtime import (
 
 log = logging.getLogger(__name__)
 
-INFERENCE_LOG = "inference_log"
-REPORT_TABLE = "psi_report"
 SCORE_COLUMN = "fraud_score"
 CHAMPION_ALIAS = "champion"
 
@@ -111,13 +109,13 @@ def compute_psi(ctx: TaskContext) -> TaskResult:
     table.insert(3, "champion_version", champion.version)
     table.insert(4, "reference_run_id", champion.run_id)
     table.insert(5, "inference_log_version", log_version)
-    version = store.write_pandas(table, REPORT_TABLE, mode="append")
+    version = store.write_pandas(table, PSI_REPORT, mode="append")
 
     chart = psi_chart(report, warn=t.psi_warn, error=t.psi_error)
     metadata: dict[str, Any] = {
         "row_count": len(table),
         "delta_version": version,
-        "table_location": store.location(REPORT_TABLE),
+        "table_location": store.location(PSI_REPORT),
         "max_psi": round(gates.max_psi, 6),
         "drift_level": gates.drift_level,
         "drifted_features": {"raw_value": gates.drifted_features, "type": "json"},

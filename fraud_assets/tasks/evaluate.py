@@ -16,7 +16,12 @@ from fraud_assets import keys
 from fraud_assets.features import LABEL_COLUMN, protected_extras
 from fraud_assets.governance.charts import markdown_image
 from fraud_assets.governance.policy import policy_in_force, with_attributes
-from fraud_assets.lakehouse import table_store
+from fraud_assets.lakehouse import (
+    CLAIM_FEATURES,
+    HOLDOUT_PREDICTIONS,
+    MODEL_EVALUATION,
+    table_store,
+)
 from fraud_assets.ml import evaluation
 from fraud_assets.ml.charts import ScoredHoldout, roc_pr_chart
 from fraud_assets.ml.evaluation import EvaluatedModel
@@ -34,8 +39,6 @@ from fraud_assets.tasks._runtime import (
     run_task,
 )
 
-GOLD_TABLE = "claim_features"
-
 
 def evaluate(ctx: TaskContext) -> TaskResult:
     settings = ctx.settings
@@ -47,7 +50,7 @@ def evaluate(ctx: TaskContext) -> TaskResult:
     runs = latest_training_runs(experiment_id=experiment_id, pipeline_run_id=ctx.run_id)
     # The newest data any candidate saw; the holdout split is stable across versions.
     gold_version = max(run.training_delta_version for run in runs)
-    _, holdout = split_gold(store.read_pandas(GOLD_TABLE, version=gold_version))
+    _, holdout = split_gold(store.read_pandas(CLAIM_FEATURES, version=gold_version))
 
     trained = []
     for run in runs:
@@ -79,8 +82,8 @@ def evaluate(ctx: TaskContext) -> TaskResult:
     predictions = evaluation.holdout_prediction_rows(
         holdout, evaluated, protected_attributes=policy.attributes, clusters=policy.clusters
     )
-    predictions_version = store.write_pandas(predictions, "holdout_predictions")
-    version = store.write_pandas(table, "model_evaluation")
+    predictions_version = store.write_pandas(predictions, HOLDOUT_PREDICTIONS)
+    version = store.write_pandas(table, MODEL_EVALUATION)
 
     candidate_run = next(run for run in runs if run.model_type == candidate.model)
     for name, value in candidate.metrics.as_dict().items():
@@ -136,7 +139,7 @@ def evaluate(ctx: TaskContext) -> TaskResult:
                     "holdout_curves": markdown(markdown_image("ROC and PR curves", curves)),
                     "row_count": len(table),
                     "delta_version": version,
-                    "table_location": store.location("model_evaluation"),
+                    "table_location": store.location(MODEL_EVALUATION),
                     "holdout_predictions_version": predictions_version,
                     "training_delta_version": gold_version,
                 },

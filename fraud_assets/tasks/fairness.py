@@ -44,7 +44,13 @@ from fraud_assets.governance.policy import (
     policy_in_force,
     with_attributes,
 )
-from fraud_assets.lakehouse import TableStore, table_store
+from fraud_assets.lakehouse import (
+    FAIRNESS_REPORT,
+    HOLDOUT_PREDICTIONS,
+    MODEL_EVALUATION,
+    TableStore,
+    table_store,
+)
 from fraud_assets.ml.tracking import run_url
 from fraud_assets.settings import FraudSettings
 from fraud_assets.tasks._runtime import (
@@ -56,9 +62,6 @@ from fraud_assets.tasks._runtime import (
     run_task,
 )
 
-PREDICTIONS_TABLE = "holdout_predictions"
-EVALUATION_TABLE = "model_evaluation"
-REPORT_TABLE = "fairness_report"
 CANDIDATE_ROLE = "candidate"
 MLFLOW_DIR = "fairness"
 TAG_STEP = "fraud.step"
@@ -80,8 +83,8 @@ def fairness(ctx: TaskContext) -> TaskResult:
     asset_key = keys.FAIRNESS_REPORT
 
     # Pin the version first so the report names exactly the rows it judged.
-    holdout_version = store.version(PREDICTIONS_TABLE)
-    rows = candidate_rows(store.read_pandas(PREDICTIONS_TABLE, version=holdout_version))
+    holdout_version = store.version(HOLDOUT_PREDICTIONS)
+    rows = candidate_rows(store.read_pandas(HOLDOUT_PREDICTIONS, version=holdout_version))
     # The source mapping's protected extras (xp_*) are judged too: a stricter policy.
     policy = with_attributes(policy_in_force(settings), protected_extras(rows.columns))
     candidate = find_candidate(store, rows)
@@ -106,7 +109,7 @@ def fairness(ctx: TaskContext) -> TaskResult:
     table.insert(4, "holdout_delta_version", holdout_version)
     table.insert(5, "policy_fingerprint", policy.fingerprint)
     table.insert(6, "policy_json", json.dumps(policy.to_dict(), sort_keys=True))
-    version = store.write_pandas(table, REPORT_TABLE, mode="append")
+    version = store.write_pandas(table, FAIRNESS_REPORT, mode="append")
 
     audit_paths: list[Path] = []
     if _flag(ctx.param("write_audit_report", False)):
@@ -118,7 +121,7 @@ def fairness(ctx: TaskContext) -> TaskResult:
                 "URI": candidate.model_uri or "unknown",
             },
             data_version={
-                "table": store.location(PREDICTIONS_TABLE),
+                "table": store.location(HOLDOUT_PREDICTIONS),
                 "Delta version": holdout_version,
                 "rows judged": len(rows),
             },
@@ -165,7 +168,7 @@ def fairness(ctx: TaskContext) -> TaskResult:
     metadata: dict[str, Any] = {
         "row_count": len(table),
         "delta_version": version,
-        "table_location": store.location(REPORT_TABLE),
+        "table_location": store.location(FAIRNESS_REPORT),
         "holdout_rows": len(rows),
         "holdout_delta_version": holdout_version,
         "candidate_model": candidate.model,
@@ -200,28 +203,28 @@ def candidate_rows(predictions: pd.DataFrame) -> pd.DataFrame:
     """The candidate model's holdout rows; a clear error when evaluation produced none."""
     for column in ("model_role", "model"):
         if column not in predictions.columns:
-            raise ValueError(f"{PREDICTIONS_TABLE} lacks column {column!r}")
+            raise ValueError(f"{HOLDOUT_PREDICTIONS} lacks column {column!r}")
     rows = predictions.loc[predictions["model_role"] == CANDIDATE_ROLE].reset_index(drop=True)
     if rows.empty:
         roles = sorted(predictions["model_role"].dropna().unique())
         raise ValueError(
-            f"{PREDICTIONS_TABLE} has no {CANDIDATE_ROLE!r} rows (roles present: {roles}); "
+            f"{HOLDOUT_PREDICTIONS} has no {CANDIDATE_ROLE!r} rows (roles present: {roles}); "
             "materialize model_evaluation first"
         )
     models = sorted(rows["model"].dropna().unique())
     if len(models) != 1:
-        raise ValueError(f"{PREDICTIONS_TABLE} names {len(models)} candidate models: {models}")
+        raise ValueError(f"{HOLDOUT_PREDICTIONS} names {len(models)} candidate models: {models}")
     return rows
 
 
 def find_candidate(store: TableStore, rows: pd.DataFrame) -> Candidate:
     """The candidate's MLflow run from the latest ``model_evaluation`` row that names it."""
     model = str(rows["model"].iloc[0])
-    if not store.exists(EVALUATION_TABLE):
+    if not store.exists(MODEL_EVALUATION):
         return Candidate(model=model, mlflow_run_id=None, model_uri=None)
-    evaluation = store.read_pandas(EVALUATION_TABLE)
+    evaluation = store.read_pandas(MODEL_EVALUATION)
     if "model_role" not in evaluation.columns or "model" not in evaluation.columns:
-        raise ValueError(f"{EVALUATION_TABLE} lacks the model or model_role column")
+        raise ValueError(f"{MODEL_EVALUATION} lacks the model or model_role column")
     named = evaluation.loc[
         (evaluation["model_role"] == CANDIDATE_ROLE) & (evaluation["model"] == model)
     ]

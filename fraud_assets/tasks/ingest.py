@@ -18,7 +18,7 @@ from fraud_assets.claims.mapping import bronze_table, load_mapping, read_source
 from fraud_assets.claims.schema import BRONZE_SCHEMA, PARSE_ERROR_COLUMN
 from fraud_assets.claims.synthetic import SHAPES, generate_claims, to_arrow
 from fraud_assets.claims.validation import schema_matches
-from fraud_assets.lakehouse import table_store
+from fraud_assets.lakehouse import RAW_CLAIMS, table_store
 from fraud_assets.tasks._runtime import (
     CheckOutcome,
     Materialization,
@@ -27,7 +27,6 @@ from fraud_assets.tasks._runtime import (
     run_task,
 )
 
-TABLE = "raw_claims"
 ASSET = keys.RAW_CLAIMS
 
 
@@ -93,23 +92,27 @@ def ingest(ctx: TaskContext) -> TaskResult:
 
     store = table_store(settings)
     if full_refresh:
-        version = store.write_arrow(bronze, TABLE, mode="overwrite")
+        version = store.write_arrow(bronze, RAW_CLAIMS, mode="overwrite")
     else:
-        version = store.replace_rows(bronze, TABLE, column="_batch_id", value=batch_id)
+        version = store.replace_rows(bronze, RAW_CLAIMS, column="_batch_id", value=batch_id)
     row_count = bronze.num_rows
     parse_errors = row_count - bronze.column(PARSE_ERROR_COLUMN).null_count
     ctx.log.info(
-        "landed %d rows from %s in %s (version %d)", row_count, metadata["source"], TABLE, version
+        "landed %d rows from %s in %s (version %d)",
+        row_count,
+        metadata["source"],
+        RAW_CLAIMS,
+        version,
     )
     metadata.update(
         row_count=row_count,
         rows_with_parse_errors=parse_errors,
         load_mode="full_refresh" if full_refresh else "append",
         delta_version=version,
-        table_location=store.location(TABLE),
+        table_location=store.location(RAW_CLAIMS),
     )
 
-    schema = schema_matches(store.table_schema(TABLE), BRONZE_SCHEMA)
+    schema = schema_matches(store.table_schema(RAW_CLAIMS), BRONZE_SCHEMA)
     checks = [
         CheckOutcome.declared(
             ASSET,

@@ -18,7 +18,7 @@ from fraud_assets.governance.policy import (
     pinned_policy,
     recorded_policy_problems,
 )
-from fraud_assets.lakehouse import table_store
+from fraud_assets.lakehouse import CHECK_HISTORY, MODEL_EVALUATION, table_store
 from fraud_assets.ml import registry
 from fraud_assets.ml.runs import TAG_GIT_COMMIT
 from fraud_assets.ml.tracking import (
@@ -48,11 +48,9 @@ class NoCandidateError(LookupError):
 def register(ctx: TaskContext) -> TaskResult:
     settings = ctx.settings
     store = table_store(settings)
-    candidate = _candidate(store.read_pandas("model_evaluation"))
+    candidate = _candidate(store.read_pandas(MODEL_EVALUATION))
     evaluated_at = pd.Timestamp(candidate["evaluated_at"]).to_pydatetime()
-    history = (
-        store.read_pandas("check_history") if store.exists("check_history") else pd.DataFrame()
-    )
+    history = store.read_pandas(CHECK_HISTORY) if store.exists(CHECK_HISTORY) else pd.DataFrame()
     pinned = pinned_policy(settings.target)
     recorded = registry.recorded_verdicts_since(history, since=evaluated_at)
     statuses, policy_problems = _statuses(recorded, pinned)

@@ -14,7 +14,7 @@ import mlflow.pyfunc
 from fraud_assets import keys
 from fraud_assets.features import SplitPolicy
 from fraud_assets.features.engineering import build_claim_features
-from fraud_assets.lakehouse import read_published, table_store
+from fraud_assets.lakehouse import CLAIMS, FRAUD_SCORES, INFERENCE_LOG, read_published, table_store
 from fraud_assets.ml import registry
 from fraud_assets.ml.scoring import ScoringModel, inference_log_rows, latest_batch, score_batch
 from fraud_assets.ml.tracking import configure_mlflow, mlflow_client
@@ -42,7 +42,7 @@ def score(ctx: TaskContext) -> TaskResult:
 
     store = table_store(settings)
     spark = get_spark(settings=settings)
-    claims = read_published(store, spark, "claims")
+    claims = read_published(store, spark, CLAIMS)
     batch_id, batch_ids = latest_batch(claims)
     features = build_claim_features(claims, split=SplitPolicy.from_settings(settings))
     ctx.log.info("building features of batch %s over all of silver (Spark)", batch_id)
@@ -72,8 +72,8 @@ def score(ctx: TaskContext) -> TaskResult:
         scored_at=scored_at,
         window_id=ctx.run_id,
     )
-    version = store.write_arrow(fraud_scores, "fraud_scores")
-    log_version = store.write_arrow(log_rows, "inference_log", mode="append")
+    version = store.write_arrow(fraud_scores, FRAUD_SCORES)
+    log_version = store.write_arrow(log_rows, INFERENCE_LOG, mode="append")
 
     flagged = int(fraud_scores.column("decision").to_numpy().sum())
     return TaskResult(
@@ -91,7 +91,7 @@ def score(ctx: TaskContext) -> TaskResult:
                     "model_version": scoring.version,
                     "model_alias": scoring.alias,
                     "delta_version": version,
-                    "table_location": store.location("fraud_scores"),
+                    "table_location": store.location(FRAUD_SCORES),
                     "inference_log_version": log_version,
                     "window_id": ctx.run_id,
                 },

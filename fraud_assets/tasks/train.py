@@ -10,7 +10,7 @@ from fraud_assets import keys
 from fraud_assets.features import AMOUNT_COLUMN, LABEL_COLUMN, PROTECTED_SOURCES
 from fraud_assets.governance.charts import markdown_image
 from fraud_assets.governance.policy import protected_attributes
-from fraud_assets.lakehouse import table_store
+from fraud_assets.lakehouse import CLAIM_FEATURES, table_store
 from fraud_assets.ml import metrics
 from fraud_assets.ml.charts import ScoredHoldout, roc_pr_chart
 from fraud_assets.ml.runs import TrainingData, log_training_run
@@ -33,8 +33,6 @@ from fraud_assets.tasks._runtime import (
     run_task,
 )
 
-GOLD_TABLE = "claim_features"
-
 
 def train(ctx: TaskContext) -> TaskResult:
     settings = ctx.settings
@@ -50,8 +48,8 @@ def train(ctx: TaskContext) -> TaskResult:
 
     store = table_store(settings)
     # Pin the version first so the logged version is exactly the data trained on.
-    version = store.version(GOLD_TABLE)
-    gold = store.read_pandas(GOLD_TABLE, version=version)
+    version = store.version(CLAIM_FEATURES)
+    gold = store.read_pandas(CLAIM_FEATURES, version=version)
     train_rows, holdout_rows = split_gold(gold)
     history_starts = min(gold["claim_date"]) if len(gold) else None
     ctx.log.info(
@@ -107,7 +105,7 @@ def train(ctx: TaskContext) -> TaskResult:
     commit = git_commit(settings) or UNKNOWN
     run = log_training_run(
         trained,
-        data=TrainingData(store.location(GOLD_TABLE), version, train_rows),
+        data=TrainingData(store.location(CLAIM_FEATURES), version, train_rows),
         reference=reference,
         pipeline_run_id=ctx.run_id,
         git_commit=commit,

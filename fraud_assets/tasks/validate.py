@@ -37,7 +37,14 @@ from fraud_assets.claims.validation import (
     validate_batch,
     value_ranges,
 )
-from fraud_assets.lakehouse import SILVER_LEDGER, TableStore, table_store
+from fraud_assets.lakehouse import (
+    CLAIMS,
+    CLAIMS_QUARANTINE,
+    RAW_CLAIMS,
+    SILVER_LEDGER,
+    TableStore,
+    table_store,
+)
 from fraud_assets.spark import get_spark
 from fraud_assets.tasks._runtime import (
     CheckOutcome,
@@ -50,7 +57,6 @@ from fraud_assets.tasks._runtime import (
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-BRONZE, SILVER, QUARANTINE = "raw_claims", "claims", "claims_quarantine"
 SILVER_ASSET = keys.CLAIMS
 QUARANTINE_ASSET = keys.CLAIMS_QUARANTINE
 
@@ -64,13 +70,13 @@ def validate(ctx: TaskContext) -> TaskResult:
     store = table_store(settings)
     spark = get_spark(settings=settings)
 
-    bronze_all = store.read_spark(spark, BRONZE)
+    bronze_all = store.read_spark(spark, RAW_CLAIMS)
     batches = _batches_by_load_time(bronze_all)
     batch_ids = (
         [str(ctx.param("batch_id"))]
         if ctx.param("batch_id")
         else _pending(store, spark, batches)
-        or [_latest(list(batches), bronze_version=store.version(BRONZE))]
+        or [_latest(list(batches), bronze_version=store.version(RAW_CLAIMS))]
     )
     # Bronze holds nothing but this one batch: a synthetic full refresh.
     full_refresh = len(batch_ids) == 1 and set(batches) == set(batch_ids)
@@ -78,9 +84,9 @@ def validate(ctx: TaskContext) -> TaskResult:
     for batch_id in batch_ids:
         in_one = F.col(BATCH_ID_COLUMN) == batch_id
         known_ids = None
-        if not full_refresh and store.exists(SILVER):
+        if not full_refresh and store.exists(CLAIMS):
             known_ids = (
-                store.read_spark(spark, SILVER).filter(~in_one).select(ID_COLUMN, BATCH_ID_COLUMN)
+                store.read_spark(spark, CLAIMS).filter(~in_one).select(ID_COLUMN, BATCH_ID_COLUMN)
             )
         validated = validate_batch(
             bronze_all.filter(in_one), thresholds=thresholds, known_ids=known_ids
@@ -95,9 +101,9 @@ def validate(ctx: TaskContext) -> TaskResult:
     in_batch = F.col(BATCH_ID_COLUMN).isin(batch_ids)
     batch_id = ", ".join(batch_ids)
     bronze = bronze_all.filter(in_batch).cache()
-    silver_table = store.read_spark(spark, SILVER)
+    silver_table = store.read_spark(spark, CLAIMS)
     silver_batch = silver_table.filter(in_batch)
-    quarantine_table = store.read_spark(spark, QUARANTINE)
+    quarantine_table = store.read_spark(spark, CLAIMS_QUARANTINE)
     quarantine_batch = quarantine_table.filter(in_batch).cache()
     reconciled = reconcile(bronze, silver_batch, quarantine_batch)
     bronze_count = int(reconciled.metadata["bronze_rows"])
@@ -110,7 +116,7 @@ def validate(ctx: TaskContext) -> TaskResult:
         (keys.CHECK_UNIQUE_CLAIM_ID, unique_ids),
         (
             keys.CHECK_SCHEMA,
-            schema_matches(store.table_schema(SILVER), SILVER_SCHEMA, typed_extras=True),
+            schema_matches(store.table_schema(CLAIMS), SILVER_SCHEMA, typed_extras=True),
         ),
         (
             keys.CHECK_QUARANTINE_RATE,
@@ -151,7 +157,7 @@ def validate(ctx: TaskContext) -> TaskResult:
                 "batch_row_count": silver_count,
                 "bronze_batch_rows": bronze_count,
                 "delta_version": silver_version,
-                "table_location": store.location(SILVER),
+                "table_location": store.location(CLAIMS),
             },
         ),
         Materialization(
@@ -165,7 +171,7 @@ def validate(ctx: TaskContext) -> TaskResult:
                 else 0.0,
                 "reasons": reasons,
                 "delta_version": quarantine_version,
-                "table_location": store.location(QUARANTINE),
+                "table_location": store.location(CLAIMS_QUARANTINE),
             },
         ),
     ]
@@ -204,8 +210,8 @@ def _pending(store: TableStore, spark: SparkSession, batches: dict[str, int]) ->
     validated, in the order they landed, so a claim id re-sent in the later one is the one
     quarantined. Silver written before the ledger existed is judged by its row counts.
     """
-    silver = _rows_per_batch(store, spark, SILVER)
-    quarantine = _rows_per_batch(store, spark, QUARANTINE)
+    silver = _rows_per_batch(store, spark, CLAIMS)
+    quarantine = _rows_per_batch(store, spark, CLAIMS_QUARANTINE)
     published = (
         set(store.read_arrow(SILVER_LEDGER).column(BATCH_ID_COLUMN).to_pylist())
         if store.exists(SILVER_LEDGER)
@@ -246,12 +252,14 @@ def _write(
 ) -> tuple[int, int]:
     if full_refresh:
         return (
-            store.write_spark(silver, SILVER, mode="overwrite"),
-            store.write_spark(quarantine, QUARANTINE, mode="overwrite"),
+            store.write_spark(silver, CLAIMS, mode="overwrite"),
+            store.write_spark(quarantine, CLAIMS_QUARANTINE, mode="overwrite"),
         )
     return (
-        store.replace_rows_spark(silver, SILVER, column=BATCH_ID_COLUMN, value=batch_id),
-        store.replace_rows_spark(quarantine, QUARANTINE, column=BATCH_ID_COLUMN, value=batch_id),
+        store.replace_rows_spark(silver, CLAIMS, column=BATCH_ID_COLUMN, value=batch_id),
+        store.replace_rows_spark(
+            quarantine, CLAIMS_QUARANTINE, column=BATCH_ID_COLUMN, value=batch_id
+        ),
     )
 
 
