@@ -77,12 +77,6 @@ def quantile_edges(reference: npt.ArrayLike, *, bins: int) -> np.ndarray:
     return _edges_of_sorted(present, bins)
 
 
-def numeric_bucket_counts(values: npt.ArrayLike, edges: np.ndarray) -> tuple[np.ndarray, int]:
-    """Counts per right-closed bin over ``edges`` (open-ended outer bins), and missing count."""
-    present, missing = _sorted_present(values, "values")
-    return _counts_of_sorted(present, edges), missing
-
-
 def numeric_psi(
     reference: npt.ArrayLike,
     current: npt.ArrayLike,
