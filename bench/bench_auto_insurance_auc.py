@@ -45,9 +45,9 @@ from sklearn.preprocessing import OrdinalEncoder
 from fraud_assets.claims.mapping import SourceMapping, load_mapping, read_source
 from fraud_assets.claims.schema import PARSE_ERROR_COLUMN, extra_columns
 from fraud_assets.features import HOLDOUT, TRAIN, SplitPolicy
-from fraud_assets.features.pandas_peer import build_claim_features_pandas
 from fraud_assets.ml.training import TrainingParams, split_gold, train_model
 from fraud_assets.settings import SplitStrategy, get_settings
+from fraud_assets_tests.pandas_peer import build_claim_features_pandas
 
 log = logging.getLogger("bench_auto_insurance_auc")
 RESULTS = Path(__file__).parent / "results" / "auto_insurance_auc.json"

@@ -48,7 +48,6 @@ from fraud_assets.features import (
     NUMERIC_FEATURES,
     SplitPolicy,
 )
-from fraud_assets.features.pandas_peer import build_claim_features_pandas
 from fraud_assets.governance import (
     compute_fairness_report,
     pinned_policy,
@@ -56,6 +55,7 @@ from fraud_assets.governance import (
     quantile_edges,
 )
 from fraud_assets.settings import get_settings
+from fraud_assets_tests.pandas_peer import build_claim_features_pandas
 
 log = logging.getLogger("bench.governance")
 RESULTS = Path(__file__).resolve().parent / "results" / "governance.json"

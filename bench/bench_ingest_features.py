@@ -37,10 +37,10 @@ from fraud_assets.claims.synthetic import generate_claims
 from fraud_assets.claims.synthetic import to_arrow as claims_to_arrow
 from fraud_assets.features import CLAIM_FEATURES_SCHEMA, NUMERIC_FEATURES, SplitPolicy
 from fraud_assets.features.engineering import build_claim_features
-from fraud_assets.features.pandas_peer import build_claim_features_pandas, to_arrow
 from fraud_assets.lakehouse import CLAIM_FEATURES, CLAIMS, LocalDeltaStore
 from fraud_assets.settings import FraudSettings, get_settings
 from fraud_assets.tasks._runtime import TaskContext, TaskResult
+from fraud_assets_tests.pandas_peer import build_claim_features_pandas, to_arrow
 
 log = logging.getLogger("bench.ingest_features")
 RESULTS = Path(__file__).resolve().parent / "results" / "ingest_features.json"

@@ -40,9 +40,9 @@ from scipy.stats import chi2_contingency
 
 from fraud_assets.claims.synthetic import ClaimShape, generate_claims
 from fraud_assets.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES, SplitPolicy
-from fraud_assets.features.pandas_peer import build_claim_features_pandas
 from fraud_assets.governance import psi_report
 from fraud_assets.settings import Thresholds
+from fraud_assets_tests.pandas_peer import build_claim_features_pandas
 
 log = logging.getLogger("bench_psi_noise")
 RESULTS = Path(__file__).parent / "results" / "psi_noise.json"

@@ -63,8 +63,8 @@ import pandas as pd
 
 from fraud_assets.claims.synthetic import generate_claims
 from fraud_assets.features import ID_COLUMN, MODEL_FEATURES, TRAIN, SplitPolicy
-from fraud_assets.features.pandas_peer import build_claim_features_pandas
 from fraud_assets.settings import FraudSettings
+from fraud_assets_tests.pandas_peer import build_claim_features_pandas
 
 log = logging.getLogger("bench_serving")
 

@@ -42,8 +42,8 @@ import pyarrow as pa
 
 from fraud_assets.claims.synthetic import generate_claims
 from fraud_assets.features import TRAIN, SplitPolicy
-from fraud_assets.features.pandas_peer import build_claim_features_pandas
 from fraud_assets.settings import FraudSettings, get_settings
+from fraud_assets_tests.pandas_peer import build_claim_features_pandas
 
 log = logging.getLogger("bench_training_scoring")
 

@@ -12,10 +12,10 @@ import pandas as pd
 
 from fraud_assets.claims.synthetic import ClaimShape, generate_claims
 from fraud_assets.features import SplitPolicy
-from fraud_assets.features.pandas_peer import build_claim_features_pandas
 from fraud_assets.ml.metrics import choose_threshold
 from fraud_assets.ml.training import TrainingParams, split_gold, train_model
 from fraud_assets.settings import FraudSettings
+from fraud_assets_tests.pandas_peer import build_claim_features_pandas
 
 STATES = [f"S{i:02d}" for i in range(43)]
 ROWS = 20_000

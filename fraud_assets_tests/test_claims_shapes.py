@@ -28,7 +28,6 @@ from fraud_assets.claims.synthetic import (
     to_arrow,
 )
 from fraud_assets.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES, SplitPolicy
-from fraud_assets.features.pandas_peer import build_claim_features_pandas
 from fraud_assets.governance import fairness_gates, fairness_report_under, pinned_policy
 from fraud_assets.governance import psi_report as build_psi_report
 from fraud_assets.ml.evaluation import pr_auc_floor, roc_auc_floor
@@ -36,6 +35,7 @@ from fraud_assets.ml.metrics import HoldoutMetrics, holdout_metrics
 from fraud_assets.ml.training import TrainingParams, split_gold, train_model
 from fraud_assets.settings import FraudSettings
 from fraud_assets_tests.fairness_cases import ROWS, realistic_holdout
+from fraud_assets_tests.pandas_peer import build_claim_features_pandas
 
 # --- each option does what it says ------------------------------------------------------------
 

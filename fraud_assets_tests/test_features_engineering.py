@@ -31,8 +31,8 @@ from fraud_assets.features import (
     split_bucket,
 )
 from fraud_assets.features.engineering import build_claim_features
-from fraud_assets.features.pandas_peer import build_claim_features_pandas, to_arrow
 from fraud_assets.settings import FraudSettings
+from fraud_assets_tests.pandas_peer import build_claim_features_pandas, to_arrow
 
 DAY0 = date(2024, 3, 1)
 

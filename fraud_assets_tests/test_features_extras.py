@@ -21,8 +21,8 @@ from fraud_assets.features import (
     model_inputs,
 )
 from fraud_assets.features.engineering import build_claim_features
-from fraud_assets.features.pandas_peer import build_claim_features_pandas, to_arrow
 from fraud_assets.tasks.build_features import profile_feature_table
+from fraud_assets_tests.pandas_peer import build_claim_features_pandas, to_arrow
 
 EXTRAS = ["xn_deductible", "xc_hobby", "xp_race"]
 

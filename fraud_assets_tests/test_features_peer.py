@@ -12,7 +12,7 @@ from fraud_assets.claims.synthetic import OBVIOUS_SHAPE, generate_claims_with_pa
 from fraud_assets.claims.synthetic import to_arrow as claims_to_arrow
 from fraud_assets.features import CLAIM_FEATURES_COLUMNS, CLAIM_FEATURES_SCHEMA, SplitPolicy
 from fraud_assets.features.engineering import build_claim_features
-from fraud_assets.features.pandas_peer import build_claim_features_pandas, to_arrow
+from fraud_assets_tests.pandas_peer import build_claim_features_pandas, to_arrow
 
 
 @pytest.fixture(scope="module")

@@ -409,7 +409,7 @@ def _with_real_cardinality(claims: pd.DataFrame, seed: int) -> pd.DataFrame:
 
 def _claim_features(n: int, seed: int) -> pd.DataFrame:
     from fraud_assets.claims.synthetic import generate_claims
-    from fraud_assets.features.pandas_peer import build_claim_features_pandas
+    from fraud_assets_tests.pandas_peer import build_claim_features_pandas
 
     claims = _with_real_cardinality(generate_claims(n, seed=seed), seed)
     features = build_claim_features_pandas(claims, split=SplitPolicy(0.2, seed))
@@ -452,7 +452,7 @@ def test_a_real_shift_is_still_major_drift_with_pooling() -> None:
     from datetime import date
 
     from fraud_assets.claims.synthetic import generate_claims
-    from fraud_assets.features.pandas_peer import build_claim_features_pandas
+    from fraud_assets_tests.pandas_peer import build_claim_features_pandas
 
     before = _with_real_cardinality(generate_claims(4_000, seed=1), 1)
     after = _with_real_cardinality(

@@ -23,7 +23,6 @@ from fraud_assets.features import (
     NUMERIC_FEATURES,
     SplitPolicy,
 )
-from fraud_assets.features.pandas_peer import build_claim_features_pandas
 from fraud_assets.governance import psi_report
 from fraud_assets.lakehouse import table_store
 from fraud_assets.ml import tracking, training
@@ -35,6 +34,7 @@ from fraud_assets.tasks import train as train_task
 from fraud_assets.tasks._runtime import run_task
 from fraud_assets_tests.conftest import AUTO_INSURANCE_FILE, needs_auto_insurance_file
 from fraud_assets_tests.gold_frames import make_gold_frame
+from fraud_assets_tests.pandas_peer import build_claim_features_pandas
 
 SMALL = TrainingParams(boosting_rounds=25, max_depth=4, seed=11)
 

@@ -4,7 +4,8 @@ Protected attributes are kept in the gold table for fairness reporting but are n
 inputs, and neither are the silver columns they are derived from (``PROTECTED_SOURCES``:
 ``patient_age``, the source of ``patient_age_group``, stays in silver).
 ``build_claim_features`` (PySpark) lives in ``fraud_assets.features.engineering``;
-``fraud_assets.features.pandas_peer`` computes the same table in plain pandas.
+``fraud_assets_tests.pandas_peer`` (a test and benchmark oracle, not shipped) computes
+the same table in plain pandas.
 
 Feature meanings. Aggregates are point-in-time: a claim's **history** is itself plus the
 claims of the same key (provider, patient, specialty, procedure, bill) filed on one of the
