@@ -9,6 +9,13 @@ from pathlib import Path
 
 import pytest
 
+# Fixtures shared by several test modules, defined beside the helpers they use.
+pytest_plugins = [
+    "fraud_assets_tests.alerts_support",
+    "fraud_assets_tests.governance_support",
+    "fraud_assets_tests.serving_support",
+]
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # The public auto-insurance claims file (https://github.com/kcao22/insurance_fraud, no data
 # licence, never committed): CLAIMS_FILE names it, else this workspace's copy; tests that

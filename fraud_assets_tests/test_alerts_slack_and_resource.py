@@ -13,9 +13,7 @@ from slack_sdk.web import SlackResponse
 
 from fraud_assets.alerts import SlackSink, check_failure_alert, deliver
 from fraud_assets.resources.alerts import AlertResource, default_alerts
-from fraud_assets_tests.test_alerts_webhook import SECRET_PATH, WebhookReceiver, webhook_receiver
-
-__all__ = ["webhook_receiver"]  # the fixture, re-exported for pytest
+from fraud_assets_tests.alerts_support import SECRET_PATH, WebhookReceiver
 
 TOKEN = "xoxb-111-222-s3cr3tt0k3n"
 

@@ -9,50 +9,19 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
-import yaml
 
 from fraud_assets import keys
 from fraud_assets.claims.mapping import MappingError, parse_mapping
-from fraud_assets.claims.schema import CLAIM_SCHEMA
-from fraud_assets.claims.synthetic import generate_claims
 from fraud_assets.lakehouse import LocalDeltaStore
 from fraud_assets.tasks.ingest import ingest
 from fraud_assets.tasks.validate import validate
 from fraud_assets_tests.conftest import AUTO_INSURANCE_FILE, needs_auto_insurance_file
+from fraud_assets_tests.extras_support import EXTRA_FEATURES, claims_with_extras, extras_mapping
 from fraud_assets_tests.task_support import task_context
 
 
-def canonical_rules() -> dict[str, Any]:
-    return {f.name: {"from": f.name, "optional": f.nullable} for f in CLAIM_SCHEMA}
-
-
-def extras_mapping(path: Path, **features: dict[str, Any]) -> Path:
-    """A canonical mapping plus ``features``, written as YAML to ``path``."""
-    document = {"name": "with_extras", "columns": canonical_rules(), "features": features}
-    path.write_text(yaml.safe_dump(document), encoding="utf-8")
-    return path
-
-
-def claims_with_extras(n: int, *, seed: int = 5) -> pd.DataFrame:
-    """Synthetic claims (as text, like a CSV) with three extra source columns."""
-    claims = generate_claims(n, seed=seed)
-    rng = np.random.default_rng(seed)
-    frame = claims.astype({"claim_date": str, "service_date": str})
-    frame["deductible"] = rng.choice(["500", "1000", "2000", ""], size=n)
-    frame["hobby"] = rng.choice(["chess", "golf", "?"], size=n)
-    frame["race"] = rng.choice(["a", "b", "c"], size=n)
-    return frame
-
-
-FEATURES = {
-    "deductible": {"from": "deductible", "kind": "numeric"},
-    "hobby": {"from": "hobby", "kind": "categorical", "missing_values": ["?"]},
-    "race": {"from": "race", "kind": "categorical", "protected": True},
-}
-
-
 def test_a_mapping_declares_extras_with_a_kind_and_stores_them_by_kind(tmp_path: Path) -> None:
-    mapping = parse_mapping(extras_mapping(tmp_path / "m.yaml", **FEATURES).read_text())
+    mapping = parse_mapping(extras_mapping(tmp_path / "m.yaml", **EXTRA_FEATURES).read_text())
     assert list(mapping.extra_columns()) == ["xn_deductible", "xc_hobby", "xp_race"]
     assert {"deductible", "hobby", "race"} <= set(mapping.required_source_columns())
 
@@ -82,7 +51,7 @@ def test_extras_land_in_bronze_as_text_and_in_silver_typed(
     frame = claims_with_extras(60)
     frame.loc[7, "deductible"] = "12d"  # a Java literal Spark would cast: not a number here
     frame.to_csv(source, index=False)
-    mapping = extras_mapping(tmp_path / "m.yaml", **FEATURES)
+    mapping = extras_mapping(tmp_path / "m.yaml", **EXTRA_FEATURES)
 
     landed = ingest(task_context("x1", source_path=str(source), mapping=str(mapping)))
     assert all(c.passed for c in landed.checks), [c for c in landed.checks if not c.passed]
@@ -119,7 +88,7 @@ def test_extras_land_in_bronze_as_text_and_in_silver_typed(
 def test_batches_with_and_without_extras_append_to_one_table(
     fraud_home: Path, spark: Any, tmp_path: Path
 ) -> None:
-    mapping = extras_mapping(tmp_path / "m.yaml", **FEATURES)
+    mapping = extras_mapping(tmp_path / "m.yaml", **EXTRA_FEATURES)
     for batch, seed, extras in (("a", 1, False), ("b", 2, True), ("c", 3, False)):
         source = tmp_path / f"{batch}.csv"
         frame = claims_with_extras(20, seed=seed).assign(

@@ -9,20 +9,7 @@ from dagster import AssetKey, Definitions
 
 from fraud_assets import keys
 from fraud_assets.governance.policy import pinned_policy
-
-EXPECTED_ASSETS: dict[str, tuple[str, set[str]]] = {
-    "raw_claims": ("ingestion", set()),
-    "claims": ("ingestion", {"raw_claims"}),
-    "claims_quarantine": ("ingestion", {"raw_claims"}),
-    "claim_features": ("features", {"claims"}),
-    "catboost_model": ("training", {"claim_features"}),
-    "xgboost_model": ("training", {"claim_features"}),
-    "model_evaluation": ("evaluation", {"catboost_model", "xgboost_model"}),
-    "fairness_report": ("governance", {"model_evaluation"}),
-    "psi_report": ("governance", {"claim_features", "fraud_scores"}),
-    "registered_model": ("registry", {"model_evaluation", "fairness_report"}),
-    "fraud_scores": ("scoring", {"registered_model", "claims"}),
-}
+from fraud_assets_tests.asset_graph import EXPECTED_ASSETS
 
 ML, GOVERNANCE = "team:fraud-ml", "team:ml-governance"
 

@@ -26,9 +26,7 @@ from fraud_assets.governance.policy import pinned_policy
 from fraud_assets.resources.alerts import AlertResource
 from fraud_assets.sensors import DRIFT_SENSOR, NEW_CLAIMS_SENSOR
 from fraud_assets.settings import FraudSettings, get_settings
-from fraud_assets_tests.test_alerts_webhook import WebhookReceiver, webhook_receiver
-
-__all__ = ["webhook_receiver"]  # the fixture, re-exported for pytest
+from fraud_assets_tests.alerts_support import WebhookReceiver
 
 pytestmark = pytest.mark.slow
 

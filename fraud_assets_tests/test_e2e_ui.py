@@ -31,7 +31,7 @@ from fraud_assets.governance.policy import pinned_policy
 from fraud_assets.lakehouse import LocalDeltaStore
 from fraud_assets.ml.registry import CHAMPION, TAG_GATES_PASSED
 from fraud_assets.settings import get_settings
-from fraud_assets_tests.test_definitions import EXPECTED_ASSETS
+from fraud_assets_tests.asset_graph import EXPECTED_ASSETS
 
 pytestmark = pytest.mark.slow
 

@@ -21,8 +21,8 @@ from fraud_assets.lakehouse import table_store
 from fraud_assets.ml.tracking import configure_mlflow
 from fraud_assets.resources.compute import LocalPipesCompute
 from fraud_assets.settings import get_settings
+from fraud_assets_tests.extras_support import silver_with_extras
 from fraud_assets_tests.gold_frames import use_migrated_mlflow_store
-from fraud_assets_tests.test_features_extras import silver_with_extras
 
 pytestmark = pytest.mark.slow
 

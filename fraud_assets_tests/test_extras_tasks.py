@@ -14,16 +14,14 @@ from fraud_assets.settings import get_settings
 from fraud_assets.tasks.build_features import build_features
 from fraud_assets.tasks.ingest import ingest
 from fraud_assets.tasks.validate import validate
-from fraud_assets_tests.task_support import task_context
-from fraud_assets_tests.test_claims_extras import FEATURES, claims_with_extras, extras_mapping
-from fraud_assets_tests.test_governance_tasks import (  # noqa: F401 (fixtures)
-    _candidate_run,
-    _run_fairness,
-    _write_evaluation,
-    governed_home,
+from fraud_assets_tests.extras_support import EXTRA_FEATURES, claims_with_extras, extras_mapping
+from fraud_assets_tests.governance_support import (
+    candidate_run,
     holdout_predictions,
-    mlflow_template,
+    run_fairness,
+    write_evaluation,
 )
+from fraud_assets_tests.task_support import task_context
 
 
 def test_the_features_step_keeps_extras_and_a_blank_number_is_not_incomplete(
@@ -31,7 +29,7 @@ def test_the_features_step_keeps_extras_and_a_blank_number_is_not_incomplete(
 ) -> None:
     source = tmp_path / "claims.csv"
     claims_with_extras(80).to_csv(source, index=False)
-    mapping = extras_mapping(tmp_path / "m.yaml", **FEATURES)
+    mapping = extras_mapping(tmp_path / "m.yaml", **EXTRA_FEATURES)
     ingest(task_context("f1", source_path=str(source), mapping=str(mapping)))
     validate(task_context("f1"))
 
@@ -48,15 +46,15 @@ def test_the_features_step_keeps_extras_and_a_blank_number_is_not_incomplete(
 
 
 def test_a_protected_extra_is_judged_by_the_fairness_step_and_still_promotable(
-    governed_home: Path,  # noqa: F811
+    governed_home: Path,
 ) -> None:
     settings = get_settings()
     rows = holdout_predictions()
     rows["xp_race"] = np.random.default_rng(1).choice(["a", "b"], len(rows))
     table_store(settings).write_pandas(rows, "holdout_predictions")
-    _write_evaluation(settings, _candidate_run(settings))
+    write_evaluation(settings, candidate_run(settings))
 
-    result = _run_fairness(["--run_id", "pipeline-x"])
+    result = run_fairness(["--run_id", "pipeline-x"])
     checks = {c.check_name: c for c in result.checks}
     assert all(c.passed for c in checks.values()), [c.metadata["why"] for c in checks.values()]
     pinned = pinned_policy("dev")

@@ -22,25 +22,8 @@ from fraud_assets.features import (
 )
 from fraud_assets.features.engineering import build_claim_features
 from fraud_assets.tasks.build_features import profile_feature_table
+from fraud_assets_tests.extras_support import EXTRAS, silver_with_extras
 from fraud_assets_tests.pandas_peer import build_claim_features_pandas, to_arrow
-
-EXTRAS = ["xn_deductible", "xc_hobby", "xp_race"]
-
-
-def silver_with_extras(n: int, *, seed: int = 3) -> pa.Table:
-    """Silver claims with a nullable numeric, a categorical and a protected extra."""
-    claims = generate_claims(n, seed=seed)
-    rng = np.random.default_rng(seed)
-    deductible = rng.choice([500.0, 1000.0, 2000.0, np.nan], size=n)
-    hobby = rng.choice(np.array(["chess", "golf", None], dtype=object), size=n)
-    race = rng.choice(np.array(["a", "b", None], dtype=object), size=n)
-    table = claims_to_arrow(claims)
-    table = table.append_column("_batch_id", pa.array(["b1"] * n))
-    table = table.append_column(
-        pa.field("xn_deductible", pa.float64()), pa.array(deductible, from_pandas=True)
-    )
-    table = table.append_column("xc_hobby", pa.array(list(hobby), pa.string()))
-    return table.append_column("xp_race", pa.array(list(race), pa.string()))
 
 
 @pytest.fixture(scope="module")

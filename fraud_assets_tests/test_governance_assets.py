@@ -21,15 +21,11 @@ from fraud_assets.assets.governance import fairness_report, psi_report
 from fraud_assets.lakehouse import table_store
 from fraud_assets.resources.compute import LocalPipesCompute
 from fraud_assets.settings import get_settings
-from fraud_assets_tests.test_governance_tasks import (
-    _candidate_run,
-    _write_evaluation,
-    governed_home,
+from fraud_assets_tests.governance_support import (
+    candidate_run,
     holdout_predictions,
-    mlflow_template,
+    write_evaluation,
 )
-
-__all__ = ["governed_home", "mlflow_template"]  # fixtures shared with the task tests
 
 PROMOTED = AssetKey("promoted_after_fairness")
 
@@ -52,8 +48,8 @@ def _materialize(instance: DagsterInstance, *, audit: bool) -> ExecuteInProcessR
 def _prepare(*, bias: bool) -> str:
     settings = get_settings()
     table_store(settings).write_pandas(holdout_predictions(bias=bias), "holdout_predictions")
-    run_id = _candidate_run(settings)
-    _write_evaluation(settings, run_id)
+    run_id = candidate_run(settings)
+    write_evaluation(settings, run_id)
     return run_id
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-import shutil
 import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,112 +22,33 @@ from fraud_assets.lakehouse import table_store
 from fraud_assets.ml.runs import REFERENCE_ARTIFACT, TAG_PIPELINE_RUN, TRAINING_CLAIMS_ARTIFACT
 from fraud_assets.ml.tracking import configure_mlflow, mlflow_client
 from fraud_assets.settings import FraudSettings, get_settings
-from fraud_assets.tasks._runtime import TaskResult, run_task
+from fraud_assets.tasks._runtime import run_task
 from fraud_assets.tasks.compute_psi import DriftInputMissing, compute_psi
-from fraud_assets.tasks.fairness import fairness
-from fraud_assets_tests.test_ml_training import png_from_markdown
+from fraud_assets_tests.chart_support import png_from_markdown
+from fraud_assets_tests.governance_support import (
+    candidate_run,
+    holdout_predictions,
+    run_fairness,
+    write_evaluation,
+)
 
 ATTRIBUTES = ["patient_gender", "patient_age_group", "geographic_region"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-@pytest.fixture(scope="session")
-def mlflow_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An MLflow SQLite database with its schema migrated once: migrations take ~10 s."""
-    from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore as RegistryStore
-    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore as TrackingStore
-
-    folder = tmp_path_factory.mktemp("mlflow_template")
-    uri = f"sqlite:///{folder / 'mlflow.db'}"
-    tracking = TrackingStore(uri, str(folder / "unused-artifacts"))
-    RegistryStore(uri)
-    tracking.engine.dispose()
-    return folder / "mlflow.db"
-
-
-@pytest.fixture
-def governed_home(fraud_home: Path, mlflow_template: Path) -> Path:
-    """An empty FRAUD_HOME whose MLflow database already has its schema."""
-    shutil.copy(mlflow_template, fraud_home / "mlflow.db")
-    return fraud_home
-
-
-def holdout_predictions(
-    *, n: int = 4_000, seed: int = 0, bias: bool = False, base_rates: bool = False
-) -> pd.DataFrame:
-    """Candidate rows and champion rows that are biased (the champion must never be judged).
-
-    ``bias``: the candidate falsely accuses honest women far more often than honest men.
-    ``base_rates``: fraud is far more common among women, and the candidate is equally
-    accurate for both: it flags more women, yet accuses no honest claimant more than another.
-    """
-    rng = np.random.default_rng(seed)
-    frame = pd.DataFrame(
-        {
-            "claim_id": [f"C{i:06d}" for i in range(n)],
-            "patient_id": [f"PAT{i:06d}" for i in rng.integers(0, n // 2, n)],
-            "provider_id": [f"PRV{i:04d}" for i in rng.integers(0, n // 20, n)],
-            "patient_gender": rng.choice(["F", "M"], n),
-            "patient_age_group": rng.choice(["18-34", "35-49", "50-64", "65+"], n),
-            "geographic_region": rng.choice(["Northeast", "South", "West"], n),
-            "claim_amount": rng.lognormal(6, 1, n),
-        }
-    )
-    female = (frame["patient_gender"] == "F").to_numpy()
-    rate = np.where(female, 0.14, 0.01) if base_rates else np.full(n, 0.075)
-    frame["is_fraud"] = (rng.random(n) < rate).astype("int32")
-    caught = rng.random(n) < 0.8
-    false_alarm = rng.random(n) < (np.where(female, 0.10, 0.01) if bias else 0.02)
-    frame["decision"] = np.where(frame["is_fraud"] == 1, caught, false_alarm).astype("int32")
-    frame["fraud_score"] = np.clip(frame["decision"] * 0.6 + rng.random(n) * 0.4, 0, 1)
-    frame["model"] = "xgboost"
-    frame["model_role"] = "candidate"
-    champion = frame.copy()
-    champion["model"] = "fraud_detector"
-    champion["model_role"] = "champion"
-    champion["decision"] = female.astype("int32")  # wildly unfair: must never be judged
-    return pd.concat([frame, champion], ignore_index=True)
-
-
-def _candidate_run(settings: FraudSettings) -> str:
-    configure_mlflow(settings)
-    with mlflow.start_run(run_name="xgboost-training") as run:
-        mlflow.log_param("model_type", "xgboost")
-    return run.info.run_id
-
-
-def _write_evaluation(settings: FraudSettings, run_id: str) -> None:
-    table_store(settings).write_pandas(
-        pd.DataFrame(
-            {
-                "model": ["xgboost", "catboost"],
-                "model_role": ["candidate", "runner_up"],
-                "model_uri": [f"runs:/{run_id}/model", "runs:/other/model"],
-                "mlflow_run_id": [run_id, "other"],
-                "evaluated_at": [datetime.now(UTC)] * 2,
-            }
-        ),
-        "model_evaluation",
-    )
-
-
-def _run_fairness(argv: list[str]) -> TaskResult:
-    return run_task(fairness, argv, name="fairness")
 
 
 def test_fair_candidate_passes_and_the_audit_embeds_its_charts(governed_home: Path) -> None:
     settings = get_settings()
     store = table_store(settings)
     store.write_pandas(holdout_predictions(), "holdout_predictions")
-    run_id = _candidate_run(settings)
-    _write_evaluation(settings, run_id)
+    run_id = candidate_run(settings)
+    write_evaluation(settings, run_id)
     # The weekly audit looks at a candidate that was registered and promoted meanwhile.
     client = mlflow_client()
     client.create_registered_model("fraud_detector")
     client.create_model_version("fraud_detector", f"runs:/{run_id}/model", run_id=run_id)
     client.set_registered_model_alias("fraud_detector", "champion", "1")
 
-    result = _run_fairness(["--run_id", "pipeline-1", "--write_audit_report", "true"])
+    result = run_fairness(["--run_id", "pipeline-1", "--write_audit_report", "true"])
 
     checks = {c.check_name: c for c in result.checks}
     assert list(checks) == keys.FAIRNESS_CHECKS
@@ -229,7 +149,7 @@ def test_a_candidate_that_falsely_accuses_one_group_fails_and_evidence_still_lan
     store = table_store(settings)
     store.write_pandas(holdout_predictions(bias=True), "holdout_predictions")
 
-    result = _run_fairness(["--run_id", "pipeline-2"])
+    result = run_fairness(["--run_id", "pipeline-2"])
 
     checks = {c.check_name: c for c in result.checks}
     accusations = checks[keys.CHECK_FALSE_POSITIVE_RATE_RATIO]
@@ -250,7 +170,7 @@ def test_an_accurate_model_over_different_base_rates_is_not_blocked(governed_hom
     table_store(get_settings()).write_pandas(
         holdout_predictions(base_rates=True), "holdout_predictions"
     )
-    result = _run_fairness(["--run_id", "pipeline-4"])
+    result = run_fairness(["--run_id", "pipeline-4"])
     checks = {c.check_name: c for c in result.checks}
     parity = checks[keys.CHECK_DISPARATE_IMPACT]
     assert not parity.passed and parity.severity == "WARN"  # reported, not gated
@@ -264,7 +184,7 @@ def test_no_candidate_rows_is_a_clear_error(fraud_home: Path) -> None:
     predictions = predictions.loc[predictions["model_role"] == "champion"]
     table_store(get_settings()).write_pandas(predictions, "holdout_predictions")
     with pytest.raises(ValueError, match=r"no 'candidate' rows .*materialize model_evaluation"):
-        _run_fairness(["--run_id", "pipeline-3"])
+        run_fairness(["--run_id", "pipeline-3"])
 
 
 # --- PSI ---------------------------------------------------------------------------------------

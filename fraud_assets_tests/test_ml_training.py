@@ -32,6 +32,7 @@ from fraud_assets.ml.training import TrainingDataError, TrainingParams, split_go
 from fraud_assets.settings import get_settings
 from fraud_assets.tasks import train as train_task
 from fraud_assets.tasks._runtime import run_task
+from fraud_assets_tests.chart_support import png_from_markdown
 from fraud_assets_tests.conftest import AUTO_INSURANCE_FILE, needs_auto_insurance_file
 from fraud_assets_tests.gold_frames import make_gold_frame
 from fraud_assets_tests.pandas_peer import build_claim_features_pandas
@@ -233,22 +234,6 @@ def _assert_loads_without_fraud_assets(uri: str, tmp_path: Path) -> None:
     )
     assert completed.returncode == 0, completed.stderr[-2000:]
     assert 0.0 <= float(completed.stdout.strip().splitlines()[-1]) <= 1.0
-
-
-def png_from_markdown(value: dict) -> bytes:
-    """The PNG inside a markdown image metadata value, checked to be small enough for the UI."""
-    import base64
-    import re
-
-    assert value["type"] == "md"
-    match = re.fullmatch(
-        r"!\[[^\]]+\]\(data:image/png;base64,([A-Za-z0-9+/=]+)\)", value["raw_value"]
-    )
-    assert match, value["raw_value"][:80]
-    png = base64.b64decode(match.group(1))
-    assert png.startswith(b"\x89PNG\r\n\x1a\n")
-    assert len(png) < 60_000, f"{len(png)} bytes: too heavy for asset metadata"
-    return png
 
 
 def test_train_task_links_its_mlflow_run_and_charts_its_holdout_curves(trained_run):

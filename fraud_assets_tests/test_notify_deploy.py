@@ -8,11 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fraud_assets_tests.test_alerts_webhook import (  # noqa: F401 (fixture)
-    SECRET_PATH,
-    WebhookReceiver,
-    webhook_receiver,
-)
+from fraud_assets_tests.alerts_support import SECRET_PATH, WebhookReceiver
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "scripts"))
@@ -35,7 +31,7 @@ def _args(outcome: str) -> list[str]:
     [("success", "INFO", "succeeded"), ("failure", "ERROR", "FAILED")],
 )
 def test_the_outcome_target_commit_actor_and_run_reach_the_webhook(
-    webhook_receiver: WebhookReceiver,  # noqa: F811
+    webhook_receiver: WebhookReceiver,
     monkeypatch: pytest.MonkeyPatch,
     outcome: str,
     severity: str,
@@ -58,7 +54,7 @@ def test_the_outcome_target_commit_actor_and_run_reach_the_webhook(
 
 
 def test_no_webhook_sends_nothing_and_succeeds(
-    webhook_receiver: WebhookReceiver,  # noqa: F811
+    webhook_receiver: WebhookReceiver,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -70,7 +66,7 @@ def test_no_webhook_sends_nothing_and_succeeds(
 
 
 def test_an_undelivered_notice_fails_the_step_without_showing_the_url(
-    webhook_receiver: WebhookReceiver,  # noqa: F811
+    webhook_receiver: WebhookReceiver,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
     capsys: pytest.CaptureFixture[str],

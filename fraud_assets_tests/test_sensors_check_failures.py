@@ -23,9 +23,7 @@ from fraud_assets import keys
 from fraud_assets.resources.alerts import AlertResource
 from fraud_assets.sensors.check_cursor import CheckCursor, advance
 from fraud_assets.sensors.check_failures import failed_check_alert_sensor
-from fraud_assets_tests.test_alerts_webhook import WebhookReceiver, webhook_receiver
-
-__all__ = ["webhook_receiver"]  # the fixture, re-exported for pytest
+from fraud_assets_tests.alerts_support import WebhookReceiver
 
 
 class FairnessConfig(Config):

@@ -11,9 +11,7 @@ from dagster import (
 
 from fraud_assets.resources.alerts import AlertResource
 from fraud_assets.sensors.run_failures import RUN_FAILURE_SENSOR, run_failure_alert_sensor
-from fraud_assets_tests.test_alerts_webhook import WebhookReceiver, webhook_receiver
-
-__all__ = ["webhook_receiver"]  # the fixture, re-exported for pytest
+from fraud_assets_tests.alerts_support import WebhookReceiver
 
 
 @asset

@@ -10,119 +10,38 @@ import json
 import math
 import os
 import random
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
-import mlflow
 import numpy as np
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
-from mlflow import MlflowClient
 
 from fraud_assets.features import MODEL_FEATURES
 from fraud_assets.lakehouse import INFERENCE_LOG, table_store
-from fraud_assets.ml import registry
-from fraud_assets.ml.tracking import configure_mlflow, local_tracking_uri, mlflow_client
 from fraud_assets.serving.app import create_app
 from fraud_assets.serving.inference_log import window_id
 from fraud_assets.serving.router import TrafficSplit
-from fraud_assets.settings import FraudSettings, ServingSettings
-from fraud_assets_tests.test_serving_support import gold_frame, register_version, set_alias
-
-# The operating threshold each registered version recorded at training.
-THRESHOLDS = {"1": 0.3, "2": 0.6}
-
-
-@pytest.fixture(scope="session")
-def empty_mlflow_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An MLflow SQLite store with its schema migrated: copying it saves ~10 s per registry."""
-    home = tmp_path_factory.mktemp("mlflow_template")
-    MlflowClient(tracking_uri=local_tracking_uri(settings_at(home))).search_experiments()
-    return home / "mlflow.db"
-
-
-def with_empty_registry(home: Path, template: Path) -> Path:
-    shutil.copyfile(template, home / "mlflow.db")
-    return home
-
-
-@contextmanager
-def two_version_registry(home: Path, template: Path, aliases: dict[str, str]) -> Iterator[Path]:
-    """``home`` with a registry holding versions 1 and 2 (seeds 1 and 2) and these aliases."""
-    home = with_empty_registry(home, template)
-    with pytest.MonkeyPatch.context() as patch:
-        for name in [n for n in os.environ if n.startswith("FRAUD_")]:
-            patch.delenv(name)
-        settings = settings_at(home)
-        # Each version decides at the threshold chosen when it was trained.
-        assert register_version(settings, seed=1, threshold=THRESHOLDS["1"]) == "1"
-        assert register_version(settings, seed=2, threshold=THRESHOLDS["2"]) == "2"
-        # Both passed every gate, as the register task records, so the challenger decides.
-        configure_mlflow(settings)
-        for version in ("1", "2"):
-            registry.tag_version(
-                mlflow_client(),
-                settings.registered_model_name,
-                version,
-                {registry.TAG_GATES_PASSED: "true"},
-            )
-        for alias, version in aliases.items():
-            set_alias(settings, alias, version)
-        yield home
-
-
-@pytest.fixture(scope="module")
-def registry_home(
-    tmp_path_factory: pytest.TempPathFactory, empty_mlflow_db: Path
-) -> Iterator[Path]:
-    """A FRAUD_HOME whose registry has version 1 as champion and 2 as challenger."""
-    with two_version_registry(
-        tmp_path_factory.mktemp("serving_registry"),
-        empty_mlflow_db,
-        {"champion": "1", "challenger": "2"},
-    ) as home:
-        yield home
-
-
-def settings_at(home: Path, **values: Any) -> FraudSettings:
-    return FraudSettings(**{"home": home, **values})
-
-
-def serving_settings(home: Path, **serving: Any) -> FraudSettings:
-    # Long flush interval: rows reach the table at shutdown, which these tests rely on. No
-    # registry poll unless a test asks for one: the tests move aliases when they choose.
-    options = {"log_flush_seconds": 300.0, "log_flush_rows": 100_000, "reload_seconds": 0} | serving
-    return settings_at(home, serving=ServingSettings(**options))
-
-
-def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    rows = frame[["claim_id", *MODEL_FEATURES]].to_dict(orient="records")
-    return [{str(column): value for column, value in row.items()} for row in rows]
-
-
-def pyfunc_scores(settings: FraudSettings, alias: str, frame: pd.DataFrame) -> np.ndarray:
-    """The registered pyfunc's own scores, loaded independently of the service."""
-    configure_mlflow(settings)
-    model = mlflow.pyfunc.load_model(f"models:/{settings.registered_model_name}@{alias}")
-    return np.asarray(model.predict(frame[MODEL_FEATURES].reset_index(drop=True)))
-
-
-def inference_log(settings: FraudSettings, *answers: httpx.Response) -> pd.DataFrame:
-    """The logged rows of these answers' requests (the module's tests share one table)."""
-    logged = table_store(settings).read_pandas(INFERENCE_LOG)
-    request_ids = {answer.json()["request_id"] for answer in answers}
-    return logged[logged["request_id"].isin(request_ids)].reset_index(drop=True)
+from fraud_assets_tests.serving_support import (
+    THRESHOLDS,
+    free_port,
+    gold_frame,
+    inference_log,
+    pyfunc_scores,
+    records,
+    register_version,
+    serving_settings,
+    set_alias,
+    settings_at,
+    with_empty_registry,
+)
 
 
 def test_traffic_split_scores_and_inference_log(registry_home: Path) -> None:
@@ -480,12 +399,6 @@ def test_no_champion_is_503_until_a_promotion_and_reload(
     logged = table_store(settings).read_pandas(INFERENCE_LOG)
     assert sorted(logged["model_version"].unique()) == ["1", "2"]
     assert len(logged) == 3 * len(claims)  # first, stale and second answers
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_the_run_command_serves_and_flushes_the_log_on_sigterm(registry_home: Path) -> None:

@@ -27,17 +27,18 @@ from fraud_assets.ml.tracking import configure_mlflow, mlflow_client
 from fraud_assets.serving.app import create_app
 from fraud_assets.serving.models import error_summary
 from fraud_assets.settings import FraudSettings
-from fraud_assets_tests.test_serving_app import (
-    empty_mlflow_db,  # noqa: F401  (a fixture this module uses)
+from fraud_assets_tests.serving_support import (
     free_port,
+    gold_frame,
     inference_log,
     pyfunc_scores,
     records,
+    register_version,
     serving_settings,
+    set_alias,
     settings_at,
     with_empty_registry,
 )
-from fraud_assets_tests.test_serving_support import gold_frame, register_version, set_alias
 
 BROKEN = "3"
 UNGATED = "4"
@@ -65,7 +66,7 @@ def corrupt_artifact(settings: FraudSettings, version: str) -> None:
 @pytest.fixture(scope="module")
 def mixed_home(
     tmp_path_factory: pytest.TempPathFactory,
-    empty_mlflow_db: Path,  # noqa: F811
+    empty_mlflow_db: Path,
 ) -> Iterator[Path]:
     home = with_empty_registry(tmp_path_factory.mktemp("serving_degraded"), empty_mlflow_db)
     with pytest.MonkeyPatch.context() as patch:

@@ -23,7 +23,7 @@ from fraud_assets.ml.pyfunc import FeatureFrameError, ModelType
 from fraud_assets.ml.tracking import configure_mlflow
 from fraud_assets.serving.models import ServedModel
 from fraud_assets.settings import FraudSettings
-from fraud_assets_tests.test_serving_support import gold_frame, register_version
+from fraud_assets_tests.serving_support import gold_frame, register_version
 
 
 def _served(home: Path, model_type: ModelType) -> tuple[ServedModel, mlflow.pyfunc.PyFuncModel]:

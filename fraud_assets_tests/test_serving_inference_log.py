@@ -23,7 +23,7 @@ from fraud_assets.serving.inference_log import (
     inference_log_rows,
     window_id,
 )
-from fraud_assets_tests.test_serving_support import gold_frame
+from fraud_assets_tests.serving_support import gold_frame
 
 SCORED_AT = datetime(2025, 3, 1, 14, 37, 12, 345678, tzinfo=UTC)
 

@@ -14,15 +14,7 @@ from fraud_assets.features import MODEL_FEATURES
 from fraud_assets.serving import app as serving_app
 from fraud_assets.serving.app import create_app
 from fraud_assets.settings import ServingSettings
-from fraud_assets_tests.test_serving_app import (
-    empty_mlflow_db,
-    records,
-    registry_home,
-    serving_settings,
-)
-from fraud_assets_tests.test_serving_support import gold_frame
-
-__all__ = ["empty_mlflow_db", "registry_home"]  # the fixtures, imported for these tests
+from fraud_assets_tests.serving_support import gold_frame, records, serving_settings
 
 
 def test_the_default_limit_admits_the_largest_allowed_request() -> None:

@@ -25,7 +25,7 @@ from fraud_assets.ml.tracking import configure_mlflow, mlflow_client
 from fraud_assets.serving.app import create_app
 from fraud_assets.serving.contract import REQUEST_SCHEMA, request_contract
 from fraud_assets.settings import FraudSettings, ServingSettings
-from fraud_assets_tests.test_serving_support import gold_frame, register_version, set_alias
+from fraud_assets_tests.serving_support import gold_frame, register_version, set_alias
 
 ALLOWED = "geographic_region"
 

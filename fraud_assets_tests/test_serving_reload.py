@@ -26,20 +26,20 @@ from fraud_assets.serving.app import create_app
 from fraud_assets.settings import FraudSettings
 from fraud_assets.tasks._runtime import run_task
 from fraud_assets.tasks.compute_psi import compute_psi
-from fraud_assets_tests.test_serving_app import (
-    empty_mlflow_db,  # noqa: F401  (a fixture this module uses)
+from fraud_assets_tests.serving_support import (
+    gold_frame,
     records,
     serving_settings,
+    set_alias,
     settings_at,
     two_version_registry,
 )
-from fraud_assets_tests.test_serving_support import gold_frame, set_alias
 
 
 @pytest.fixture(scope="module")
 def champion_only_home(
     tmp_path_factory: pytest.TempPathFactory,
-    empty_mlflow_db: Path,  # noqa: F811
+    empty_mlflow_db: Path,
 ) -> Iterator[Path]:
     """A FRAUD_HOME whose registry has versions 1 and 2, version 1 champion, no challenger."""
     with two_version_registry(

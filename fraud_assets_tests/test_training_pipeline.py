@@ -36,8 +36,8 @@ from fraud_assets.ml import registry
 from fraud_assets.ml.tracking import configure_mlflow, mlflow_client
 from fraud_assets.resources.compute import LocalPipesCompute
 from fraud_assets.settings import get_settings
+from fraud_assets_tests.chart_support import png_from_markdown
 from fraud_assets_tests.gold_frames import make_gold_frame, use_migrated_mlflow_store
-from fraud_assets_tests.test_ml_training import png_from_markdown
 
 pytestmark = pytest.mark.slow
 
