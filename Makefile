@@ -33,7 +33,7 @@ lock: $(BIN)/.installed ## Re-resolve requirements.lock from pyproject.toml to t
 
 demo: install ## Run the whole pipeline (fraud_pipeline job) locally, with progress and a summary
 	mkdir -p "$(DAGSTER_HOME)"
-	$(BIN)/python -m fraud_assets.run fraud_pipeline --audit-report
+	$(BIN)/python -m fraud_assets.local.run fraud_pipeline --audit-report
 
 test: install ## Run the test suite (the end-to-end jobs run in test-e2e)
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile -m "not slow"
@@ -74,11 +74,11 @@ rollback: install ## Move the champion alias back to the previous champion versi
 
 demo-drift: install ## Scenario: injected drift turns psi_report major and triggers retraining
 	mkdir -p "$(DAGSTER_HOME)"
-	$(BIN)/python -m fraud_assets.demo drift
+	$(BIN)/python -m fraud_assets.local.demo drift
 
 demo-bias: install ## Scenario: injected bias fails the fairness gate; champion stays put
 	mkdir -p "$(DAGSTER_HOME)"
-	$(BIN)/python -m fraud_assets.demo bias
+	$(BIN)/python -m fraud_assets.local.demo bias
 
 serve: install ## Real-time scoring service (champion/challenger A/B) on http://127.0.0.1:8080
 	$(BIN)/python -m fraud_assets.serving

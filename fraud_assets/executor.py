@@ -7,7 +7,7 @@ and the tables they write are shared by every run on the home, so the unit that 
 overlap is the run, not a step.
 
 The executor runs in the run's own worker process for the whole run, whether the run came
-from ``python -m fraud_assets.run``, the UI, a schedule or a sensor, so it is where the
+from ``python -m fraud_assets.local.run``, the UI, a schedule or a sensor, so it is where the
 lock is held: a file lock under ``$FRAUD_HOME/locks/`` (released by the OS if the worker
 dies, so it never goes stale). A second run waits, and says which run it waits for, in its
 event log. Runs on separate machines (Kubernetes run pods in production) cannot share a

@@ -21,8 +21,8 @@ from dagster import (
 from dagster._core.execution.stats import StepEventStatus
 
 from fraud_assets import keys
-from fraud_assets.demo import ScenarioReport, persistent_instance, run_scenario
 from fraud_assets.governance.policy import pinned_policy
+from fraud_assets.local.demo import ScenarioReport, persistent_instance, run_scenario
 from fraud_assets.resources.alerts import AlertResource
 from fraud_assets.sensors import DRIFT_SENSOR, NEW_CLAIMS_SENSOR
 from fraud_assets.settings import FraudSettings, get_settings

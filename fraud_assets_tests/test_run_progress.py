@@ -9,7 +9,7 @@ from pathlib import Path
 from dagster import DagsterInstance
 
 from fraud_assets import keys
-from fraud_assets.run import RunOutcome, run_job, summary
+from fraud_assets.local.run import RunOutcome, run_job, summary
 from fraud_assets.settings import get_settings
 
 

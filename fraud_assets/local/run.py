@@ -1,8 +1,8 @@
 """Run a job of the code location with one progress line per step and a summary at the end.
 
-    python -m fraud_assets.run                      # the fraud_pipeline job
-    python -m fraud_assets.run fraud_pipeline --audit-report
-    python -m fraud_assets.run fairness_audit_job
+    python -m fraud_assets.local.run                # the fraud_pipeline job
+    python -m fraud_assets.local.run fraud_pipeline --audit-report
+    python -m fraud_assets.local.run fairness_audit_job
 
 The run goes through the persistent Dagster instance in ``$DAGSTER_HOME`` (default
 ``$FRAUD_HOME/dagster_home``) with the job's own multiprocess executor, exactly like
@@ -39,8 +39,8 @@ from dagster import (
 from dagster._core.definitions.reconstruct import ReconstructableRepository
 
 from fraud_assets import keys
-from fraud_assets.demo import persistent_instance
 from fraud_assets.governance.policy import pinned_policy
+from fraud_assets.local.demo import persistent_instance
 from fraud_assets.settings import FraudSettings, get_settings
 
 DEFINITIONS_MODULE = "fraud_assets.definitions"
@@ -373,7 +373,7 @@ def _first_line(text: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m fraud_assets.run",
+        prog="python -m fraud_assets.local.run",
         description="Run a job with per-step progress and a summary (runs show in dagster dev).",
     )
     parser.add_argument("job", nargs="?", default=keys.MAIN_JOB)

@@ -1,7 +1,7 @@
 """Two end-to-end demo scenarios: drift that triggers retraining, and bias that a gate stops.
 
-    python -m fraud_assets.demo drift
-    python -m fraud_assets.demo bias
+    python -m fraud_assets.local.demo drift
+    python -m fraud_assets.local.demo bias
 
 Each scenario runs the real jobs in-process against the persistent Dagster instance in
 ``$DAGSTER_HOME`` (default ``$FRAUD_HOME/dagster_home``), evaluates the real sensors with
@@ -50,7 +50,7 @@ from fraud_assets.sensors import (
 from fraud_assets.sensors.drift_policy import DriftCursor
 from fraud_assets.settings import FraudSettings, get_settings
 
-log = logging.getLogger("fraud_assets.demo")
+log = logging.getLogger("fraud_assets.local.demo")
 
 Scenario = Literal["drift", "bias"]
 SCENARIOS: tuple[Scenario, ...] = ("drift", "bias")
@@ -453,7 +453,7 @@ def persistent_instance(settings: FraudSettings) -> Iterator[DagsterInstance]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m fraud_assets.demo",
+        prog="python -m fraud_assets.local.demo",
         description="Run a demo scenario against the persistent Dagster instance.",
     )
     parser.add_argument("scenario", choices=SCENARIOS)
