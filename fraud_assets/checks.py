@@ -17,6 +17,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal
 
+from fraud_assets.keys import (
+    CATBOOST_MODEL,
+    CLAIM_FEATURES,
+    CLAIMS,
+    FAIRNESS_REPORT,
+    MODEL_EVALUATION,
+    PSI_REPORT,
+    RAW_CLAIMS,
+    XGBOOST_MODEL,
+)
+
 Severity = Literal["ERROR", "WARN"]
 # A fairness figure fails with ERROR when the pinned policy gates it, else with WARN; the
 # same policy decides whether it gates promotion.
@@ -25,15 +36,6 @@ POLICY_DECIDES: Final = "policy decides"
 PSI_DECIDES: Final = "PSI level decides"
 SeverityRule = Severity | Literal["policy decides", "PSI level decides"]
 
-# Asset names, as the plain strings Dagster's asset keys are made of (keys.py has the keys).
-RAW_CLAIMS = "raw_claims"
-CLAIMS = "claims"
-CLAIM_FEATURES = "claim_features"
-CATBOOST_MODEL = "catboost_model"
-XGBOOST_MODEL = "xgboost_model"
-MODEL_EVALUATION = "model_evaluation"
-FAIRNESS_REPORT = "fairness_report"
-PSI_REPORT = "psi_report"
 
 # Check names, per asset.
 CHECK_RAW_SCHEMA = "raw_schema_has_required_columns"

@@ -16,13 +16,14 @@ from dagster import (
 )
 
 from fraud_assets import keys
+from fraud_assets.checks import CHECK_RAW_SCHEMA, CHECK_UNIQUE_CLAIM_ID
 
 # No `from __future__ import annotations`: Dagster inspects the context annotation at runtime.
 
 
 @asset(
     key=keys.RAW_CLAIMS,
-    check_specs=[AssetCheckSpec(keys.CHECK_RAW_SCHEMA, asset=keys.RAW_CLAIMS, blocking=True)],
+    check_specs=[AssetCheckSpec(CHECK_RAW_SCHEMA, asset=keys.RAW_CLAIMS, blocking=True)],
 )
 def raw_claims(context: AssetExecutionContext) -> MaterializeResult:
     """Three claims, one of them without the columns the check wants."""
@@ -37,7 +38,7 @@ def raw_claims(context: AssetExecutionContext) -> MaterializeResult:
 @asset(
     key=keys.CLAIMS,
     deps=[keys.RAW_CLAIMS],
-    check_specs=[AssetCheckSpec(keys.CHECK_UNIQUE_CLAIM_ID, asset=keys.CLAIMS, blocking=True)],
+    check_specs=[AssetCheckSpec(CHECK_UNIQUE_CLAIM_ID, asset=keys.CLAIMS, blocking=True)],
 )
 def claims() -> MaterializeResult:
     """Never runs: the blocking check upstream fails, so its own check is never evaluated."""

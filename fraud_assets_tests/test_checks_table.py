@@ -13,7 +13,7 @@ import pytest
 from dagster import Definitions
 
 from fraud_assets import checks, keys
-from fraud_assets.checks import CHECKS, POLICY_DECIDES, CheckDeclaration
+from fraud_assets.checks import CHECKS, POLICY_DECIDES, CheckDeclaration, promotion_gates
 from fraud_assets.governance.gates import (
     MIN_GROUP_SIZE_CHECK,
     POLICY_CHECK,
@@ -73,7 +73,7 @@ def test_promotion_gates_are_the_declared_ones_for_every_pinned_policy() -> None
         gated = set(pinned_policy(target).gates)
         expected = _expected_gates(gated)
         assert checks.promotion_gates(gated) == expected, target
-        assert keys.promotion_gates(gated) == expected, target
+        assert promotion_gates(gated) == expected, target
 
 
 def test_every_promotion_gate_blocks_and_fails_with_error_or_by_policy() -> None:
@@ -103,7 +103,7 @@ def test_the_registry_judges_exactly_the_declared_promotion_gates() -> None:
             assert not missing.passed
         # An advisory figure failing, and a check that gates nothing failing, block nothing.
         advisory = {
-            (checks.FAIRNESS_REPORT, figure): False for figure in set(GATEABLE_FIGURES) - gated
+            (keys.FAIRNESS_REPORT, figure): False for figure in set(GATEABLE_FIGURES) - gated
         }
         others = {
             (c.asset, c.name): False for c in CHECKS if c.gates_promotion is False and c.blocking
@@ -147,7 +147,7 @@ def test_the_data_contract_table_agrees_with_the_declarations() -> None:
     rows = _markdown_rows(document, "| asset | check | blocking | what it verifies |")
     documented = {(asset, name): blocking.startswith("yes") for asset, name, blocking, _ in rows}
     declared = {
-        (c.asset, c.name): c.blocking for c in CHECKS if c.asset in (checks.RAW_CLAIMS, "claims")
+        (c.asset, c.name): c.blocking for c in CHECKS if c.asset in (keys.RAW_CLAIMS, "claims")
     }
     assert documented == declared
 
@@ -158,7 +158,7 @@ def test_the_governance_table_agrees_with_the_declarations() -> None:
     documented = {name: severity for name, severity, _ in rows}
     assert list(documented) == checks.FAIRNESS_CHECKS
     for name, severity in documented.items():
-        declared = checks.declared(checks.FAIRNESS_REPORT, name).severity
+        declared = checks.declared(keys.FAIRNESS_REPORT, name).severity
         if declared == POLICY_DECIDES:
             assert severity.startswith("ERROR if") and "else WARN" in severity, name
         else:
@@ -175,7 +175,7 @@ def test_the_fairness_and_drift_verdicts_are_the_declared_checks() -> None:
     drift_verdicts = [
         f.name for f in dataclasses.fields(DriftGates) if hints[f.name] is GateVerdict
     ]
-    assert drift_verdicts == checks.names_of(checks.PSI_REPORT)
+    assert drift_verdicts == checks.names_of(keys.PSI_REPORT)
 
 
 def test_the_fairness_audit_titles_name_declared_checks() -> None:
@@ -221,15 +221,13 @@ def test_an_undeclared_or_wrong_severity_outcome_is_refused() -> None:
     with pytest.raises(KeyError, match=r"raw_claims\.no_such_check is not declared"):
         CheckOutcome.declared("raw_claims", "no_such_check", passed=True)
     with pytest.raises(ValueError, match="declared WARN, the verdict says ERROR"):
-        CheckOutcome.declared(
-            checks.CLAIMS, checks.CHECK_NULL_RATES, passed=False, severity="ERROR"
-        )
+        CheckOutcome.declared(keys.CLAIMS, checks.CHECK_NULL_RATES, passed=False, severity="ERROR")
     with pytest.raises(ValueError, match="needs the verdict's severity"):
-        CheckOutcome.declared(checks.PSI_REPORT, checks.CHECK_SCORE_DRIFT, passed=False)
-    outcome = CheckOutcome.declared(checks.CLAIMS, checks.CHECK_NULL_RATES, passed=False)
+        CheckOutcome.declared(keys.PSI_REPORT, checks.CHECK_SCORE_DRIFT, passed=False)
+    outcome = CheckOutcome.declared(keys.CLAIMS, checks.CHECK_NULL_RATES, passed=False)
     assert (outcome.severity, outcome.description) == (
         "WARN",
-        checks.declared(checks.CLAIMS, checks.CHECK_NULL_RATES).description,
+        checks.declared(keys.CLAIMS, checks.CHECK_NULL_RATES).description,
     )
 
 

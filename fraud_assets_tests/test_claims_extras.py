@@ -10,7 +10,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from fraud_assets import keys
+from fraud_assets.checks import CHECK_RECONCILES, CHECK_SCHEMA
 from fraud_assets.claims.mapping import MappingError, parse_mapping
 from fraud_assets.lakehouse import LocalDeltaStore
 from fraud_assets.tasks.ingest import ingest
@@ -64,8 +64,8 @@ def test_extras_land_in_bronze_as_text_and_in_silver_typed(
 
     validated = validate(task_context("x1"))
     checks = {c.check_name: c for c in validated.checks}
-    assert checks[keys.CHECK_SCHEMA].passed, checks[keys.CHECK_SCHEMA].description
-    assert checks[keys.CHECK_RECONCILES].passed
+    assert checks[CHECK_SCHEMA].passed, checks[CHECK_SCHEMA].description
+    assert checks[CHECK_RECONCILES].passed
     silver = store.read_pandas("claims").set_index("claim_id")
     assert silver["xn_deductible"].dtype == np.float64
     expected = pd.to_numeric(frame.set_index("claim_id")["deductible"], errors="coerce")
@@ -101,8 +101,8 @@ def test_batches_with_and_without_extras_append_to_one_table(
             frame.drop(columns=["deductible", "hobby", "race"]).to_csv(source, index=False)
             ingest(task_context(batch, source_path=str(source)))
         checks = {c.check_name: c for c in validate(task_context(batch)).checks}
-        assert checks[keys.CHECK_SCHEMA].passed, checks[keys.CHECK_SCHEMA].description
-        assert checks[keys.CHECK_RECONCILES].passed
+        assert checks[CHECK_SCHEMA].passed, checks[CHECK_SCHEMA].description
+        assert checks[CHECK_RECONCILES].passed
     silver = LocalDeltaStore(fraud_home).read_pandas("claims")
     assert len(silver) == 60
     # Schema evolution: rows of batches without extras hold nulls there.
@@ -131,7 +131,7 @@ def test_the_shipped_auto_insurance_mapping_lands_its_extras_typed(
     monkeypatch.setenv("FRAUD_SOURCE_MAPPING", "auto_insurance_claims")
     ingest(task_context("auto"))
     checks = {c.check_name: c for c in validate(task_context("auto")).checks}
-    assert checks[keys.CHECK_SCHEMA].passed, checks[keys.CHECK_SCHEMA].description
+    assert checks[CHECK_SCHEMA].passed, checks[CHECK_SCHEMA].description
     silver = LocalDeltaStore(fraud_home).read_pandas("claims")
     assert len(silver) == 999
     assert silver["xn_policy_annual_premium"].dtype == np.float64

@@ -8,6 +8,30 @@ import pytest
 from dagster import AssetKey, Definitions
 
 from fraud_assets import keys
+from fraud_assets.checks import (
+    CHECK_DISPARATE_IMPACT,
+    CHECK_EQUAL_OPPORTUNITY,
+    CHECK_FAIRNESS_POLICY,
+    CHECK_FALSE_POSITIVE_RATE_RATIO,
+    CHECK_FEATURE_DRIFT,
+    CHECK_FEATURES_COMPLETE,
+    CHECK_HOLDOUT_SEPARATED,
+    CHECK_MIN_GROUP_SIZE,
+    CHECK_MODEL_ROC_AUC,
+    CHECK_NO_REGRESSION,
+    CHECK_NULL_RATES,
+    CHECK_PR_AUC_FLOOR,
+    CHECK_QUARANTINE_RATE,
+    CHECK_RAW_NOT_EMPTY,
+    CHECK_RAW_SCHEMA,
+    CHECK_RECONCILES,
+    CHECK_ROC_AUC_FLOOR,
+    CHECK_SCHEMA,
+    CHECK_SCORE_DRIFT,
+    CHECK_UNIQUE_CLAIM_ID,
+    CHECK_VALUE_RANGES,
+    promotion_gates,
+)
 from fraud_assets.governance.policy import pinned_policy
 from fraud_assets_tests.asset_graph import EXPECTED_ASSETS
 
@@ -30,28 +54,28 @@ EXPECTED_CATALOG: dict[str, tuple[str, set[str]]] = {
 
 # (asset, check) -> blocking
 EXPECTED_CHECKS: dict[tuple[str, str], bool] = {
-    ("raw_claims", keys.CHECK_RAW_SCHEMA): True,
-    ("raw_claims", keys.CHECK_RAW_NOT_EMPTY): False,
-    ("claims", keys.CHECK_SCHEMA): True,
-    ("claims", keys.CHECK_UNIQUE_CLAIM_ID): True,
-    ("claims", keys.CHECK_RECONCILES): True,
-    ("claims", keys.CHECK_QUARANTINE_RATE): True,
-    ("claims", keys.CHECK_VALUE_RANGES): False,
-    ("claims", keys.CHECK_NULL_RATES): False,
-    ("claim_features", keys.CHECK_FEATURES_COMPLETE): True,
-    ("claim_features", keys.CHECK_HOLDOUT_SEPARATED): False,
-    ("catboost_model", keys.CHECK_MODEL_ROC_AUC): False,
-    ("xgboost_model", keys.CHECK_MODEL_ROC_AUC): False,
-    ("model_evaluation", keys.CHECK_ROC_AUC_FLOOR): True,
-    ("model_evaluation", keys.CHECK_PR_AUC_FLOOR): True,
-    ("model_evaluation", keys.CHECK_NO_REGRESSION): True,
-    ("fairness_report", keys.CHECK_FALSE_POSITIVE_RATE_RATIO): True,
-    ("fairness_report", keys.CHECK_EQUAL_OPPORTUNITY): True,
-    ("fairness_report", keys.CHECK_DISPARATE_IMPACT): True,
-    ("fairness_report", keys.CHECK_MIN_GROUP_SIZE): True,
-    ("fairness_report", keys.CHECK_FAIRNESS_POLICY): True,
-    ("psi_report", keys.CHECK_FEATURE_DRIFT): False,
-    ("psi_report", keys.CHECK_SCORE_DRIFT): False,
+    ("raw_claims", CHECK_RAW_SCHEMA): True,
+    ("raw_claims", CHECK_RAW_NOT_EMPTY): False,
+    ("claims", CHECK_SCHEMA): True,
+    ("claims", CHECK_UNIQUE_CLAIM_ID): True,
+    ("claims", CHECK_RECONCILES): True,
+    ("claims", CHECK_QUARANTINE_RATE): True,
+    ("claims", CHECK_VALUE_RANGES): False,
+    ("claims", CHECK_NULL_RATES): False,
+    ("claim_features", CHECK_FEATURES_COMPLETE): True,
+    ("claim_features", CHECK_HOLDOUT_SEPARATED): False,
+    ("catboost_model", CHECK_MODEL_ROC_AUC): False,
+    ("xgboost_model", CHECK_MODEL_ROC_AUC): False,
+    ("model_evaluation", CHECK_ROC_AUC_FLOOR): True,
+    ("model_evaluation", CHECK_PR_AUC_FLOOR): True,
+    ("model_evaluation", CHECK_NO_REGRESSION): True,
+    ("fairness_report", CHECK_FALSE_POSITIVE_RATE_RATIO): True,
+    ("fairness_report", CHECK_EQUAL_OPPORTUNITY): True,
+    ("fairness_report", CHECK_DISPARATE_IMPACT): True,
+    ("fairness_report", CHECK_MIN_GROUP_SIZE): True,
+    ("fairness_report", CHECK_FAIRNESS_POLICY): True,
+    ("psi_report", CHECK_FEATURE_DRIFT): False,
+    ("psi_report", CHECK_SCORE_DRIFT): False,
 }
 
 
@@ -88,7 +112,7 @@ def test_every_promotion_gate_is_a_blocking_check_upstream_of_registration(
 ) -> None:
     graph = defs.resolve_asset_graph()
     upstream = graph.get(AssetKey(keys.REGISTERED_MODEL)).parent_keys
-    for asset_key, check_names in keys.promotion_gates(pinned_policy("prod").gates).items():
+    for asset_key, check_names in promotion_gates(pinned_policy("prod").gates).items():
         assert AssetKey(asset_key) in upstream
         for name in check_names:
             assert EXPECTED_CHECKS[(asset_key, name)] is True

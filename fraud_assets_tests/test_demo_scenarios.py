@@ -21,6 +21,7 @@ from dagster import (
 from dagster._core.execution.stats import StepEventStatus
 
 from fraud_assets import keys
+from fraud_assets.checks import CHECK_FALSE_POSITIVE_RATE_RATIO
 from fraud_assets.governance.policy import pinned_policy
 from fraud_assets.local.demo import ScenarioReport, persistent_instance, run_scenario
 from fraud_assets.resources.alerts import AlertResource
@@ -106,7 +107,7 @@ def test_bias_scenario_blocks_promotion_and_alerts(
     _assert_ok(report)
     assert report.facts["champion_after"] == report.facts["champion_before"]
     # Proxy bias falsely accuses one group: the false-positive-rate gate catches it.
-    assert keys.CHECK_FALSE_POSITIVE_RATE_RATIO in report.facts["failed_fairness_checks"]
+    assert CHECK_FALSE_POSITIVE_RATE_RATIO in report.facts["failed_fairness_checks"]
     run_id = report.facts["retraining_run_id"]
     run = instance.get_run_by_id(run_id)
     assert run is not None and run.status == DagsterRunStatus.FAILURE
@@ -125,7 +126,7 @@ def test_bias_scenario_blocks_promotion_and_alerts(
     check_alerts = [b for b in webhook_receiver.received if b["kind"] == "check_failed"]
     fairness = [b for b in check_alerts if b["run_id"] == run_id]
     assert {b["check"] for b in fairness} == set(report.facts["failed_fairness_checks"])
-    fpr = next(b for b in fairness if b["check"] == keys.CHECK_FALSE_POSITIVE_RATE_RATIO)
+    fpr = next(b for b in fairness if b["check"] == CHECK_FALSE_POSITIVE_RATE_RATIO)
     assert fpr["asset"] == "fairness_report"
     # The biased attribute fails; the alert names the first failing attribute and its value.
     failing = fpr["details"]["failing_attributes"]

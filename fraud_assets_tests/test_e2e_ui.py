@@ -27,6 +27,7 @@ import pytest
 import requests
 
 from fraud_assets import keys
+from fraud_assets.checks import promotion_gates
 from fraud_assets.governance.policy import pinned_policy
 from fraud_assets.lakehouse import LocalDeltaStore
 from fraud_assets.ml.registry import CHAMPION, TAG_GATES_PASSED
@@ -270,7 +271,7 @@ def _assert_blocking_checks_passed_in(url: str, run_id: str) -> None:
             checks[(asset, check["name"])] = check
     gates = {
         (asset, check)
-        for asset, names in keys.promotion_gates(pinned_policy(get_settings().target).gates).items()
+        for asset, names in promotion_gates(pinned_policy(get_settings().target).gates).items()
         for check in names
     }
     blocking = {key for key, check in checks.items() if check["blocking"]}

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from fraud_assets import keys
+from fraud_assets.checks import CHECK_FAIRNESS_POLICY, CHECK_FEATURES_COMPLETE
 from fraud_assets.governance.policy import pinned_policy, recorded_policy_problems
 from fraud_assets.lakehouse import LocalDeltaStore, table_store
 from fraud_assets.settings import get_settings
@@ -35,7 +35,7 @@ def test_the_features_step_keeps_extras_and_a_blank_number_is_not_incomplete(
 
     result = build_features(task_context("f1"))
     checks = {c.check_name: c for c in result.checks}
-    complete = checks[keys.CHECK_FEATURES_COMPLETE]
+    complete = checks[CHECK_FEATURES_COMPLETE]
     assert complete.passed, complete.metadata
     metadata = result.materializations[0].metadata
     assert metadata["extra_features"] == "xn_deductible, xc_hobby"
@@ -58,7 +58,7 @@ def test_a_protected_extra_is_judged_by_the_fairness_step_and_still_promotable(
     checks = {c.check_name: c for c in result.checks}
     assert all(c.passed for c in checks.values()), [c.metadata["why"] for c in checks.values()]
     pinned = pinned_policy("dev")
-    recorded = checks[keys.CHECK_FAIRNESS_POLICY].metadata
+    recorded = checks[CHECK_FAIRNESS_POLICY].metadata
     assert recorded["policy"]["attributes"] == [*pinned.attributes, "xp_race"]
     assert recorded_policy_problems(recorded, pinned) == []
     report = table_store(settings).read_pandas("fairness_report")

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fraud_assets import keys
+from fraud_assets.checks import CHECK_DISPARATE_IMPACT
 from fraud_assets.lakehouse import table_store
 from fraud_assets.settings import get_settings
 from fraud_assets.tasks._runtime import TaskResult, run_task
@@ -69,7 +69,7 @@ def _fairness(run_id: str) -> TaskResult:
 
 
 def _region_verdict(result: TaskResult) -> tuple[bool, float | None]:
-    check = next(c for c in result.checks if c.check_name == keys.CHECK_DISPARATE_IMPACT)
+    check = next(c for c in result.checks if c.check_name == CHECK_DISPARATE_IMPACT)
     return check.passed, check.metadata["geographic_region.ci_high"]
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from fraud_assets import keys
+from fraud_assets.checks import CHECK_FAIRNESS_POLICY
 from fraud_assets.governance.policy import PolicyError, pinned_policy, policy_in_force
 from fraud_assets.lakehouse import table_store
 from fraud_assets.ml import registry
@@ -117,7 +117,7 @@ def test_the_fairness_step_reports_a_weaker_policy_as_a_blocking_failure(
 ) -> None:
     monkeypatch.setenv("FRAUD_FAIRNESS__MIN_GROUP_SIZE", "500")
     result = run_task(fairness.fairness, ["--run_id", "run-1"], name="fairness")
-    policy_check = next(c for c in result.checks if c.check_name == keys.CHECK_FAIRNESS_POLICY)
+    policy_check = next(c for c in result.checks if c.check_name == CHECK_FAIRNESS_POLICY)
     assert policy_check.passed is False and policy_check.severity == "ERROR"
     assert "min_group_size 500 is above 30" in policy_check.description
     # Every verdict records the policy it was computed under.

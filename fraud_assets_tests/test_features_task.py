@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from fraud_assets import keys
+from fraud_assets.checks import CHECK_FEATURES_COMPLETE, CHECK_HOLDOUT_SEPARATED
 from fraud_assets.claims.schema import CLAIM_SCHEMA
 from fraud_assets.claims.synthetic import generate_claims
 from fraud_assets.claims.synthetic import to_arrow as claims_to_arrow
@@ -83,10 +83,10 @@ def test_task_writes_one_feature_row_per_silver_claim(
     )
 
     check, separated = result.checks
-    assert (check.asset_key, check.check_name) == ("claim_features", keys.CHECK_FEATURES_COMPLETE)
+    assert (check.asset_key, check.check_name) == ("claim_features", CHECK_FEATURES_COMPLETE)
     assert check.passed, check.metadata
     assert check.metadata["silver_claims_missing"] == 0
-    assert separated.check_name == keys.CHECK_HOLDOUT_SEPARATED
+    assert separated.check_name == CHECK_HOLDOUT_SEPARATED
     assert (separated.passed, separated.severity) == (True, "WARN")
     # Claim labels: no claim is on both sides, though its patients and providers are.
     assert separated.metadata["holdout_share_claim_in_train"] == 0.0
@@ -169,12 +169,12 @@ def test_asset_materializes_through_pipes_and_reports_its_blocking_check(
     assert mat.asset_key == AssetKey("claim_features")
     assert mat.metadata["row_count"].value == 300
     evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
-    assert evaluations[keys.CHECK_FEATURES_COMPLETE].passed
-    assert evaluations[keys.CHECK_HOLDOUT_SEPARATED].passed
+    assert evaluations[CHECK_FEATURES_COMPLETE].passed
+    assert evaluations[CHECK_HOLDOUT_SEPARATED].passed
     blocking = {spec.name: spec.blocking for spec in claim_features.check_specs}
-    assert blocking == {keys.CHECK_FEATURES_COMPLETE: True, keys.CHECK_HOLDOUT_SEPARATED: False}
+    assert blocking == {CHECK_FEATURES_COMPLETE: True, CHECK_HOLDOUT_SEPARATED: False}
     history = LocalDeltaStore(fraud_home).read_pandas("check_history")
     assert history[["check_name", "passed"]].values.tolist() == [
-        [keys.CHECK_FEATURES_COMPLETE, True],
-        [keys.CHECK_HOLDOUT_SEPARATED, True],
+        [CHECK_FEATURES_COMPLETE, True],
+        [CHECK_HOLDOUT_SEPARATED, True],
     ]

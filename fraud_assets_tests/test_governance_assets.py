@@ -18,6 +18,13 @@ from pypdf import PdfReader
 
 from fraud_assets import keys
 from fraud_assets.assets.governance import fairness_report, psi_report
+from fraud_assets.checks import (
+    CHECK_FALSE_POSITIVE_RATE_RATIO,
+    CHECK_FEATURE_DRIFT,
+    CHECK_MIN_GROUP_SIZE,
+    CHECK_SCORE_DRIFT,
+    FAIRNESS_CHECKS,
+)
 from fraud_assets.lakehouse import table_store
 from fraud_assets.resources.compute import LocalPipesCompute
 from fraud_assets.settings import get_settings
@@ -62,10 +69,10 @@ def test_biased_predictions_fail_the_blocking_gate_and_stop_promotion(
     result = _materialize(dagster_instance, audit=True)
 
     evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
-    false_accusations = evaluations[keys.CHECK_FALSE_POSITIVE_RATE_RATIO]
+    false_accusations = evaluations[CHECK_FALSE_POSITIVE_RATE_RATIO]
     assert not false_accusations.passed
     assert false_accusations.severity == AssetCheckSeverity.ERROR
-    assert evaluations[keys.CHECK_MIN_GROUP_SIZE].passed
+    assert evaluations[CHECK_MIN_GROUP_SIZE].passed
     materialized = {e.asset_key for e in result.get_asset_materialization_events()}
     # The report itself is written (reviewers need it); what depends on it is not.
     assert AssetKey(keys.FAIRNESS_REPORT) in materialized
@@ -111,10 +118,10 @@ def test_fair_predictions_pass_and_promotion_runs(
 
 def test_fairness_checks_block_and_drift_checks_do_not() -> None:
     fairness_specs = {s.name: s for s in fairness_report.check_specs}
-    assert list(fairness_specs) == keys.FAIRNESS_CHECKS
+    assert list(fairness_specs) == FAIRNESS_CHECKS
     assert all(s.blocking for s in fairness_specs.values())
     drift_specs = {s.name: s for s in psi_report.check_specs}
-    assert set(drift_specs) == {keys.CHECK_FEATURE_DRIFT, keys.CHECK_SCORE_DRIFT}
+    assert set(drift_specs) == {CHECK_FEATURE_DRIFT, CHECK_SCORE_DRIFT}
     assert not any(s.blocking for s in drift_specs.values())
     assert fairness_report.group_names_by_key[AssetKey(keys.FAIRNESS_REPORT)] == "governance"
     assert psi_report.group_names_by_key[AssetKey(keys.PSI_REPORT)] == "governance"

@@ -15,7 +15,16 @@ import pandas as pd
 import pytest
 from pypdf import PdfReader
 
-from fraud_assets import keys
+from fraud_assets.checks import (
+    CHECK_DISPARATE_IMPACT,
+    CHECK_EQUAL_OPPORTUNITY,
+    CHECK_FAIRNESS_POLICY,
+    CHECK_FALSE_POSITIVE_RATE_RATIO,
+    CHECK_FEATURE_DRIFT,
+    CHECK_MIN_GROUP_SIZE,
+    CHECK_SCORE_DRIFT,
+    FAIRNESS_CHECKS,
+)
 from fraud_assets.features import CATEGORICAL_FEATURES, MODEL_FEATURES, NUMERIC_FEATURES
 from fraud_assets.governance.policy import pinned_policy
 from fraud_assets.lakehouse import table_store
@@ -51,15 +60,15 @@ def test_fair_candidate_passes_and_the_audit_embeds_its_charts(governed_home: Pa
     result = run_fairness(["--run_id", "pipeline-1", "--write_audit_report", "true"])
 
     checks = {c.check_name: c for c in result.checks}
-    assert list(checks) == keys.FAIRNESS_CHECKS
+    assert list(checks) == FAIRNESS_CHECKS
     assert all(c.passed for c in checks.values()), [c.metadata["why"] for c in checks.values()]
     # The pinned policy gates false accusations and fraud caught; disparate impact advises.
     assert {name: c.severity for name, c in checks.items()} == {
-        keys.CHECK_FALSE_POSITIVE_RATE_RATIO: "ERROR",
-        keys.CHECK_EQUAL_OPPORTUNITY: "ERROR",
-        keys.CHECK_DISPARATE_IMPACT: "WARN",
-        keys.CHECK_MIN_GROUP_SIZE: "ERROR",
-        keys.CHECK_FAIRNESS_POLICY: "ERROR",
+        CHECK_FALSE_POSITIVE_RATE_RATIO: "ERROR",
+        CHECK_EQUAL_OPPORTUNITY: "ERROR",
+        CHECK_DISPARATE_IMPACT: "WARN",
+        CHECK_MIN_GROUP_SIZE: "ERROR",
+        CHECK_FAIRNESS_POLICY: "ERROR",
     }
     pinned = pinned_policy("dev")
     assert all(c.metadata["policy"] == pinned.to_dict() for c in checks.values())
@@ -133,7 +142,7 @@ def test_fair_candidate_passes_and_the_audit_embeds_its_charts(governed_home: Pa
             run_id=run_id, artifact_path="fairness/fairness_report.json", dst_path=tmp
         )
         payload = json.loads(Path(path).read_text(encoding="utf-8"))
-    assert payload["verdicts"][keys.CHECK_FALSE_POSITIVE_RATE_RATIO]["passed"] is True
+    assert payload["verdicts"][CHECK_FALSE_POSITIVE_RATE_RATIO]["passed"] is True
     assert payload["parameters"]["interval"] == "mover-wilson-bonferroni"
     assert payload["policy"] == pinned.to_dict()
 
@@ -152,10 +161,10 @@ def test_a_candidate_that_falsely_accuses_one_group_fails_and_evidence_still_lan
     result = run_fairness(["--run_id", "pipeline-2"])
 
     checks = {c.check_name: c for c in result.checks}
-    accusations = checks[keys.CHECK_FALSE_POSITIVE_RATE_RATIO]
+    accusations = checks[CHECK_FALSE_POSITIVE_RATE_RATIO]
     assert not accusations.passed and accusations.severity == "ERROR"
     assert accusations.metadata["failing_attributes"] == ["patient_gender"]
-    assert checks[keys.CHECK_MIN_GROUP_SIZE].passed
+    assert checks[CHECK_MIN_GROUP_SIZE].passed
     metadata = result.materializations[0].metadata
     assert "audit_report" not in metadata
     assert not (governed_home / "reports").exists()
@@ -172,7 +181,7 @@ def test_an_accurate_model_over_different_base_rates_is_not_blocked(governed_hom
     )
     result = run_fairness(["--run_id", "pipeline-4"])
     checks = {c.check_name: c for c in result.checks}
-    parity = checks[keys.CHECK_DISPARATE_IMPACT]
+    parity = checks[CHECK_DISPARATE_IMPACT]
     assert not parity.passed and parity.severity == "WARN"  # reported, not gated
     assert parity.metadata["failing_attributes"] == ["patient_gender"]
     blocking = [c.check_name for c in result.checks if not c.passed and c.severity == "ERROR"]
@@ -302,9 +311,9 @@ def test_psi_flags_the_drifted_feature_and_judges_only_the_champions_scores(
     assert per_feature["fraud_score"]["drift_level"] == "none"
 
     checks = {c.check_name: c for c in result.checks}
-    assert not checks[keys.CHECK_FEATURE_DRIFT].passed
-    assert checks[keys.CHECK_FEATURE_DRIFT].severity == "ERROR"
-    assert checks[keys.CHECK_SCORE_DRIFT].passed
+    assert not checks[CHECK_FEATURE_DRIFT].passed
+    assert checks[CHECK_FEATURE_DRIFT].severity == "ERROR"
+    assert checks[CHECK_SCORE_DRIFT].passed
 
     table = store.read_pandas("psi_report")
     assert len(table) == len(MODEL_FEATURES) + 1

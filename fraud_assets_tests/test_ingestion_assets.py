@@ -10,6 +10,16 @@ from dagster import materialize
 
 from fraud_assets import keys
 from fraud_assets.assets.ingestion import raw_claims, validate_claims
+from fraud_assets.checks import (
+    CHECK_NULL_RATES,
+    CHECK_QUARANTINE_RATE,
+    CHECK_RAW_NOT_EMPTY,
+    CHECK_RAW_SCHEMA,
+    CHECK_RECONCILES,
+    CHECK_SCHEMA,
+    CHECK_UNIQUE_CLAIM_ID,
+    CHECK_VALUE_RANGES,
+)
 from fraud_assets.claims.synthetic import generate_claims, write_claims_file
 from fraud_assets.lakehouse import LocalDeltaStore
 from fraud_assets.resources.compute import LocalPipesCompute
@@ -36,14 +46,14 @@ def test_blocking_checks_are_the_ones_that_must_stop_downstream_assets() -> None
         for spec in asset_def.check_specs
     }
     assert specs == {
-        (keys.RAW_CLAIMS, keys.CHECK_RAW_SCHEMA): True,
-        (keys.RAW_CLAIMS, keys.CHECK_RAW_NOT_EMPTY): False,
-        (keys.CLAIMS, keys.CHECK_SCHEMA): True,
-        (keys.CLAIMS, keys.CHECK_UNIQUE_CLAIM_ID): True,
-        (keys.CLAIMS, keys.CHECK_RECONCILES): True,
-        (keys.CLAIMS, keys.CHECK_QUARANTINE_RATE): True,
-        (keys.CLAIMS, keys.CHECK_VALUE_RANGES): False,
-        (keys.CLAIMS, keys.CHECK_NULL_RATES): False,
+        (keys.RAW_CLAIMS, CHECK_RAW_SCHEMA): True,
+        (keys.RAW_CLAIMS, CHECK_RAW_NOT_EMPTY): False,
+        (keys.CLAIMS, CHECK_SCHEMA): True,
+        (keys.CLAIMS, CHECK_UNIQUE_CLAIM_ID): True,
+        (keys.CLAIMS, CHECK_RECONCILES): True,
+        (keys.CLAIMS, CHECK_QUARANTINE_RATE): True,
+        (keys.CLAIMS, CHECK_VALUE_RANGES): False,
+        (keys.CLAIMS, CHECK_NULL_RATES): False,
     }
     assert {k.to_user_string() for k in validate_claims.keys} == {
         keys.CLAIMS,
@@ -84,16 +94,16 @@ def test_a_landed_file_materializes_bronze_silver_and_quarantine_through_pipes(
     assert metadata[keys.CLAIMS_QUARANTINE]["row_count"] == 0
     checks = _checks(result)
     assert set(checks) == {
-        (keys.RAW_CLAIMS, keys.CHECK_RAW_SCHEMA),
-        (keys.RAW_CLAIMS, keys.CHECK_RAW_NOT_EMPTY),
-        (keys.CLAIMS, keys.CHECK_SCHEMA),
-        (keys.CLAIMS, keys.CHECK_UNIQUE_CLAIM_ID),
-        (keys.CLAIMS, keys.CHECK_RECONCILES),
-        (keys.CLAIMS, keys.CHECK_QUARANTINE_RATE),
-        (keys.CLAIMS, keys.CHECK_VALUE_RANGES),
-        (keys.CLAIMS, keys.CHECK_NULL_RATES),
+        (keys.RAW_CLAIMS, CHECK_RAW_SCHEMA),
+        (keys.RAW_CLAIMS, CHECK_RAW_NOT_EMPTY),
+        (keys.CLAIMS, CHECK_SCHEMA),
+        (keys.CLAIMS, CHECK_UNIQUE_CLAIM_ID),
+        (keys.CLAIMS, CHECK_RECONCILES),
+        (keys.CLAIMS, CHECK_QUARANTINE_RATE),
+        (keys.CLAIMS, CHECK_VALUE_RANGES),
+        (keys.CLAIMS, CHECK_NULL_RATES),
     }
     assert all(e.passed for e in checks.values()), [k for k, e in checks.items() if not e.passed]
-    assert checks[(keys.CLAIMS, keys.CHECK_RECONCILES)].metadata["bronze_rows"].value == 300
+    assert checks[(keys.CLAIMS, CHECK_RECONCILES)].metadata["bronze_rows"].value == 300
     silver = store.read_pandas("claims")
     assert sorted(silver["claim_id"]) == generate_claims(300, seed=3)["claim_id"].tolist()

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from fraud_assets import keys
+from fraud_assets.checks import CHECK_RECONCILES
 from fraud_assets.claims.synthetic import generate_claims
 from fraud_assets.lakehouse import LocalDeltaStore, read_published
 from fraud_assets.tasks.ingest import ingest
@@ -73,7 +73,7 @@ def test_a_batch_cut_short_is_visible_in_neither_table_until_it_is_finished(
 
     result = validate(task_context("r3"))
     checks = {c.check_name: c for c in result.checks}
-    assert checks[keys.CHECK_RECONCILES].passed
+    assert checks[CHECK_RECONCILES].passed
     silver, quarantine = (
         _batches(store, spark, "claims"),
         _batches(store, spark, "claims_quarantine"),

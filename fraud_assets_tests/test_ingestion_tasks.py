@@ -7,7 +7,14 @@ from typing import Any
 
 import pytest
 
-from fraud_assets import keys
+from fraud_assets.checks import (
+    CHECK_QUARANTINE_RATE,
+    CHECK_RAW_NOT_EMPTY,
+    CHECK_RAW_SCHEMA,
+    CHECK_RECONCILES,
+    CHECK_UNIQUE_CLAIM_ID,
+    CHECK_VALUE_RANGES,
+)
 from fraud_assets.claims.mapping import SourceError
 from fraud_assets.claims.schema import REASON_COLUMN
 from fraud_assets.claims.synthetic import generate_claims, write_claims_file
@@ -60,28 +67,28 @@ def test_synthetic_refresh_file_appends_and_revalidation(
     assert (silver_meta["row_count"], silver_meta["batch_row_count"]) == (400, 0)
     assert quarantine_meta["reasons"] == {"claim_id already in silver …": 3}
     checks = _checks(second)
-    assert checks[keys.CHECK_RECONCILES].passed
-    assert checks[keys.CHECK_UNIQUE_CLAIM_ID].passed
+    assert checks[CHECK_RECONCILES].passed
+    assert checks[CHECK_UNIQUE_CLAIM_ID].passed
     # Everything quarantined: the quarantine-rate limit fails as an ERROR (it blocks), and
     # says why the rows went.
-    rate = checks[keys.CHECK_QUARANTINE_RATE]
+    rate = checks[CHECK_QUARANTINE_RATE]
     assert not rate.passed and rate.severity == "ERROR"
     assert rate.metadata["quarantine_rate"] == 1.0
     assert rate.metadata["top_reasons"] == {"claim_id already in silver …": 3}
     assert "claim_id already in silver … (3 rows)" in (rate.description or "")
-    assert checks[keys.CHECK_VALUE_RANGES].passed
+    assert checks[CHECK_VALUE_RANGES].passed
 
     # Validating the same batch again changes nothing: its rows are replaced, not added.
     again = validate(task_context("r2-retry", batch_id="r2"))
     assert _metadata(again, "claims")["row_count"] == 400
     assert _metadata(again, "claims_quarantine")["row_count"] == 3
-    assert _checks(again)[keys.CHECK_RECONCILES].passed
+    assert _checks(again)[CHECK_RECONCILES].passed
 
     ingest(task_context("r3", source_path=str(BAD / "duplicate_ids.csv")))
     third = validate(task_context("r3", batch_id="r3"))
     assert _metadata(third, "claims")["row_count"] == 404  # G1, G2, G3 and the good DUP
     assert _metadata(third, "claims_quarantine")["row_count"] == 6
-    reconciled = _checks(third)[keys.CHECK_RECONCILES]
+    reconciled = _checks(third)[CHECK_RECONCILES]
     assert reconciled.passed
     assert reconciled.metadata["bronze_rows"] == 7
     assert len(store.read_arrow("raw_claims")) == 400 + 3 + 7
@@ -115,7 +122,7 @@ def test_two_batches_landed_before_one_validate_both_reach_silver(
     silver_meta = _metadata(result, "claims")
     assert silver_meta["batch_ids"] == ["r2", "r3"]
     assert silver_meta["batch_row_count"] == 9
-    reconciled = _checks(result)[keys.CHECK_RECONCILES]
+    reconciled = _checks(result)[CHECK_RECONCILES]
     assert reconciled.passed
     assert reconciled.metadata["bronze_rows"] == 9
 
@@ -155,7 +162,7 @@ def test_a_batch_cut_short_between_its_two_commits_is_finished_by_the_next_valid
 
     result = validate(task_context("r5"))
     assert _metadata(result, "claims")["batch_ids"] == ["r2", "r3"]
-    assert _checks(result)[keys.CHECK_RECONCILES].passed
+    assert _checks(result)[CHECK_RECONCILES].passed
     counts = {
         table: store.read_pandas(table).groupby("_batch_id").size().to_dict()
         for table in ("raw_claims", "claims", "claims_quarantine")
@@ -191,14 +198,14 @@ def test_a_claim_dated_year_zero_is_quarantined_and_silver_stays_readable(
 
 def test_a_header_only_file_lands_an_empty_batch(small_synthetic: Path, spark: Any) -> None:
     landed = ingest(task_context("r1", source_path=str(BAD / "header_only.csv")))
-    not_empty = _checks(landed)[keys.CHECK_RAW_NOT_EMPTY]
+    not_empty = _checks(landed)[CHECK_RAW_NOT_EMPTY]
     assert not not_empty.passed
     assert (
         not_empty.description is not None and "has a header but no records" in not_empty.description
     )
-    assert _checks(landed)[keys.CHECK_RAW_SCHEMA].passed
+    assert _checks(landed)[CHECK_RAW_SCHEMA].passed
     validated = validate(task_context("r1", batch_id="r1"))
-    assert _checks(validated)[keys.CHECK_RECONCILES].passed
+    assert _checks(validated)[CHECK_RECONCILES].passed
     assert _metadata(validated, "claims")["batch_row_count"] == 0
     # Without a batch id the step said "materialize raw_claims first", which it just was.
     with pytest.raises(ValueError, match="raw_claims holds no rows: its latest load") as error:

@@ -28,6 +28,12 @@ from fraud_assets.assets.features import claim_features
 from fraud_assets.assets.governance import psi_report
 from fraud_assets.assets.ingestion import raw_claims, validate_claims
 from fraud_assets.assets.registry import rollback_champion_job
+from fraud_assets.checks import (
+    CHECK_FEATURE_DRIFT,
+    CHECK_MIN_GROUP_SIZE,
+    CHECK_QUARANTINE_RATE,
+    CHECK_ROC_AUC_FLOOR,
+)
 from fraud_assets.claims.synthetic import generate_claims, write_claims_file
 from fraud_assets.ml import registry
 from fraud_assets.ml.tracking import mlflow_client
@@ -75,9 +81,9 @@ def test_a_failed_fairness_gate_stops_registered_model_and_alerts(
 
     assert not result.success
     failed = {e.check_name: e for e in result.get_asset_check_evaluations() if not e.passed}
-    assert keys.CHECK_MIN_GROUP_SIZE in failed
+    assert CHECK_MIN_GROUP_SIZE in failed
     assert all(e.asset_key == AssetKey(keys.FAIRNESS_REPORT) for e in failed.values())
-    assert failed[keys.CHECK_MIN_GROUP_SIZE].severity == AssetCheckSeverity.ERROR
+    assert failed[CHECK_MIN_GROUP_SIZE].severity == AssetCheckSeverity.ERROR
     steps = step_statuses(dagster_instance, result.run_id)
     assert steps["model_evaluation"] == StepEventStatus.SUCCESS
     assert steps["fairness_report"] == StepEventStatus.FAILURE
@@ -121,7 +127,7 @@ def test_the_champion_moves_only_when_every_gate_passes(
     monkeypatch.setenv("FRAUD_THRESHOLDS__ROC_AUC_MIN", "1.01")
     failing = train_and_register(dagster_instance)
 
-    assert f"model_evaluation.{keys.CHECK_ROC_AUC_FLOOR}" in failed_checks(failing)
+    assert f"model_evaluation.{CHECK_ROC_AUC_FLOOR}" in failed_checks(failing)
     steps = step_statuses(dagster_instance, failing.run_id)
     assert steps["model_evaluation"] == StepEventStatus.FAILURE
     assert "fairness_report" not in steps and "registered_model" not in steps
@@ -156,8 +162,8 @@ def test_major_drift_on_psi_report_requests_retraining(
     [report] = monitoring.asset_materializations_for_node("psi_report")
     assert plain(report.metadata)["drift_level"] == "major"
     drift = {e.check_name: e for e in monitoring.get_asset_check_evaluations()}
-    assert not drift[keys.CHECK_FEATURE_DRIFT].passed
-    assert drift[keys.CHECK_FEATURE_DRIFT].severity == AssetCheckSeverity.ERROR
+    assert not drift[CHECK_FEATURE_DRIFT].passed
+    assert drift[CHECK_FEATURE_DRIFT].severity == AssetCheckSeverity.ERROR
     context = build_sensor_context(instance=dagster_instance, definitions=_defs())  # type: ignore[arg-type]
     tick = drift_retraining_sensor(context)
     assert isinstance(tick, SensorResult)
@@ -186,7 +192,7 @@ def test_a_failed_blocking_ingestion_check_stops_the_features(
         raise_on_error=False,
     )
 
-    assert f"claims.{keys.CHECK_QUARANTINE_RATE}" in failed_checks(result)
+    assert f"claims.{CHECK_QUARANTINE_RATE}" in failed_checks(result)
     steps = step_statuses(dagster_instance, result.run_id)
     assert steps["raw_claims"] == StepEventStatus.SUCCESS
     assert steps["validate_claims"] == StepEventStatus.FAILURE

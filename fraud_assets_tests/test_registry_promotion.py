@@ -17,6 +17,12 @@ from mlflow.models import infer_signature
 from mlflow.pyfunc import PythonModel
 
 from fraud_assets import keys
+from fraud_assets.checks import (
+    CHECK_FALSE_POSITIVE_RATE_RATIO,
+    CHECK_NO_REGRESSION,
+    CHECK_ROC_AUC_FLOOR,
+    promotion_gates,
+)
 from fraud_assets.features import MODEL_FEATURES
 from fraud_assets.governance.policy import pinned_policy
 from fraud_assets.lakehouse import table_store
@@ -29,7 +35,7 @@ from fraud_assets_tests.gold_frames import make_gold_frame, use_migrated_mlflow_
 
 MODEL = "fraud_detector"
 FAIRNESS = keys.FAIRNESS_REPORT
-PROMOTION_GATES = keys.promotion_gates(pinned_policy("dev").gates)
+PROMOTION_GATES = promotion_gates(pinned_policy("dev").gates)
 FAIRNESS_GATES = PROMOTION_GATES[keys.FAIRNESS_REPORT]
 
 
@@ -97,7 +103,7 @@ def test_champion_moves_only_when_every_gate_has_a_fresh_passing_verdict(trained
     assert _version(client, registry.CHAMPION) is None
     assert _version(client, registry.CHALLENGER) is None
 
-    _fairness("run-1", failing=(keys.CHECK_FALSE_POSITIVE_RATE_RATIO,))
+    _fairness("run-1", failing=(CHECK_FALSE_POSITIVE_RATE_RATIO,))
     second = _register("run-1")
     assert second["model_version"] == 1, "re-registering the same candidate reuses its version"
     assert second["promoted"] is False
@@ -262,8 +268,8 @@ def test_a_champion_that_cannot_score_the_holdout_fails_the_regression_gate(trai
     result = run_task(evaluate.evaluate, ["--run_id", "run-1"], name="evaluate")
 
     verdicts = {c.check_name: c for c in result.checks}
-    assert verdicts[keys.CHECK_ROC_AUC_FLOOR].passed
-    regression = verdicts[keys.CHECK_NO_REGRESSION]
+    assert verdicts[CHECK_ROC_AUC_FLOOR].passed
+    regression = verdicts[CHECK_NO_REGRESSION]
     assert not regression.passed
     assert regression.description is not None
     assert "needs column(s) retired_feature" in regression.description

@@ -8,7 +8,13 @@ from pathlib import Path
 
 from dagster import DagsterInstance
 
-from fraud_assets import keys
+from fraud_assets.checks import (
+    CHECK_DISPARATE_IMPACT,
+    CHECK_FALSE_POSITIVE_RATE_RATIO,
+    CHECK_RAW_SCHEMA,
+    CHECK_SCORE_DRIFT,
+    CHECK_UNIQUE_CLAIM_ID,
+)
 from fraud_assets.local.run import RunOutcome, run_job, summary
 from fraud_assets.settings import get_settings
 
@@ -34,7 +40,7 @@ def test_progress_lines_and_summary_of_a_run_a_blocking_check_stops(
     [finished] = [line for line in lines if "✔ claims_quarantine (" in line]
     assert re.fullmatch(r"\d\d:\d\d:\d\d ✔ claims_quarantine \(\d+\.\ds\)", finished)
     assert any(line.strip() == "raw_claims: landing 3 claims" for line in lines)
-    assert any(f"check raw_claims.{keys.CHECK_RAW_SCHEMA} FAILED (ERROR)" in line for line in lines)
+    assert any(f"check raw_claims.{CHECK_RAW_SCHEMA} FAILED (ERROR)" in line for line in lines)
     assert any(
         line.endswith("· claims not run: Dependencies for step claims failed: ['raw_claims']")
         for line in lines
@@ -48,13 +54,13 @@ def test_progress_lines_and_summary_of_a_run_a_blocking_check_stops(
     assert "STEP_START" in log_path.read_text(encoding="utf-8")
 
     assert outcome.materializations["raw_claims"]["row_count"] == 3
-    assert outcome.checks == {("raw_claims", keys.CHECK_RAW_SCHEMA): (False, "ERROR")}
+    assert outcome.checks == {("raw_claims", CHECK_RAW_SCHEMA): (False, "ERROR")}
     text = "\n".join(summary(outcome, job_name="tiny_job", settings=get_settings()))
     assert f"tiny_job run {outcome.run_id}: FAILURE in " in text
     assert re.search(r"\n  raw_claims +3 rows  v7  /lake/bronze/raw_claims\n", text)
-    assert re.search(rf"raw_claims\.{keys.CHECK_RAW_SCHEMA} +FAIL ERROR\n", text)
+    assert re.search(rf"raw_claims\.{CHECK_RAW_SCHEMA} +FAIL ERROR\n", text)
     # A gate the stop kept from running is listed, not left out (issue 13).
-    assert re.search(rf"claims\.{keys.CHECK_UNIQUE_CLAIM_ID} +not run\n", text)
+    assert re.search(rf"claims\.{CHECK_UNIQUE_CLAIM_ID} +not run\n", text)
     assert f"http://localhost:3000/runs/{outcome.run_id}" in text
 
 
@@ -97,9 +103,9 @@ def test_summary_names_the_model_version_alias_gates_and_audit(fraud_home: Path)
             },
         },
         checks={
-            ("fairness_report", keys.CHECK_FALSE_POSITIVE_RATE_RATIO): (True, "ERROR"),
-            ("fairness_report", keys.CHECK_DISPARATE_IMPACT): (False, "WARN"),
-            ("psi_report", keys.CHECK_SCORE_DRIFT): (False, "WARN"),
+            ("fairness_report", CHECK_FALSE_POSITIVE_RATE_RATIO): (True, "ERROR"),
+            ("fairness_report", CHECK_DISPARATE_IMPACT): (False, "WARN"),
+            ("psi_report", CHECK_SCORE_DRIFT): (False, "WARN"),
         },
     )
     lines = summary(outcome, job_name="fraud_pipeline", settings=get_settings())
@@ -109,12 +115,10 @@ def test_summary_names_the_model_version_alias_gates_and_audit(fraud_home: Path)
     assert "candidate xgboost: holdout ROC AUC 0.97, PR AUC 0.81" in text
     assert "fraud_detector version 2: alias champion (and challenger)" in text
     assert "  http://localhost:5000/#/models/fraud_detector/versions/2\n" in text
-    assert (
-        f"fairness_report.{keys.CHECK_FALSE_POSITIVE_RATE_RATIO}  pass (blocks promotion)" in text
-    )
+    assert f"fairness_report.{CHECK_FALSE_POSITIVE_RATE_RATIO}  pass (blocks promotion)" in text
     # The default policy reports disparate impact without gating it.
-    assert re.search(rf"fairness_report\.{keys.CHECK_DISPARATE_IMPACT} +FAIL WARN\n", text)
-    assert re.search(rf"psi_report\.{keys.CHECK_SCORE_DRIFT} +FAIL WARN\n", text)
+    assert re.search(rf"fairness_report\.{CHECK_DISPARATE_IMPACT} +FAIL WARN\n", text)
+    assert re.search(rf"psi_report\.{CHECK_SCORE_DRIFT} +FAIL WARN\n", text)
     assert "fairness audit  /r/fairness_audit_1.html" in text
     assert "/r/fairness_audit_1.pdf" in text
     assert "make mlflow-ui  MLflow runs, model versions and aliases: http://localhost:5000" in text

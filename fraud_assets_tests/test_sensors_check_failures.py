@@ -20,6 +20,7 @@ from dagster import (
 )
 
 from fraud_assets import keys
+from fraud_assets.checks import CHECK_DISPARATE_IMPACT, CHECK_MIN_GROUP_SIZE, CHECK_SCORE_DRIFT
 from fraud_assets.resources.alerts import AlertResource
 from fraud_assets.sensors.check_cursor import CheckCursor, advance
 from fraud_assets.sensors.check_failures import failed_check_alert_sensor
@@ -34,8 +35,8 @@ class FairnessConfig(Config):
 @asset(
     key=keys.FAIRNESS_REPORT,
     check_specs=[
-        AssetCheckSpec(keys.CHECK_DISPARATE_IMPACT, asset=keys.FAIRNESS_REPORT),
-        AssetCheckSpec(keys.CHECK_MIN_GROUP_SIZE, asset=keys.FAIRNESS_REPORT),
+        AssetCheckSpec(CHECK_DISPARATE_IMPACT, asset=keys.FAIRNESS_REPORT),
+        AssetCheckSpec(CHECK_MIN_GROUP_SIZE, asset=keys.FAIRNESS_REPORT),
     ],
 )
 def fairness_report(config: FairnessConfig) -> MaterializeResult:
@@ -43,14 +44,14 @@ def fairness_report(config: FairnessConfig) -> MaterializeResult:
     return MaterializeResult(
         check_results=[
             AssetCheckResult(
-                check_name=keys.CHECK_DISPARATE_IMPACT,
+                check_name=CHECK_DISPARATE_IMPACT,
                 passed=config.disparate_impact >= 0.8,
                 severity=AssetCheckSeverity.ERROR,
                 metadata={"disparate_impact_ratio": config.disparate_impact, "threshold": 0.8},
                 description="worst group patient_gender=F",
             ),
             AssetCheckResult(
-                check_name=keys.CHECK_MIN_GROUP_SIZE,
+                check_name=CHECK_MIN_GROUP_SIZE,
                 passed=config.min_group >= 30,
                 severity=AssetCheckSeverity.WARN,
                 metadata={"value": config.min_group, "threshold": 30},
@@ -62,16 +63,14 @@ def fairness_report(config: FairnessConfig) -> MaterializeResult:
 GATE = threading.Event()
 
 
-@asset(
-    key=keys.PSI_REPORT, check_specs=[AssetCheckSpec(keys.CHECK_SCORE_DRIFT, asset=keys.PSI_REPORT)]
-)
+@asset(key=keys.PSI_REPORT, check_specs=[AssetCheckSpec(CHECK_SCORE_DRIFT, asset=keys.PSI_REPORT)])
 def psi_report() -> MaterializeResult:
     """A slow asset: its check stays PLANNED until the test opens the gate."""
     assert GATE.wait(timeout=60), "the test never opened the gate"
     return MaterializeResult(
         check_results=[
             AssetCheckResult(
-                check_name=keys.CHECK_SCORE_DRIFT,
+                check_name=CHECK_SCORE_DRIFT,
                 passed=False,
                 severity=AssetCheckSeverity.ERROR,
                 metadata={"max_psi": 0.31},
@@ -123,7 +122,7 @@ def test_a_failed_error_check_alerts_once_with_asset_check_value_and_run_link(
 
     (body,) = webhook_receiver.received
     assert body["asset"] == "fairness_report"
-    assert body["check"] == keys.CHECK_DISPARATE_IMPACT
+    assert body["check"] == CHECK_DISPARATE_IMPACT
     assert body["value"] == 0.62 and body["threshold"] == 0.8
     assert body["run_url"] == f"http://dagster.test:3000/runs/{run_id}"
     assert body["job"] == "__ephemeral_asset_job__"
@@ -201,8 +200,8 @@ def test_a_check_in_progress_is_alerted_when_it_finishes_even_after_newer_ones(
     _evaluate(dagster_instance, alerts, cursor)
 
     assert [b["check"] for b in webhook_receiver.received] == [
-        keys.CHECK_DISPARATE_IMPACT,
-        keys.CHECK_SCORE_DRIFT,
+        CHECK_DISPARATE_IMPACT,
+        CHECK_SCORE_DRIFT,
     ]
     assert webhook_receiver.received[1]["value"] == 0.31
     assert webhook_receiver.received[1]["run_id"] == slow["result"].run_id
@@ -243,7 +242,7 @@ def _wait_for_planned(instance: DagsterInstance, timeout: float = 30.0) -> None:
         AssetCheckExecutionRecordStatus,
     )
 
-    key = AssetCheckKey(AssetKey(keys.PSI_REPORT), keys.CHECK_SCORE_DRIFT)
+    key = AssetCheckKey(AssetKey(keys.PSI_REPORT), CHECK_SCORE_DRIFT)
     done = threading.Event()
     for _ in range(int(timeout / 0.1)):
         history = instance.event_log_storage.get_asset_check_execution_history(key, limit=1)

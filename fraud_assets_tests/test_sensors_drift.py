@@ -22,6 +22,7 @@ from dagster import (
 )
 
 from fraud_assets import keys
+from fraud_assets.checks import CHECK_FEATURE_DRIFT, CHECK_SCORE_DRIFT
 from fraud_assets.sensors.drift import DRIFT_SENSOR, drift_retraining_sensor
 from fraud_assets.sensors.drift_policy import DriftCursor
 
@@ -34,8 +35,8 @@ class PsiConfig(Config):
 @asset(
     key=keys.PSI_REPORT,
     check_specs=[
-        AssetCheckSpec(keys.CHECK_FEATURE_DRIFT, asset=keys.PSI_REPORT),
-        AssetCheckSpec(keys.CHECK_SCORE_DRIFT, asset=keys.PSI_REPORT),
+        AssetCheckSpec(CHECK_FEATURE_DRIFT, asset=keys.PSI_REPORT),
+        AssetCheckSpec(CHECK_SCORE_DRIFT, asset=keys.PSI_REPORT),
     ],
 )
 def psi_report(config: PsiConfig) -> MaterializeResult:
@@ -50,7 +51,7 @@ def psi_report(config: PsiConfig) -> MaterializeResult:
                 severity=severity,
                 metadata={"max_psi": config.max_psi},
             )
-            for name in (keys.CHECK_FEATURE_DRIFT, keys.CHECK_SCORE_DRIFT)
+            for name in (CHECK_FEATURE_DRIFT, CHECK_SCORE_DRIFT)
         ],
     )
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from fraud_assets import keys
+from fraud_assets.checks import CHECK_ROC_AUC_FLOOR
 from fraud_assets.lakehouse import LocalDeltaStore
 from fraud_assets.ml.registry import verdicts_since
 from fraud_assets.tasks._runtime import (
@@ -57,9 +57,7 @@ def test_verdicts_are_recorded_and_the_latest_one_wins(fraud_home: Path) -> None
             return TaskResult(
                 materializations=[Materialization("model_evaluation", {"row_count": 1})],
                 checks=[
-                    CheckOutcome(
-                        "model_evaluation", keys.CHECK_ROC_AUC_FLOOR, passed, metadata={"v": 1}
-                    )
+                    CheckOutcome("model_evaluation", CHECK_ROC_AUC_FLOOR, passed, metadata={"v": 1})
                 ],
             )
 
@@ -73,7 +71,7 @@ def test_verdicts_are_recorded_and_the_latest_one_wins(fraud_home: Path) -> None
     assert sorted(history["run_id"]) == ["r-1", "r-2"]
 
     assert verdicts_since(history, since=datetime(1970, 1, 1, tzinfo=UTC)) == {
-        ("model_evaluation", keys.CHECK_ROC_AUC_FLOOR): False
+        ("model_evaluation", CHECK_ROC_AUC_FLOOR): False
     }
 
 

@@ -22,13 +22,13 @@ from dagster import (
     materialize,
 )
 
-from fraud_assets import keys
 from fraud_assets.assets.evaluation import model_evaluation
 from fraud_assets.assets.features import claim_features
 from fraud_assets.assets.governance import fairness_report
 from fraud_assets.assets.registry import registered_model, rollback_champion_job
 from fraud_assets.assets.scoring import fraud_scores
 from fraud_assets.assets.training import catboost_model, xgboost_model
+from fraud_assets.checks import CHECK_ROC_AUC_FLOOR, promotion_gates
 from fraud_assets.claims.synthetic import generate_claims, to_arrow
 from fraud_assets.governance.policy import pinned_policy
 from fraud_assets.lakehouse import table_store
@@ -93,7 +93,7 @@ def test_champion_moves_only_when_every_blocking_check_passes(
         run_config=RUN_CONFIG,
     )
     assert passing.success
-    for asset, checks in keys.promotion_gates(pinned_policy(get_settings().target).gates).items():
+    for asset, checks in promotion_gates(pinned_policy(get_settings().target).gates).items():
         for name in checks:
             assert _check(passing, name), f"{asset}.{name} failed on good data"
     [registered] = passing.asset_materializations_for_node("registered_model")
@@ -149,7 +149,7 @@ def test_champion_moves_only_when_every_blocking_check_passes(
         run_config=RUN_CONFIG,
         raise_on_error=False,
     )
-    assert not _check(failing, keys.CHECK_ROC_AUC_FLOOR)
+    assert not _check(failing, CHECK_ROC_AUC_FLOOR)
     # The blocking check stops the run before fairness and registration...
     assert failing.asset_materializations_for_node("registered_model") == []
     assert failing.asset_materializations_for_node("fairness_report") == []

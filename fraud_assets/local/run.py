@@ -39,6 +39,7 @@ from dagster import (
 from dagster._core.definitions.reconstruct import ReconstructableRepository
 
 from fraud_assets import keys
+from fraud_assets.checks import promotion_gates
 from fraud_assets.governance.policy import pinned_policy
 from fraud_assets.local.demo import persistent_instance
 from fraud_assets.settings import FraudSettings, get_settings
@@ -295,7 +296,7 @@ def _gate_lines(outcome: RunOutcome, settings: FraudSettings) -> list[str]:
         return []
     lines = ["", "Gates:"]
     width = max(len(f"{asset}.{check}") for asset, check in verdicts)
-    promotion = keys.promotion_gates(pinned_policy(settings.target).gates)
+    promotion = promotion_gates(pinned_policy(settings.target).gates)
     for (asset, check), verdict in verdicts.items():
         role = " (blocks promotion)" if check in promotion.get(asset, []) else ""
         lines.append(f"  {asset + '.' + check:<{width}}  {verdict}{role}")

@@ -17,12 +17,14 @@ from dagster import (
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
 from fraud_assets import keys
+from fraud_assets.checks import names_of
 from fraud_assets.sensors._automation import launching_sensor_status
 from fraud_assets.sensors.drift_policy import DriftCursor, PsiObservation, decide
 from fraud_assets.settings import get_settings
 
 DRIFT_SENSOR = "drift_retraining_sensor"
-DRIFT_CHECKS = (keys.CHECK_FEATURE_DRIFT, keys.CHECK_SCORE_DRIFT)
+# The psi_report checks declared in fraud_assets.checks: feature_drift and score_drift.
+DRIFT_CHECKS = tuple(names_of(keys.PSI_REPORT))
 
 
 def latest_psi_observation(instance: DagsterInstance) -> PsiObservation | None:

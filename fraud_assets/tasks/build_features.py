@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from fraud_assets import keys
+from fraud_assets.checks import CHECK_FEATURES_COMPLETE, CHECK_HOLDOUT_SEPARATED
 from fraud_assets.features import (
     HOLDOUT,
     ID_COLUMN,
@@ -213,7 +214,7 @@ def build_features(ctx: TaskContext) -> TaskResult:
     nulls = {name: n for name, n in profile.null_counts.items() if n}
     check = CheckOutcome.declared(
         FEATURES_ASSET,
-        keys.CHECK_FEATURES_COMPLETE,
+        CHECK_FEATURES_COMPLETE,
         passed=profile.complete,
         metadata={
             "silver_row_count": profile.silver_row_count,
@@ -251,7 +252,7 @@ def _separation_check(
         note = f"train and holdout share no {', '.join(sorted(units))}"
     return CheckOutcome.declared(
         FEATURES_ASSET,
-        keys.CHECK_HOLDOUT_SEPARATED,
+        CHECK_HOLDOUT_SEPARATED,
         passed=not leaking and profile.split_counts[HOLDOUT] > 0,
         metadata={
             "label_unit": policy.label_unit,

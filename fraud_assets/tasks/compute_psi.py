@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 
 from fraud_assets import keys
+from fraud_assets.checks import CHECK_FEATURE_DRIFT, CHECK_SCORE_DRIFT
 from fraud_assets.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES, extra_inputs
 from fraud_assets.governance import (
     GateVerdict,
@@ -146,8 +147,8 @@ def compute_psi(ctx: TaskContext) -> TaskResult:
     return TaskResult(
         materializations=[Materialization(asset_key, metadata)],
         checks=[
-            _check(asset_key, keys.CHECK_FEATURE_DRIFT, gates.feature_drift),
-            _check(asset_key, keys.CHECK_SCORE_DRIFT, gates.score_drift),
+            _check(asset_key, CHECK_FEATURE_DRIFT, gates.feature_drift),
+            _check(asset_key, CHECK_SCORE_DRIFT, gates.score_drift),
         ],
     )
 

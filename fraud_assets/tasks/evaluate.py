@@ -13,6 +13,7 @@ import mlflow.pyfunc
 import pandas as pd
 
 from fraud_assets import keys
+from fraud_assets.checks import CHECK_NO_REGRESSION, CHECK_PR_AUC_FLOOR, CHECK_ROC_AUC_FLOOR
 from fraud_assets.features import LABEL_COLUMN, protected_extras
 from fraud_assets.governance.charts import markdown_image
 from fraud_assets.governance.policy import policy_in_force, with_attributes
@@ -97,11 +98,9 @@ def evaluate(ctx: TaskContext) -> TaskResult:
             passed=False, description=champion_problem, metadata={"champion": champion_problem}
         )
     verdicts = {
-        keys.CHECK_ROC_AUC_FLOOR: evaluation.roc_auc_floor(
-            candidate.metrics, thresholds=thresholds
-        ),
-        keys.CHECK_PR_AUC_FLOOR: evaluation.pr_auc_floor(candidate.metrics, thresholds=thresholds),
-        keys.CHECK_NO_REGRESSION: no_regression,
+        CHECK_ROC_AUC_FLOOR: evaluation.roc_auc_floor(candidate.metrics, thresholds=thresholds),
+        CHECK_PR_AUC_FLOOR: evaluation.pr_auc_floor(candidate.metrics, thresholds=thresholds),
+        CHECK_NO_REGRESSION: no_regression,
     }
     asset_key = keys.MODEL_EVALUATION
     metrics = candidate.metrics

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fraud_assets import keys
+from fraud_assets.checks import CHECK_RAW_NOT_EMPTY, CHECK_RAW_SCHEMA
 from fraud_assets.claims.mapping import bronze_table, load_mapping, read_source
 from fraud_assets.claims.schema import BRONZE_SCHEMA, PARSE_ERROR_COLUMN
 from fraud_assets.claims.synthetic import SHAPES, generate_claims, to_arrow
@@ -116,14 +117,14 @@ def ingest(ctx: TaskContext) -> TaskResult:
     checks = [
         CheckOutcome.declared(
             ASSET,
-            keys.CHECK_RAW_SCHEMA,
+            CHECK_RAW_SCHEMA,
             passed=schema.passed,
             metadata={**schema.metadata, "summary": schema.description},
             description=schema.description,
         ),
         CheckOutcome.declared(
             ASSET,
-            keys.CHECK_RAW_NOT_EMPTY,
+            CHECK_RAW_NOT_EMPTY,
             passed=row_count > 0,
             metadata={
                 "row_count": row_count,

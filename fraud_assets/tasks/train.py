@@ -7,6 +7,7 @@ and logs everything to MLflow as one run.
 from __future__ import annotations
 
 from fraud_assets import keys
+from fraud_assets.checks import CHECK_MODEL_ROC_AUC
 from fraud_assets.features import AMOUNT_COLUMN, LABEL_COLUMN, PROTECTED_SOURCES
 from fraud_assets.governance.charts import markdown_image
 from fraud_assets.governance.policy import protected_attributes
@@ -144,7 +145,7 @@ def train(ctx: TaskContext) -> TaskResult:
         checks=[
             CheckOutcome.declared(
                 asset_key,
-                keys.CHECK_MODEL_ROC_AUC,
+                CHECK_MODEL_ROC_AUC,
                 passed=holdout.roc_auc >= floor,
                 metadata={"roc_auc": round(holdout.roc_auc, 4), "roc_auc_min": floor},
                 description=f"holdout ROC AUC {holdout.roc_auc:.3f} vs floor {floor}",

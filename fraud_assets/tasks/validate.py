@@ -18,6 +18,14 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from fraud_assets import keys
+from fraud_assets.checks import (
+    CHECK_NULL_RATES,
+    CHECK_QUARANTINE_RATE,
+    CHECK_RECONCILES,
+    CHECK_SCHEMA,
+    CHECK_UNIQUE_CLAIM_ID,
+    CHECK_VALUE_RANGES,
+)
 from fraud_assets.claims.schema import (
     BATCH_ID_COLUMN,
     ID_COLUMN,
@@ -112,14 +120,14 @@ def validate(ctx: TaskContext) -> TaskResult:
     reasons = reason_counts(quarantine_batch)
     unique_ids = unique_claim_ids(silver_table)
     verdicts: list[tuple[str, CheckVerdict]] = [
-        (keys.CHECK_RECONCILES, reconciled),
-        (keys.CHECK_UNIQUE_CLAIM_ID, unique_ids),
+        (CHECK_RECONCILES, reconciled),
+        (CHECK_UNIQUE_CLAIM_ID, unique_ids),
         (
-            keys.CHECK_SCHEMA,
+            CHECK_SCHEMA,
             schema_matches(store.table_schema(CLAIMS), SILVER_SCHEMA, typed_extras=True),
         ),
         (
-            keys.CHECK_QUARANTINE_RATE,
+            CHECK_QUARANTINE_RATE,
             quarantine_rate(
                 bronze_rows=bronze_count,
                 quarantined_rows=quarantine_count,
@@ -127,8 +135,8 @@ def validate(ctx: TaskContext) -> TaskResult:
                 thresholds=thresholds,
             ),
         ),
-        (keys.CHECK_VALUE_RANGES, value_ranges(silver_batch, thresholds=thresholds)),
-        (keys.CHECK_NULL_RATES, null_rates(bronze, thresholds=thresholds)),
+        (CHECK_VALUE_RANGES, value_ranges(silver_batch, thresholds=thresholds)),
+        (CHECK_NULL_RATES, null_rates(bronze, thresholds=thresholds)),
     ]
     silver_total = int(unique_ids.metadata["rows"])
     quarantine_total = quarantine_table.count()
