@@ -149,11 +149,21 @@ class DatabricksSettings(BaseModel):
     """How heavy steps launch on Databricks. Credentials are read by the resource, not here."""
 
     launch_style: LaunchStyle = "job_cluster"
-    spark_version: str = "17.3.x-cpu-ml-scala2.13"
-    node_type_id: str = "i3.xlarge"
-    min_workers: int = 1
-    max_workers: int = 4
-    policy_id: str | None = None
+    # The job cluster's shape defaults to the bundle's (databricks.yml variables, for the
+    # target: FraudSettings fills them), so a Dagster-launched cluster and a bundle job's match.
+    spark_version: str = Field(default_factory=lambda: _bundle_cluster("dev")["spark_version"])
+    node_type_id: str = Field(default_factory=lambda: _bundle_cluster("dev")["node_type_id"])
+    min_workers: int = Field(default_factory=lambda: _bundle_cluster("dev")["min_workers"])
+    max_workers: int = Field(default_factory=lambda: _bundle_cluster("dev")["max_workers"])
+    policy_id: str | None = Field(
+        default_factory=lambda: _bundle_cluster("dev")["policy_id"],
+        description="Cluster policy id; wins over policy_name",
+    )
+    policy_name: str | None = Field(
+        default_factory=lambda: _bundle_cluster("dev")["policy_name"],
+        description="Cluster policy looked up by name at launch, as the bundle's "
+        "cluster_policy_id lookup does",
+    )
     wheel_path: str = Field(
         "dbfs:/FileStore/fraud_assets/fraud_assets-0.1.0-py3-none-any.whl",
         description="Where the project's wheel lives on the workspace",
@@ -308,7 +318,7 @@ class FraudSettings(BaseSettings):
 
     thresholds: Thresholds = Thresholds()
     schedules: Schedules = Schedules()
-    databricks: DatabricksSettings = DatabricksSettings()
+    databricks: DatabricksSettings = Field(default_factory=lambda: DatabricksSettings())
     serving: ServingSettings = ServingSettings()
 
     alert_sink: AlertSink = "log"
@@ -353,6 +363,10 @@ class FraudSettings(BaseSettings):
         for key in ("catalog", "model_name", "experiment_name"):
             values.setdefault(key, bundle.get(key))
         values.setdefault("schema_name", bundle.get("schema"))
+        given_databricks = values.get("databricks") or {}
+        if isinstance(given_databricks, BaseModel):
+            given_databricks = given_databricks.model_dump(exclude_unset=True)
+        values["databricks"] = {**_bundle_cluster(target), **given_databricks}
         overrides = TARGET_THRESHOLD_OVERRIDES.get(target, {})
         if overrides:
             given = values.get("thresholds") or {}
@@ -446,6 +460,30 @@ def bundle_variables(target: str) -> dict[str, Any]:
     resolved = {name: spec.get("default") for name, spec in (bundle.get("variables") or {}).items()}
     resolved.update((targets[target] or {}).get("variables") or {})
     return resolved
+
+
+def _bundle_cluster(target: str) -> dict[str, Any]:
+    """The bundle's job cluster shape for one target, as ``DatabricksSettings`` fields.
+
+    ``cluster_policy_id`` is either an id or a ``lookup: {cluster_policy: <name>}``; a name is
+    resolved at launch (``fraud_assets.databricks.launch.resolve_policy_id``).
+    """
+    variables = bundle_variables(target)
+    policy = variables.get("cluster_policy_id")
+    if policy is None:
+        spec = (_bundle().get("variables") or {}).get("cluster_policy_id") or {}
+        policy = spec.get("lookup") if isinstance(spec, dict) else None
+    if isinstance(policy, dict) and "lookup" in policy:
+        policy = policy["lookup"]
+    policy_name = policy.get("cluster_policy") if isinstance(policy, dict) else None
+    return {
+        "spark_version": variables["spark_version"],
+        "node_type_id": variables["node_type_id"],
+        "min_workers": int(variables["min_workers"]),
+        "max_workers": int(variables["max_workers"]),
+        "policy_id": None if isinstance(policy, dict) else policy,
+        "policy_name": policy_name,
+    }
 
 
 def on_databricks_runtime() -> bool:

@@ -21,6 +21,7 @@ from fraud_assets.resources.compute.databricks import DatabricksPipesCompute
 from fraud_assets.resources.workspace import DatabricksWorkspace
 from fraud_assets.settings import get_settings
 from fraud_assets_tests.emulator import DatabricksEmulator
+from fraud_assets_tests.emulator.core import CLUSTER_POLICY_ID
 from fraud_assets_tests.emulator.fixtures import SENTINEL_TOKEN
 from fraud_assets_tests.emulator.probe import PROBE_ASSET, PROBE_CHECK
 from fraud_assets_tests.emulator.probe_job import PROBE_SPEC, failure_message, run_probe
@@ -105,7 +106,10 @@ def test_each_launch_style_runs_the_wheel_entry_point_and_reports_back(
     wheel_path = get_settings().databricks.wheel_path
     if style == "job_cluster":
         assert task.spec["libraries"] == [{"whl": wheel_path}]
-        assert task.spec["new_cluster"]["autoscale"] == {"min_workers": 1, "max_workers": 4}
+        # The bundle's dev autoscale range (databricks.yml), under its policy, on spot.
+        assert task.spec["new_cluster"]["autoscale"] == {"min_workers": 1, "max_workers": 2}
+        assert task.spec["new_cluster"]["policy_id"] == CLUSTER_POLICY_ID
+        assert task.spec["new_cluster"]["aws_attributes"]["availability"] == "SPOT_WITH_FALLBACK"
         assert "DAGSTER_PIPES_CONTEXT" in task.env  # bootstrap in spark_env_vars
     elif style == "serverless":
         assert run.environments[0]["spec"]["dependencies"] == [wheel_path]

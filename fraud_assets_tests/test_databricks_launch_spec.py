@@ -58,6 +58,7 @@ def test_job_cluster_spec_follows_settings_and_policy() -> None:
         "custom_tags": {"project": "fraud_assets"},
         "policy_id": "ABC123",
         "apply_policy_default_values": True,
+        "azure_attributes": {"availability": "SPOT_WITH_FALLBACK_AZURE", "first_on_demand": 1},
     }
     with pytest.raises(DatabricksLaunchError, match="min_workers"):
         cluster_spec(databricks_settings(min_workers=5, max_workers=2))

@@ -23,6 +23,14 @@ if TYPE_CHECKING:
 PACKAGE_NAME = "fraud_assets"
 ENVIRONMENT_KEY = "fraud_assets"
 _VOLUME_PATH = re.compile(r"^/Volumes/[^/]+/[^/]+/[^/]+(/[^/]+)*/?$")
+# Spot workers with an on-demand driver, as every bundle job cluster (resources/*.yml) has
+# them: losing a spot node slows a run, never kills it. test_cluster_parity.py holds the
+# two equal.
+SPOT_WITH_FALLBACK = {
+    "aws_attributes": "SPOT_WITH_FALLBACK",
+    "azure_attributes": "SPOT_WITH_FALLBACK_AZURE",
+}
+FIRST_ON_DEMAND = 1
 
 
 class DatabricksLaunchError(RuntimeError):
@@ -35,7 +43,11 @@ def wheel_task(spec: TaskSpec, parameters: Sequence[str] = ()) -> dict[str, Any]
 
 
 def cluster_spec(settings: DatabricksSettings) -> dict[str, Any]:
-    """A new job cluster from settings: runtime, node type, autoscale range and policy."""
+    """A new job cluster from settings: runtime, node type, autoscale range, policy and spot.
+
+    The policy is ``settings.policy_id``; a launch resolves ``policy_name`` into it first
+    (``resolve_policy_id``).
+    """
     if settings.min_workers > settings.max_workers:
         raise DatabricksLaunchError(
             f"min_workers ({settings.min_workers}) exceeds max_workers ({settings.max_workers})"
@@ -47,10 +59,39 @@ def cluster_spec(settings: DatabricksSettings) -> dict[str, Any]:
         "data_security_mode": settings.data_security_mode,
         "custom_tags": {"project": PACKAGE_NAME},
     }
+    cloud = _cloud_attributes(settings.node_type_id)
+    spec[cloud] = {"availability": SPOT_WITH_FALLBACK[cloud], "first_on_demand": FIRST_ON_DEMAND}
     if settings.policy_id:
         spec["policy_id"] = settings.policy_id
         spec["apply_policy_default_values"] = True
     return spec
+
+
+def _cloud_attributes(node_type_id: str) -> str:
+    # Azure VM sizes are named Standard_*; the bundle's node types are AWS ones otherwise.
+    return "azure_attributes" if node_type_id.startswith("Standard_") else "aws_attributes"
+
+
+def resolve_policy_id(client: WorkspaceClient, settings: DatabricksSettings) -> str | None:
+    """The cluster policy id: ``policy_id`` if set, else the policy named ``policy_name``.
+
+    The same lookup the bundle's ``cluster_policy_id`` variable makes at deploy time, so a
+    Dagster-launched cluster runs under the bundle's policy.
+    """
+    if settings.policy_id or not settings.policy_name:
+        return settings.policy_id or None
+    found = [
+        policy.policy_id
+        for policy in client.cluster_policies.list()
+        if policy.name == settings.policy_name and policy.policy_id
+    ]
+    if len(found) != 1:
+        raise DatabricksLaunchError(
+            f"{len(found)} cluster policies are named {settings.policy_name!r}; a job cluster "
+            "needs exactly one. Set FRAUD_DATABRICKS__POLICY_ID=<policy id> or "
+            "FRAUD_DATABRICKS__POLICY_NAME."
+        )
+    return found[0]
 
 
 def job_cluster_task(

@@ -10,6 +10,8 @@ RunFault = Literal["hang", "cancel_externally", "internal_error"]
 FUSE_ROOT_VAR = "FRAUD_DATABRICKS_FUSE_ROOT"
 PACKAGE_NAME = "fraud_assets"
 USER_NAME = "emulator@example.com"
+# The workspace's one cluster policy, named as the bundle looks it up ("Job Compute").
+CLUSTER_POLICY_ID = "E0123456789ABCDE"
 MAX_DBFS_READ = 1024 * 1024
 MAX_LOG_BYTES = 1024 * 1024
 TERMINAL = {"TERMINATED", "SKIPPED", "INTERNAL_ERROR"}

@@ -8,6 +8,7 @@ It speaks the wire format the Databricks SDK uses:
   ``get-status``, ``delete``, ``list``;
 - Files 2.0 for Unity Catalog Volumes: ``/api/2.0/fs/files/...`` (GET, PUT, HEAD, DELETE) and
   ``/api/2.0/fs/directories/...`` (GET, PUT, HEAD, DELETE);
+- Cluster policies 2.0: ``list`` (one policy, "Job Compute", as the bundle looks up);
 - OAuth machine-to-machine: the OIDC discovery document and ``/oidc/v1/token``.
 
 A missing path answers 404 with ``{"error_code": "RESOURCE_DOES_NOT_EXIST"}``.
@@ -47,6 +48,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from fraud_assets.tasks import TASKS
 from fraud_assets_tests.emulator.core import (
+    CLUSTER_POLICY_ID,
     JOBS_PATH,
     USER_NAME,
     ApiError,
@@ -98,6 +100,7 @@ class DatabricksEmulator(JobsApi, DbfsApi, VolumesApi):
         self._handles: dict[int, tuple[Path, bytearray]] = {}
         self._threads: list[threading.Thread] = []
         self.requests: list[RecordedRequest] = []
+        self.cluster_policies = [{"policy_id": CLUSTER_POLICY_ID, "name": "Job Compute"}]
         self._server: ThreadingHTTPServer | None = None
 
     # ---------------------------------------------------------------- lifecycle
@@ -298,6 +301,9 @@ class DatabricksEmulator(JobsApi, DbfsApi, VolumesApi):
             ("GET", "/api/2.0/dbfs/get-status"): self._dbfs_get_status,
             ("POST", "/api/2.0/dbfs/delete"): self._dbfs_delete,
             ("GET", "/api/2.0/dbfs/list"): self._dbfs_list,
+            ("GET", "/api/2.0/policies/clusters/list"): lambda _: {
+                "policies": self.cluster_policies
+            },
         }
         route = routes.get(key)
         if route is None:

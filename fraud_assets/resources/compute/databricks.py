@@ -43,6 +43,7 @@ from fraud_assets.databricks.launch import (
     find_job_id,
     idempotency_token,
     job_cluster_task,
+    resolve_policy_id,
     run_name,
     run_now_arguments,
     serverless_environment,
@@ -208,8 +209,12 @@ def _job_cluster(
 ) -> _Launch:
     """A one-time run on a new job cluster; Pipes files on DBFS, bootstrap in its env."""
 
+    cluster = settings.databricks.model_copy(
+        update={"policy_id": resolve_policy_id(client, settings.databricks)}
+    )
+
     def start(session: PipesSession) -> int:
-        task = job_cluster_task(spec, settings.databricks, session.get_bootstrap_env_vars())
+        task = job_cluster_task(spec, cluster, session.get_bootstrap_env_vars())
         return _submit(client, settings, attempt, task)
 
     return _Launch(*_dbfs_transport(client, settings.databricks), start=start)
