@@ -5,7 +5,6 @@ Every rule is also shown to fail: a broken copy of the bundle must be reported.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -13,26 +12,17 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 import yaml
 
+from fraud_assets_tests.bundle_support import check_bundle
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESOURCES = REPO_ROOT / "resources"
 
 
-def _load_script(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "scripts" / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-check_bundle = _load_script("check_bundle")
 SCHEMA = check_bundle.REPO_SCHEMA
 
 

@@ -26,7 +26,7 @@ from fraud_assets.databricks.launch import (
 )
 from fraud_assets.settings import DatabricksSettings, FraudSettings
 from fraud_assets.tasks import task_spec
-from fraud_assets_tests.test_bundle_config import check_bundle
+from fraud_assets_tests.bundle_support import check_bundle
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TARGETS = ("dev", "staging", "prod")
