@@ -368,3 +368,42 @@ def test_the_actor_a_launch_names_is_recorded_over_the_environment(trained_home)
     version = mlflow_client().get_model_version(MODEL, "1")
     assert version.tags["deployed_by"] == "octocat"
     assert version.tags["promoted_by"] == "octocat"
+
+
+def _psi_report(evaluated_at: datetime, psi: dict[str, tuple[str, float]]) -> pd.DataFrame:
+    """One psi_report as compute_psi appends it: a row per feature (kind) and its PSI."""
+    return pd.DataFrame(
+        {
+            "run_id": "run-psi",
+            "evaluated_at": evaluated_at,
+            "feature": list(psi),
+            "kind": [kind for kind, _ in psi.values()],
+            "psi": [value for _, value in psi.values()],
+        }
+    )
+
+
+def test_a_version_is_tagged_with_its_fairness_verdict_and_the_latest_psi(trained_home):
+    _evaluate("run-1")
+    _fairness("run-1", failing=(keys.CHECK_FALSE_POSITIVE_RATE_RATIO,))
+    _register("run-1")
+    client = mlflow_client()
+    version = client.get_model_version(MODEL, "1")
+    assert version.tags["fairness_validated"] == "false"
+    assert version.tags["psi_score"] == "none", "no psi_report yet"
+
+    store = table_store(get_settings())
+    now = datetime.now(UTC)
+    older = {"claim_amount": ("numeric", 0.9)}
+    store.write_pandas(_psi_report(now - timedelta(days=1), older), "psi_report")
+    latest = {
+        "claim_amount": ("numeric", 0.05),
+        "provider_specialty": ("categorical", 0.12),
+        "fraud_score": ("score", 0.4),  # the score's PSI is not a feature's
+    }
+    store.write_pandas(_psi_report(now, latest), "psi_report", mode="append")
+    _fairness("run-1")
+    _register("run-1")
+    version = client.get_model_version(MODEL, "1")
+    assert version.tags["fairness_validated"] == "true"
+    assert float(version.tags["psi_score"]) == pytest.approx(0.12)

@@ -46,6 +46,7 @@ from fraud_assets.governance.gates import (
     drift_gates,
     fairness_gates,
     fairness_report_under,
+    latest_max_feature_psi,
 )
 from fraud_assets.governance.policy import (
     GATEABLE_FIGURES,
@@ -89,6 +90,7 @@ __all__ = [
     "figure_interval",
     "group_metrics",
     "intraclass_correlation",
+    "latest_max_feature_psi",
     "latest_scored_window",
     "mover_ratio_interval",
     "newcombe_difference_interval",

@@ -153,6 +153,17 @@ def drift_gates(report: pd.DataFrame, *, warn: float, error: float) -> DriftGate
     )
 
 
+def latest_max_feature_psi(psi_reports: pd.DataFrame) -> float | None:
+    """The largest feature PSI (the score excluded) of the latest report appended to
+    ``psi_report``, or None when no report has been written yet."""
+    if psi_reports.empty:
+        return None
+    evaluated_at = pd.to_datetime(psi_reports["evaluated_at"], utc=True)
+    latest = psi_reports.loc[evaluated_at == evaluated_at.max()]
+    features = latest.loc[latest["kind"] != "score", "psi"]
+    return None if features.empty else float(features.max())
+
+
 def _psi_verdict(
     psi: float, *, warn: float, error: float, subject: str, metadata: dict[str, Any]
 ) -> GateVerdict:

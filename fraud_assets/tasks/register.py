@@ -13,12 +13,19 @@ from __future__ import annotations
 import pandas as pd
 
 from fraud_assets import keys
+from fraud_assets.governance import latest_max_feature_psi
 from fraud_assets.governance.policy import (
     FairnessPolicy,
     pinned_policy,
     recorded_policy_problems,
 )
-from fraud_assets.lakehouse import CHECK_HISTORY, MODEL_EVALUATION, table_store
+from fraud_assets.lakehouse import (
+    CHECK_HISTORY,
+    MODEL_EVALUATION,
+    PSI_REPORT,
+    TableStore,
+    table_store,
+)
 from fraud_assets.ml import registry
 from fraud_assets.ml.runs import TAG_GIT_COMMIT
 from fraud_assets.ml.tracking import (
@@ -38,6 +45,8 @@ from fraud_assets.tasks._runtime import (
 )
 
 FAIRNESS_ASSET = keys.FAIRNESS_REPORT
+# psi_score before compute_psi has written its first psi_report (no champion scored yet).
+NO_PSI = "none"
 EVIDENCE_METRICS = ("roc_auc", "pr_auc", "precision", "recall", "brier", "fraud_dollars_share")
 
 
@@ -55,6 +64,7 @@ def register(ctx: TaskContext) -> TaskResult:
     recorded = registry.recorded_verdicts_since(history, since=evaluated_at)
     statuses, policy_problems = _statuses(recorded, pinned)
     report = registry.judge_promotion(statuses, gated_figures=pinned.gates)
+    psi_score = _psi_score(store)
     for problem in policy_problems:
         ctx.log.warning("fairness verdict refused: %s", problem)
 
@@ -86,6 +96,7 @@ def register(ctx: TaskContext) -> TaskResult:
             "fairness_validated": str(_fairness_validated(report)).lower(),
             "fairness_policy": _recorded_fingerprint(recorded),
             "fairness_policy_pinned": pinned.fingerprint,
+            "psi_score": psi_score,
             "model_type": candidate["model"],
             "training_delta_version": int(candidate["training_delta_version"]),
             "run_id": candidate["run_id"],
@@ -122,6 +133,7 @@ def register(ctx: TaskContext) -> TaskResult:
                     **link("mlflow_run", run_url(settings, run_id)),
                     "deployed_by": actor,
                     "fairness_policy_pinned": pinned.fingerprint,
+                    "psi_score": psi_score,
                     **(
                         {"fairness_policy_refused": "; ".join(policy_problems)}
                         if policy_problems
@@ -154,6 +166,14 @@ def _statuses(
 def _fairness_validated(report: registry.GateReport) -> bool:
     fairness = {g: v for g, v in report.verdicts.items() if g.startswith(f"{FAIRNESS_ASSET}.")}
     return bool(fairness) and all(v == registry.PASSED for v in fairness.values())
+
+
+def _psi_score(store: TableStore) -> str:
+    """The largest feature PSI of the latest psi_report, or "none" before the first one."""
+    if not store.exists(PSI_REPORT):
+        return NO_PSI
+    psi = latest_max_feature_psi(store.read_pandas(PSI_REPORT))
+    return NO_PSI if psi is None else str(round(psi, 6))
 
 
 def _recorded_fingerprint(recorded: dict[tuple[str, str], registry.RecordedVerdict]) -> str:
