@@ -201,6 +201,17 @@ class DatabricksSettings(BaseModel):
     api_retry_timeout_seconds: int = Field(
         300, description="Deadline of the SDK's own retries of 429/503 answers per API call"
     )
+    launch_retries: int = Field(
+        3,
+        ge=0,
+        description="Dagster retries of a launched step after a transient failure "
+        "(API 5xx/429, lost connection, a run the platform ended INTERNAL_ERROR)",
+    )
+    launch_retry_delay_seconds: float = Field(
+        60.0,
+        ge=0,
+        description="Wait before the first of those retries; doubled for each next one",
+    )
 
 
 class ServingSettings(BaseModel):

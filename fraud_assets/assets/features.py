@@ -11,12 +11,14 @@ from dagster import (
 
 from fraud_assets import keys
 from fraud_assets.assets._check_specs import check_specs
+from fraud_assets.assets._retry import LAUNCH_RETRY_POLICY
 from fraud_assets.resources.compute import FraudCompute
 
 # No `from __future__ import annotations`: Dagster inspects the context annotation at runtime.
 
 
 @asset(
+    retry_policy=LAUNCH_RETRY_POLICY,
     key=keys.CLAIM_FEATURES,
     group_name="features",
     deps=[keys.CLAIMS],

@@ -13,6 +13,7 @@ from pydantic import Field
 
 from fraud_assets import keys
 from fraud_assets.assets._check_specs import check_specs
+from fraud_assets.assets._retry import LAUNCH_RETRY_POLICY
 from fraud_assets.resources.compute import FraudCompute
 
 # No `from __future__ import annotations`: Dagster inspects the context annotation at runtime.
@@ -34,6 +35,7 @@ DRIFT_CHECKS = check_specs(keys.PSI_REPORT)
 
 
 @asset(
+    retry_policy=LAUNCH_RETRY_POLICY,
     key=keys.FAIRNESS_REPORT,
     group_name="governance",
     deps=[keys.MODEL_EVALUATION],
@@ -53,6 +55,7 @@ def fairness_report(
 
 
 @asset(
+    retry_policy=LAUNCH_RETRY_POLICY,
     key=keys.PSI_REPORT,
     group_name="governance",
     deps=[keys.CLAIM_FEATURES, keys.FRAUD_SCORES],

@@ -16,6 +16,7 @@ from pydantic import Field
 
 from fraud_assets import keys
 from fraud_assets.assets._check_specs import check_specs
+from fraud_assets.assets._retry import LAUNCH_RETRY_POLICY
 from fraud_assets.resources.compute import FraudCompute
 
 # No `from __future__ import annotations`: Dagster inspects the context annotation at runtime.
@@ -38,6 +39,7 @@ class IngestConfig(Config):
 
 
 @asset(
+    retry_policy=LAUNCH_RETRY_POLICY,
     key=keys.RAW_CLAIMS,
     group_name=GROUP,
     check_specs=check_specs(keys.RAW_CLAIMS),
@@ -57,6 +59,7 @@ def raw_claims(
 
 
 @multi_asset(
+    retry_policy=LAUNCH_RETRY_POLICY,
     name="validate_claims",
     specs=[
         AssetSpec(

@@ -17,12 +17,14 @@ from dagster import (
 )
 
 from fraud_assets import keys
+from fraud_assets.assets._retry import LAUNCH_RETRY_POLICY
 from fraud_assets.resources.compute import FraudCompute
 
 # No `from __future__ import annotations`: Dagster inspects the context annotation at runtime.
 
 
 @asset(
+    retry_policy=LAUNCH_RETRY_POLICY,
     key=keys.REGISTERED_MODEL,
     group_name="registry",
     deps=[keys.MODEL_EVALUATION, keys.FAIRNESS_REPORT],
@@ -35,7 +37,10 @@ def registered_model(
     yield from compute.run_task(context=context, task="register")
 
 
-@op(description="Give the champion alias back to the version the current champion replaced.")
+@op(
+    description="Give the champion alias back to the version the current champion replaced.",
+    retry_policy=LAUNCH_RETRY_POLICY,
+)
 def rollback_champion(context: OpExecutionContext, compute: FraudCompute) -> None:
     for result in compute.run_task(context=context, task="promote", params={"action": "rollback"}):
         # An op has no asset output: record the alias move on registered_model's history.

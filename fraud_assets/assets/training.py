@@ -17,6 +17,7 @@ from pydantic import Field
 
 from fraud_assets import keys
 from fraud_assets.assets._check_specs import check_specs
+from fraud_assets.assets._retry import LAUNCH_RETRY_POLICY
 from fraud_assets.resources.compute import FraudCompute
 
 # No `from __future__ import annotations`: Dagster inspects the context annotation at runtime.
@@ -34,6 +35,7 @@ class TrainingConfig(Config):
 
 
 @asset(
+    retry_policy=LAUNCH_RETRY_POLICY,
     key=keys.CATBOOST_MODEL,
     group_name="training",
     deps=[keys.CLAIM_FEATURES],
@@ -48,6 +50,7 @@ def catboost_model(
 
 
 @asset(
+    retry_policy=LAUNCH_RETRY_POLICY,
     key=keys.XGBOOST_MODEL,
     group_name="training",
     deps=[keys.CLAIM_FEATURES],

@@ -34,10 +34,20 @@ class Log(Protocol):
 class DatabricksRunError(RuntimeError):
     """A Databricks run did not succeed; the message says why and where to look."""
 
-    def __init__(self, message: str, *, run_id: int, run_page_url: str | None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        run_id: int,
+        run_page_url: str | None,
+        platform_failure: bool = False,
+    ) -> None:
         super().__init__(message)
         self.run_id = run_id
         self.run_page_url = run_page_url
+        # The run ended INTERNAL_ERROR: the platform (a cluster that failed to start, the
+        # Jobs service) failed it, not the task's own code.
+        self.platform_failure = platform_failure
 
 
 class DatabricksRunFailed(DatabricksRunError):
@@ -147,7 +157,12 @@ def _terminal_error(client: WorkspaceClient, run: Run) -> DatabricksRunError:
     message = f"{summary}\n{details}" if details else summary
     if result == RunResultState.TIMEDOUT:
         return DatabricksRunTimedOut(message, run_id=run.run_id, run_page_url=run.run_page_url)
-    return DatabricksRunFailed(message, run_id=run.run_id, run_page_url=run.run_page_url)
+    return DatabricksRunFailed(
+        message,
+        run_id=run.run_id,
+        run_page_url=run.run_page_url,
+        platform_failure=state.life_cycle_state == RunLifeCycleState.INTERNAL_ERROR,
+    )
 
 
 def task_failure_details(client: WorkspaceClient, run: Run) -> str:

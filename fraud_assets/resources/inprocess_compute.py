@@ -25,14 +25,19 @@ from dagster import (
 from dagster._core.definitions.metadata.external_metadata import metadata_map_from_external
 from dagster_pipes import DagsterPipesError, _normalize_param_metadata
 
-from fraud_assets.resources.compute import FraudCompute, TaskResults, task_extras
+from fraud_assets.resources.compute import (
+    FraudCompute,
+    TaskResults,
+    task_extras,
+    transient_failures_retried,
+)
 from fraud_assets.settings import get_settings
 from fraud_assets.tasks import task_function
 from fraud_assets.tasks._runtime import execute, launched_context, pipes_metadata
 
 
 class InProcessCompute(FraudCompute):
-    """Runs each step's task function directly; an error in it fails the step as raised."""
+    """Runs each step's task function directly; an error in it fails the step at once (no retry)."""
 
     def run_task(
         self,
@@ -45,7 +50,8 @@ class InProcessCompute(FraudCompute):
         # Through JSON, as Pipes sends them: what would not survive the trip fails here too.
         extras = json.loads(json.dumps(task_extras(context, get_settings(), params)))
         ctx = launched_context({}, extras, log=context.log, run_id=context.run_id)
-        outcome = execute(function, ctx, None)
+        with transient_failures_retried():
+            outcome = execute(function, ctx, None)
         scope = _asset_keys_in_scope(context)
         results: list[MaterializeResult | AssetCheckResult] = []
         for mat in outcome.materializations:

@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from dagster import (
     AssetCheckResult,
     AssetExecutionContext,
+    Backoff,
     ConfigurableResource,
+    DagsterError,
+    Failure,
+    Jitter,
     MaterializeResult,
     OpExecutionContext,
+    RetryPolicy,
 )
 
-from fraud_assets.settings import FraudSettings
+from fraud_assets.databricks.retries import is_transient_launch_failure
+from fraud_assets.settings import DatabricksSettings, FraudSettings
 
 TaskResults = Sequence[MaterializeResult | AssetCheckResult]
 # Who launched a run (scripts/orchestrate.py sets it to CI's actor); models it registers
@@ -38,6 +45,39 @@ def task_extras(
             **(params or {}),
         },
     }
+
+
+def launch_retry_policy(settings: DatabricksSettings) -> RetryPolicy:
+    """The retry policy of every launched step (``FRAUD_DATABRICKS__LAUNCH_RETRIES`` and
+    ``FRAUD_DATABRICKS__LAUNCH_RETRY_DELAY_SECONDS``), exponential backoff with jitter."""
+    return RetryPolicy(
+        max_retries=settings.launch_retries,
+        delay=settings.launch_retry_delay_seconds,
+        backoff=Backoff.EXPONENTIAL,
+        jitter=Jitter.PLUS_MINUS,
+    )
+
+
+@contextmanager
+def transient_failures_retried() -> Iterator[None]:
+    """Let only a transient launch failure reach the step's ``RetryPolicy``.
+
+    A ``RetryPolicy`` retries any exception, and ``RetryRequested`` alone would hide the
+    retry budget from the asset's definition; so the policy sits on every launched step and
+    a deterministic failure (the task's own, a refused input, a bad launch spec) is raised
+    as ``Failure(allow_retries=False)``, which Dagster fails at once whatever the policy.
+    """
+    try:
+        yield
+    except DagsterError:
+        # Dagster's own errors (a Pipes task that failed, a bad config) bypass the policy.
+        raise
+    except Exception as error:
+        if is_transient_launch_failure(error):
+            raise
+        raise Failure(
+            description=f"{type(error).__name__}: {error}", allow_retries=False
+        ) from error
 
 
 class FraudCompute(ConfigurableResource, ABC):

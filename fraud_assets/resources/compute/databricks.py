@@ -52,7 +52,12 @@ from fraud_assets.databricks.launch import (
 )
 from fraud_assets.databricks.redaction import secrets_kept_out
 from fraud_assets.databricks.runs import follow_run, task_output_tails
-from fraud_assets.resources.compute.base import FraudCompute, TaskResults, task_extras
+from fraud_assets.resources.compute.base import (
+    FraudCompute,
+    TaskResults,
+    task_extras,
+    transient_failures_retried,
+)
 from fraud_assets.resources.workspace import DatabricksWorkspace
 from fraud_assets.settings import DatabricksSettings, FraudSettings, LaunchStyle, get_settings
 from fraud_assets.tasks import TaskSpec, task_spec
@@ -98,6 +103,12 @@ class DatabricksPipesCompute(FraudCompute):
         context: Context,
         task: str,
         params: Mapping[str, Any] | None = None,
+    ) -> TaskResults:
+        with transient_failures_retried():
+            return self._run_task(context=context, task=task, params=params)
+
+    def _run_task(
+        self, *, context: Context, task: str, params: Mapping[str, Any] | None
     ) -> TaskResults:
         spec = task_spec(task)
         settings = self._launch_settings()

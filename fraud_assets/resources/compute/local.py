@@ -9,7 +9,12 @@ from typing import Any
 
 from dagster import AssetExecutionContext, OpExecutionContext, PipesSubprocessClient
 
-from fraud_assets.resources.compute.base import FraudCompute, TaskResults, task_extras
+from fraud_assets.resources.compute.base import (
+    FraudCompute,
+    TaskResults,
+    task_extras,
+    transient_failures_retried,
+)
 from fraud_assets.settings import get_settings
 from fraud_assets.tasks import task_spec
 
@@ -31,9 +36,11 @@ class LocalPipesCompute(FraudCompute):
             "PYSPARK_PYTHON": os.environ.get("PYSPARK_PYTHON", sys.executable),
             "FRAUD_HOME": str(settings.fraud_home),
         }
-        invocation = PipesSubprocessClient(env=env).run(
-            context=context,
-            command=[sys.executable, "-m", spec.module],
-            extras=task_extras(context, settings, params),
-        )
+        # A subprocess on this machine has no transient launch failure: nothing is retried.
+        with transient_failures_retried():
+            invocation = PipesSubprocessClient(env=env).run(
+                context=context,
+                command=[sys.executable, "-m", spec.module],
+                extras=task_extras(context, settings, params),
+            )
         return list(invocation.get_results())
