@@ -385,7 +385,7 @@ def _psi_report(evaluated_at: datetime, psi: dict[str, tuple[str, float]]) -> pd
 
 def test_a_version_is_tagged_with_its_fairness_verdict_and_the_latest_psi(trained_home):
     _evaluate("run-1")
-    _fairness("run-1", failing=(keys.CHECK_FALSE_POSITIVE_RATE_RATIO,))
+    _fairness("run-1", failing=(CHECK_FALSE_POSITIVE_RATE_RATIO,))
     _register("run-1")
     client = mlflow_client()
     version = client.get_model_version(MODEL, "1")
