@@ -41,7 +41,8 @@ const browser = await chromium.launch({
 const page = await browser.newPage({ viewport: VIEWPORT });
 page.setDefaultTimeout(TIMEOUT_MS);
 
-// A fresh instance greets its first visitor with a newsletter dialog; a user skips it.
+// A fresh instance greets its first visitor with a newsletter dialog; a user skips it (the
+// test marks it seen, since it can arrive after the page and swallow a click).
 const communityDialog = page.getByRole('dialog').filter({ hasText: 'Join the Dagster community' });
 await page.addLocatorHandler(communityDialog, async () => {
   await communityDialog.getByRole('button', { name: 'Skip' }).click();
