@@ -40,6 +40,7 @@ SeverityRule = Severity | Literal["policy decides", "PSI level decides"]
 # Check names, per asset.
 CHECK_RAW_SCHEMA = "raw_schema_has_required_columns"
 CHECK_RAW_NOT_EMPTY = "raw_not_empty"
+CHECK_NO_FILE_QUARANTINED = "no_file_quarantined"
 CHECK_SCHEMA = "schema_matches_contract"
 CHECK_UNIQUE_CLAIM_ID = "claim_id_unique"
 CHECK_QUARANTINE_RATE = "quarantine_rate_within_limit"
@@ -142,6 +143,19 @@ CHECKS: Final[tuple[CheckDeclaration, ...]] = (
         blocking=False,
         gates_promotion=False,
         description="The landed batch has at least one record",
+    ),
+    CheckDeclaration(
+        RAW_CLAIMS,
+        CHECK_NO_FILE_QUARANTINED,
+        # ERROR so the failed-check sensor alerts; not blocking, so the other files of the
+        # run still reach silver. A quarantined file is never retried, so it alerts once.
+        severity="ERROR",
+        blocking=False,
+        gates_promotion=False,
+        description=(
+            "No landing-folder claim file was quarantined whole in this run (unreadable or "
+            "unmappable; the reason is in the landed_files ledger)"
+        ),
     ),
     CheckDeclaration(
         CLAIMS,

@@ -36,6 +36,8 @@ class Table:
 
 # Every table's logical name, for task, serving and bench code to import rather than spell.
 RAW_CLAIMS = "raw_claims"
+# One row per landing-folder file version ingest took, landed or quarantined (claims/landing.py).
+LANDED_FILES = "landed_files"
 CLAIMS = "claims"
 CLAIMS_QUARANTINE = "claims_quarantine"
 CLAIMS_BATCHES = "claims_batches"
@@ -52,6 +54,7 @@ TABLES: dict[str, Table] = {
     t.name: t
     for t in [
         Table(RAW_CLAIMS, "bronze"),
+        Table(LANDED_FILES, "bronze"),
         Table(CLAIMS, "silver"),
         Table(CLAIMS_QUARANTINE, "silver"),
         Table(CLAIMS_BATCHES, "silver"),

@@ -34,7 +34,9 @@ def build_schedules(settings: FraudSettings) -> list[ScheduleDefinition]:
             INGESTION_SCHEDULE,
             ingestion_job,
             "ingestion_cron",
-            "Ingest the configured claims source every night.",
+            "Every night, land each claim file in the landing folder that the landed_files "
+            "ledger does not hold yet (a configured FRAUD_SOURCE_PATH instead, once; "
+            "synthetic claims in dev).",
         ),
         (
             DRIFT_MONITORING_SCHEDULE,

@@ -18,6 +18,7 @@ from fraud_assets.checks import (
     CHECK_HOLDOUT_SEPARATED,
     CHECK_MIN_GROUP_SIZE,
     CHECK_MODEL_ROC_AUC,
+    CHECK_NO_FILE_QUARANTINED,
     CHECK_NO_REGRESSION,
     CHECK_NULL_RATES,
     CHECK_PR_AUC_FLOOR,
@@ -56,6 +57,7 @@ EXPECTED_CATALOG: dict[str, tuple[str, set[str]]] = {
 EXPECTED_CHECKS: dict[tuple[str, str], bool] = {
     ("raw_claims", CHECK_RAW_SCHEMA): True,
     ("raw_claims", CHECK_RAW_NOT_EMPTY): False,
+    ("raw_claims", CHECK_NO_FILE_QUARANTINED): False,
     ("claims", CHECK_SCHEMA): True,
     ("claims", CHECK_UNIQUE_CLAIM_ID): True,
     ("claims", CHECK_RECONCILES): True,

@@ -25,7 +25,8 @@ GROUP = "ingestion"
 
 
 class IngestConfig(Config):
-    """Where claims come from; unset fields fall back to settings, then to synthetic claims."""
+    """Where claims come from; unset fields fall back to settings, then to synthetic claims
+    (dev) or the landing folder's files not landed yet (staging, prod)."""
 
     source_path: str | None = Field(
         default=None,
@@ -85,8 +86,12 @@ def validate_claims(
     """Split the latest bronze batch into trusted claims and quarantined rows with reasons."""
     params = {}
     landed = context.instance.get_latest_materialization_event(AssetKey(keys.RAW_CLAIMS))
-    # Landed in this run: validate exactly that batch, even when it is empty. Otherwise the
-    # task picks the latest batch in bronze (it may have been landed outside Dagster).
-    if landed is not None and landed.run_id == context.run_id:
-        params["batch_id"] = context.run_id
+    # One batch landed in this run: validate exactly that batch, even when it is empty.
+    # Otherwise (several landing files, or none new) the task validates every batch not
+    # published yet, else the latest again.
+    materialization = landed.asset_materialization if landed is not None else None
+    if materialization is not None and landed is not None and landed.run_id == context.run_id:
+        batch_id = materialization.metadata.get("batch_id")
+        if batch_id is not None:
+            params["batch_id"] = str(getattr(batch_id, "value", batch_id))
     yield from compute.run_task(context=context, task="validate", params=params)

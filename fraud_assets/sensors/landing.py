@@ -1,56 +1,41 @@
-"""Which landed claim files are new: listing a local folder or a UC Volume, and the cursor.
+"""Which landed claim files are new to the sensor: listing a UC Volume, and the cursor.
 
-A claim file is ``*.csv`` or ``*.parquet`` directly in the landing folder. Names starting
-with ``.`` or ``_`` are in-flight or bookkeeping files (writers land a file under a dot-name
-and rename it when complete) and are ignored. A file is new when its path, size and
-modification time have not been seen before, so a file replaced in place is ingested again.
-
-Each file is ingested with a mapping onto the canonical schema, chosen in this order:
-a sidecar ``<file>.mapping.yaml`` beside it, else the default mapping setting, else none
-(the file already uses canonical column names).
+What a claim file is, its version and its mapping are ``fraud_assets.claims.landing``'s.
+The cursor only keeps the sensor from requesting a run per file on every tick; whether a
+file lands is the ``landed_files`` ledger's decision, taken by the ingest step: a file the
+ledger holds is not landed again, even when the cursor is reset or a run is requested twice.
 """
 
 from __future__ import annotations
 
 import json
-import posixpath
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
-CLAIM_SUFFIXES = (".csv", ".parquet")
-MAPPING_SUFFIX = ".mapping.yaml"
+from fraud_assets.claims.landing import (
+    CLAIM_SUFFIXES,
+    MAPPING_SUFFIX,
+    ClaimFile,
+    LandedFile,
+    is_claim_file,
+    list_local_folder,
+    mapping_of,
+)
 
-
-@dataclass(frozen=True)
-class LandedFile:
-    """One file in the landing folder: full path, size in bytes, modification time in ms."""
-
-    path: str
-    size: int
-    modified_ms: int
-
-    @property
-    def name(self) -> str:
-        return posixpath.basename(self.path)
-
-    @property
-    def signature(self) -> str:
-        return f"{self.size}:{self.modified_ms}"
-
-    @property
-    def run_key(self) -> str:
-        """One ingestion run per version of a file: Dagster drops a repeated run key."""
-        return f"{self.path}@{self.signature}"
-
-
-@dataclass(frozen=True)
-class ClaimFile:
-    """A new claim file and the mapping to ingest it with."""
-
-    file: LandedFile
-    mapping: str | None
+__all__ = [
+    "CLAIM_SUFFIXES",
+    "MAPPING_SUFFIX",
+    "ClaimFile",
+    "LandedFile",
+    "VolumeClient",
+    "dump_seen",
+    "is_claim_file",
+    "list_local_folder",
+    "list_volume_folder",
+    "load_seen",
+    "new_claim_files",
+    "next_seen",
+]
 
 
 class _DirectoryEntry(Protocol):
@@ -71,16 +56,6 @@ class VolumeClient(Protocol):
     def files(self) -> _FilesAPI: ...
 
 
-def list_local_folder(folder: Path) -> list[LandedFile]:
-    """Files directly inside ``folder`` (not recursive)."""
-    listing = []
-    for entry in folder.iterdir():
-        if entry.is_file():
-            stat = entry.stat()
-            listing.append(LandedFile(str(entry), stat.st_size, stat.st_mtime_ns // 1_000_000))
-    return listing
-
-
 def list_volume_folder(client: VolumeClient, volume_path: str) -> list[LandedFile]:
     """Files directly inside a UC Volume folder, through the Files API."""
     listing = []
@@ -91,10 +66,6 @@ def list_volume_folder(client: VolumeClient, volume_path: str) -> list[LandedFil
     return listing
 
 
-def is_claim_file(name: str) -> bool:
-    return not name.startswith((".", "_")) and name.lower().endswith(CLAIM_SUFFIXES)
-
-
 def new_claim_files(
     listing: Sequence[LandedFile], seen: Mapping[str, str], *, default_mapping: str | None
 ) -> Iterator[ClaimFile]:
@@ -103,8 +74,7 @@ def new_claim_files(
     for landed in sorted(listing, key=lambda f: (f.modified_ms, f.path)):
         if not is_claim_file(landed.name) or seen.get(landed.path) == landed.signature:
             continue
-        sidecar = landed.path + MAPPING_SUFFIX
-        yield ClaimFile(landed, sidecar if sidecar in paths else default_mapping)
+        yield ClaimFile(landed, mapping_of(landed.path, paths, default_mapping))
 
 
 def next_seen(

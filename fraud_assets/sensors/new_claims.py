@@ -1,4 +1,9 @@
-"""Sensor: every new claim file in the landing folder starts one ingestion run."""
+"""Sensor: every new claim file in the landing folder starts one ingestion run.
+
+The run's ingest step lands the file through the ``landed_files`` ledger, so a file the
+ledger holds is not landed again even if this sensor's cursor is reset, and a file whose run
+failed is landed by the daily schedule's sweep of the folder.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ from dagster import (
 )
 
 from fraud_assets import keys
+from fraud_assets.claims.landing import landing_location
 from fraud_assets.resources.workspace import DatabricksWorkspace
 from fraud_assets.sensors._automation import launching_sensor_status
 from fraud_assets.sensors.landing import (
@@ -31,15 +37,6 @@ from fraud_assets.settings import FraudSettings, get_settings
 NEW_CLAIMS_SENSOR = "new_claims_sensor"
 
 VolumeClientFactory = Callable[[FraudSettings], VolumeClient]
-
-
-def landing_location(settings: FraudSettings) -> str:
-    """The landing folder: a local path, or a UC Volume path when compute is Databricks."""
-    if settings.compute == "databricks":
-        if settings.landing_dir is not None:
-            return settings.landing_dir.as_posix()
-        return f"/Volumes/{settings.catalog}/{settings.schema_name}/landing"
-    return str(settings.landing_path)
 
 
 def list_landing(
@@ -71,7 +68,8 @@ def build_new_claims_sensor(
         description=(
             "Start ingestion_job for each new *.csv / *.parquet claim file in the landing "
             "folder (FRAUD_LANDING_DIR; a UC Volume on Databricks). A sidecar "
-            "<file>.mapping.yaml, else FRAUD_LANDING_MAPPING, maps it onto the claim schema."
+            "<file>.mapping.yaml, else FRAUD_LANDING_MAPPING, maps it onto the claim schema. "
+            "The landed_files ledger lands each file version once."
         ),
     )
     def new_claims_sensor(
