@@ -217,6 +217,7 @@ def _set_target_variable(target: str, name: str, value: Any) -> Callable[[dict[s
 INGESTION = "resources/ingestion-workflow-resource.yml"
 TRAINING = "resources/training-workflow-resource.yml"
 STEPS = "resources/step-jobs-resource.yml"
+STORAGE = "resources/storage-resource.yml"
 
 
 def _cluster(data: dict[str, Any]) -> dict[str, Any]:
@@ -395,6 +396,43 @@ BREAKAGES: dict[str, tuple[str, Callable[[dict[str, Any]], None], str]] = {
             "parameters"
         ].insert(0, "dev"),
         "parameters must be '--name', 'value'",
+    ),
+    "landing Volume missing": (
+        STORAGE,
+        lambda d: d["resources"]["volumes"].pop("landing"),
+        "no resources.volumes entry named 'landing'",
+    ),
+    "Pipes Volume in another schema": (
+        STORAGE,
+        lambda d: d["resources"]["volumes"]["pipes"].update(schema_name="scratch"),
+        "volume pipes schema_name is 'scratch', expected ${var.schema}",
+    ),
+    "landing Volume that can be destroyed": (
+        STORAGE,
+        lambda d: d["resources"]["volumes"]["landing"].pop("lifecycle"),
+        "volume landing needs lifecycle.prevent_destroy",
+    ),
+    "Volume without grants": (
+        STORAGE,
+        lambda d: d["resources"]["volumes"]["pipes"].pop("grants"),
+        "volume pipes has no grants",
+    ),
+    "grant to a hard-coded principal": (
+        STORAGE,
+        lambda d: d["resources"]["volumes"]["landing"]["grants"].append(
+            {"principal": "alice@example.com", "privileges": ["READ_VOLUME"]}
+        ),
+        "grants to 'alice@example.com'",
+    ),
+    "prod without its schema": (
+        "databricks.yml",
+        lambda d: d["targets"]["prod"].pop("resources"),
+        "target prod must declare the schema ${var.schema}",
+    ),
+    "schema without grants": (
+        "databricks.yml",
+        lambda d: d["targets"]["staging"]["resources"]["schemas"]["fraud_schema"].pop("grants"),
+        "target staging schema has no grants",
     ),
     "wheel artifact not built": (
         "databricks.yml",

@@ -6,7 +6,9 @@
 2. cross-file rules the schema cannot express: declared variables, resource references,
    ``depends_on`` / ``job_cluster_key`` targets, wheel entry points that exist in
    ``[project.scripts]``, one bundle task per pipeline step (``fraud_assets.tasks.TASKS``)
-   and back, job cluster cost rules, and one orchestrator of record per target.
+   and back, job cluster cost rules, one orchestrator of record per target, and the Unity
+   Catalog storage the code names (the landing and Pipes Volumes, the schema in staging and
+   prod), each with grants to the bundle's principals.
 
     python scripts/check_bundle.py [--schema PATH]
 
@@ -51,6 +53,13 @@ SPOT_WITH_FALLBACK = {
     "aws_attributes": "SPOT_WITH_FALLBACK",
     "azure_attributes": "SPOT_WITH_FALLBACK_AZURE",
 }
+
+# The Volumes the code and docs name in <catalog>.<schema>: the landing folder
+# (fraud_assets.claims.landing.LANDING_VOLUME) and serverless Pipes' files
+# (FRAUD_DATABRICKS__VOLUME_PATH=/Volumes/<catalog>/<schema>/pipes, docs/databricks.md).
+PIPES_VOLUME = "pipes"
+STORAGE_PLACE = {"catalog_name": "${var.catalog}", "schema_name": "${var.schema}"}
+OWNED_SCHEMA_TARGETS = ("staging", "prod")
 
 _REFERENCE = re.compile(r"\$\{([^}]+)\}")
 
@@ -221,6 +230,7 @@ def cross_file_errors(repo_root: Path = REPO_ROOT, project: Project | None = Non
     errors += _orchestrator_errors(main)
     errors += _serving_errors(main, serving)
     errors += _artifact_errors(main)
+    errors += _storage_errors(main)
     return errors
 
 
@@ -539,6 +549,58 @@ def _artifact_errors(bundle: BundleConfig) -> list[str]:
     if not any("--wheel" in str(a.get("build", "")) for a in wheels):
         return [f"{where}: the whl artifact must build with `... build --wheel`"]
     return []
+
+
+def _storage_errors(bundle: BundleConfig) -> list[str]:
+    """The landing and Pipes Volumes exist where the code looks, the landing one cannot be
+    destroyed, staging and prod own the schema, and every Volume and schema grants to the
+    bundle's principals (variables, never a hard-coded name)."""
+    from fraud_assets.claims.landing import LANDING_VOLUME
+
+    errors: list[str] = []
+    volumes = bundle.resources("volumes")
+    by_name = {spec.get("name"): (key, path, spec) for key, (path, spec) in volumes.items()}
+    for name in (LANDING_VOLUME, PIPES_VOLUME):
+        if name not in by_name:
+            errors.append(f"no resources.volumes entry named {name!r}: the code reads it")
+            continue
+        key, path, spec = by_name[name]
+        for field_name, expected in STORAGE_PLACE.items():
+            if spec.get(field_name) != expected:
+                errors.append(
+                    f"{path}: volume {key} {field_name} is {spec.get(field_name)!r}, "
+                    f"expected {expected} (where the code looks for it)"
+                )
+    if LANDING_VOLUME in by_name:
+        key, path, spec = by_name[LANDING_VOLUME]
+        if not (spec.get("lifecycle") or {}).get("prevent_destroy"):
+            errors.append(f"{path}: volume {key} needs lifecycle.prevent_destroy")
+    securables = [(f"volume {key}", path, spec) for key, (path, spec) in volumes.items()]
+    main_path = bundle.root / "databricks.yml"
+    for target in OWNED_SCHEMA_TARGETS:
+        schemas = ((bundle.targets.get(target) or {}).get("resources") or {}).get("schemas")
+        owned = [spec for spec in (schemas or {}).values() if spec]
+        if not any(
+            spec.get("name") == "${var.schema}" and spec.get("catalog_name") == "${var.catalog}"
+            for spec in owned
+        ):
+            errors.append(
+                f"{main_path}: target {target} must declare the schema ${{var.schema}} in "
+                "${var.catalog} (resources.schemas), so its grants cover every table"
+            )
+        securables += [(f"target {target} schema", main_path, spec) for spec in owned]
+    for what, path, spec in securables:
+        grants = spec.get("grants") or []
+        if not grants:
+            errors.append(f"{path}: {what} has no grants")
+        for grant in grants:
+            principal = str(grant.get("principal", ""))
+            if not re.fullmatch(r"\$\{var\.[A-Za-z_]+\}", principal):
+                errors.append(
+                    f"{path}: {what} grants to {principal!r}: name principals by variable "
+                    "(${var.operators_group}, ...), as run_as and permissions do"
+                )
+    return errors
 
 
 def main(argv: list[str] | None = None) -> int:
