@@ -11,6 +11,7 @@ from dagster import materialize
 from fraud_assets import keys
 from fraud_assets.assets.ingestion import raw_claims, validate_claims
 from fraud_assets.checks import (
+    CHECK_NO_FILE_QUARANTINED,
     CHECK_NULL_RATES,
     CHECK_QUARANTINE_RATE,
     CHECK_RAW_NOT_EMPTY,
@@ -48,6 +49,7 @@ def test_blocking_checks_are_the_ones_that_must_stop_downstream_assets() -> None
     assert specs == {
         (keys.RAW_CLAIMS, CHECK_RAW_SCHEMA): True,
         (keys.RAW_CLAIMS, CHECK_RAW_NOT_EMPTY): False,
+        (keys.RAW_CLAIMS, CHECK_NO_FILE_QUARANTINED): False,
         (keys.CLAIMS, CHECK_SCHEMA): True,
         (keys.CLAIMS, CHECK_UNIQUE_CLAIM_ID): True,
         (keys.CLAIMS, CHECK_RECONCILES): True,
@@ -96,6 +98,7 @@ def test_a_landed_file_materializes_bronze_silver_and_quarantine_through_pipes(
     assert set(checks) == {
         (keys.RAW_CLAIMS, CHECK_RAW_SCHEMA),
         (keys.RAW_CLAIMS, CHECK_RAW_NOT_EMPTY),
+        (keys.RAW_CLAIMS, CHECK_NO_FILE_QUARANTINED),
         (keys.CLAIMS, CHECK_SCHEMA),
         (keys.CLAIMS, CHECK_UNIQUE_CLAIM_ID),
         (keys.CLAIMS, CHECK_RECONCILES),
