@@ -288,3 +288,70 @@ def test_on_databricks_the_landing_volume_is_read_through_its_mount(
     assert entry.path == "/Volumes/fraud_staging/claims/landing/a.csv"
     bronze = LocalDeltaStore(fraud_home).read_pandas("raw_claims")
     assert set(bronze["_source"]) == {"/Volumes/fraud_staging/claims/landing/a.csv"}
+
+
+def test_the_bundles_landing_volume_on_the_emulator_lands_each_uploaded_file_once(
+    fraud_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The staging bundle's landing Volume, deployed into the loopback emulator: files a
+    partner uploads through the Files API are listed by the sensor through the SDK, and the
+    ingest step reads them through the Volume mount (as a cluster does), each once."""
+    from databricks.sdk import WorkspaceClient
+
+    from fraud_assets.sensors import new_claims_sensor
+    from fraud_assets_tests.emulator import DatabricksEmulator
+    from fraud_assets_tests.emulator.bundle import deploy_volumes
+
+    token = "dapi-emulator-token"
+    with DatabricksEmulator(tmp_path / "workspace", token=token) as workspace:
+        volumes = deploy_volumes(workspace, "staging")
+        assert volumes == {
+            "landing": "/Volumes/fraud_staging/claims/landing",
+            "pipes": "/Volumes/fraud_staging/claims/pipes",
+        }
+        assert workspace.volume_grants["fraud_staging.claims.landing"] == [
+            {"principal": "fraud-ml-engineers", "privileges": ["READ_VOLUME", "WRITE_VOLUME"]}
+        ]
+        client = WorkspaceClient(host=workspace.host, token=token)
+        for name, seed in (("a.csv", 1), ("b.csv", 2)):
+            local = write_claims_file(
+                generate_claims(3, seed=seed, id_prefix=name[0].upper()), tmp_path / name
+            )
+            with local.open("rb") as data:
+                client.files.upload(f"{volumes['landing']}/{name}", data, overwrite=True)
+        for name, value in {
+            "FRAUD_TARGET": "staging",
+            "FRAUD_COMPUTE": "databricks",
+            "DATABRICKS_HOST": workspace.host,
+            "DATABRICKS_TOKEN": token,
+            "FRAUD_DATABRICKS_FUSE_ROOT": str(workspace.fuse_root),
+        }.items():
+            monkeypatch.setenv(name, value)
+        for name in ("DATABRICKS_CLIENT_ID", "DATABRICKS_CLIENT_SECRET"):
+            monkeypatch.delenv(name, raising=False)
+
+        def sensor_runs() -> list[TaskResult]:
+            context = build_sensor_context(
+                cursor=None, resources={"databricks": DatabricksWorkspace.from_env()}
+            )
+            result = new_claims_sensor(context)
+            assert isinstance(result, SensorResult)
+            return [
+                ingest(task_context(f"sensor-{i}", **r.run_config["ops"]["raw_claims"]["config"]))
+                for i, r in enumerate(result.run_requests or [])
+                if isinstance(r, RunRequest)
+            ]
+
+        first = sensor_runs()
+        sweep = ingest(task_context("daily"))
+        replay = sensor_runs()  # a reset cursor requests both files again
+
+    assert [_meta(r)["files_landed"] for r in first] == [1, 1]
+    assert _meta(sweep)["files_landed"] == 0
+    assert [_meta(r)["files_landed"] for r in replay] == [0, 0]
+    ledger = landing.read_ledger(LocalDeltaStore(fraud_home))
+    assert sorted(e.path for e in ledger) == [
+        "/Volumes/fraud_staging/claims/landing/a.csv",
+        "/Volumes/fraud_staging/claims/landing/b.csv",
+    ]
+    assert _bronze(fraud_home) == {"a.csv": 3, "b.csv": 3}

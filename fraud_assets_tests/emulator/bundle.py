@@ -1,8 +1,9 @@
 """Deploy the bundle's own job definitions into the emulator, as ``databricks bundle deploy``.
 
 Reads ``databricks.yml`` and ``resources/*.yml``, resolves the ``${...}`` references the
-jobs use for one target, applies development mode's ``[dev <user>]`` name prefix, and
-creates each job. Only what a job run needs is resolved; the rest stays literal.
+jobs and Volumes use for one target, applies development mode's name prefixes (``[dev
+<user>]`` for jobs, ``dev_<user>_`` for Unity Catalog names), and creates each job, or each
+Volume with its grants. Only what a run needs is resolved; the rest stays literal.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from fraud_assets_tests.emulator import USER_NAME, DatabricksEmulator
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-def bundle_jobs(target: str, *, files: str = "resources/*.yml") -> dict[str, dict[str, Any]]:
-    """Every job the bundle defines, resolved for ``target``, by resource key."""
+def _target_references(target: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The target's spec and the ``${...}`` values the bundle's resources use."""
     bundle = yaml.safe_load((REPO_ROOT / "databricks.yml").read_text(encoding="utf-8"))
     target_spec = bundle["targets"][target] or {}
     variables = {
@@ -33,11 +34,23 @@ def bundle_jobs(target: str, *, files: str = "resources/*.yml") -> dict[str, dic
         "resources.registered_models.fraud_detector.name": variables.get("model_name"),
         "resources.experiments.fraud_experiment.name": variables.get("experiment_name"),
     }
-    jobs: dict[str, dict[str, Any]] = {}
+    return target_spec, references
+
+
+def _resources(kind: str, target: str, files: str) -> dict[str, dict[str, Any]]:
+    _, references = _target_references(target)
+    found: dict[str, dict[str, Any]] = {}
     for path in sorted(REPO_ROOT.glob(files)):
         resources = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("resources") or {}
-        for key, job in (resources.get("jobs") or {}).items():
-            jobs[key] = _resolve(job, references)
+        for key, spec in (resources.get(kind) or {}).items():
+            found[key] = _resolve(spec, references)
+    return found
+
+
+def bundle_jobs(target: str, *, files: str = "resources/*.yml") -> dict[str, dict[str, Any]]:
+    """Every job the bundle defines, resolved for ``target``, by resource key."""
+    target_spec, _ = _target_references(target)
+    jobs = _resources("jobs", target, files)
     if target_spec.get("mode") == "development":
         short_name = USER_NAME.split("@")[0]
         for job in jobs.values():
@@ -45,9 +58,35 @@ def bundle_jobs(target: str, *, files: str = "resources/*.yml") -> dict[str, dic
     return jobs
 
 
+def bundle_volumes(target: str, *, files: str = "resources/*.yml") -> dict[str, dict[str, Any]]:
+    """Every UC Volume the bundle defines, resolved for ``target``, by resource key;
+    development mode prefixes Unity Catalog names with ``dev_<user>_``."""
+    target_spec, _ = _target_references(target)
+    volumes = _resources("volumes", target, files)
+    if target_spec.get("mode") == "development":
+        short_name = USER_NAME.split("@")[0]
+        for volume in volumes.values():
+            volume["name"] = f"dev_{short_name}_{volume['name']}"
+    return volumes
+
+
 def deploy(emulator: DatabricksEmulator, target: str, *, files: str) -> dict[str, int]:
     """Create the bundle's jobs from ``files`` in the emulator; returns job ids by key."""
     return {key: emulator.create_job(job) for key, job in bundle_jobs(target, files=files).items()}
+
+
+def deploy_volumes(
+    emulator: DatabricksEmulator, target: str, *, files: str = "resources/*.yml"
+) -> dict[str, str]:
+    """Create the bundle's Volumes, with their grants, in the emulator; returns each
+    Volume's ``/Volumes`` path by resource key."""
+    return {
+        key: emulator.create_volume(
+            f"{spec['catalog_name']}.{spec['schema_name']}.{spec['name']}",
+            grants=spec.get("grants") or [],
+        )
+        for key, spec in bundle_volumes(target, files=files).items()
+    }
 
 
 def _resolve(value: Any, references: dict[str, Any]) -> Any:

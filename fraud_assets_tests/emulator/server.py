@@ -101,6 +101,7 @@ class DatabricksEmulator(JobsApi, DbfsApi, VolumesApi):
         self._threads: list[threading.Thread] = []
         self.requests: list[RecordedRequest] = []
         self.cluster_policies = [{"policy_id": CLUSTER_POLICY_ID, "name": "Job Compute"}]
+        self.volume_grants: dict[str, list[dict[str, Any]]] = {}
         self._server: ThreadingHTTPServer | None = None
 
     # ---------------------------------------------------------------- lifecycle
@@ -163,10 +164,12 @@ class DatabricksEmulator(JobsApi, DbfsApi, VolumesApi):
         with self._lock:
             self._run_faults.append(fault)
 
-    def create_volume(self, full_name: str) -> str:
-        """Create the UC Volume ``catalog.schema.volume``; returns its ``/Volumes`` path."""
+    def create_volume(self, full_name: str, *, grants: list[dict[str, Any]] | None = None) -> str:
+        """Create the UC Volume ``catalog.schema.volume``, recording its grants (as the
+        bundle declares them) in ``volume_grants``; returns its ``/Volumes`` path."""
         catalog, schema, volume = full_name.split(".")
         (self.volumes_root / catalog / schema / volume).mkdir(parents=True, exist_ok=True)
+        self.volume_grants[full_name] = list(grants or [])
         return f"/Volumes/{catalog}/{schema}/{volume}"
 
     def create_job(self, settings: Mapping[str, Any]) -> int:
