@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import pyarrow as pa
+
 from fraud_assets import keys
 from fraud_assets.checks import CHECK_NO_FILE_QUARANTINED, CHECK_RAW_NOT_EMPTY, CHECK_RAW_SCHEMA
 from fraud_assets.claims import landing
@@ -318,7 +320,7 @@ def _one_off(
         "unmapped_source_columns": landed.unmapped_columns,
         **landed.notes,
     }
-    return _loaded(ctx, store, bronze.num_rows, bronze, version, metadata, full_refresh=False)
+    return _loaded(ctx, store, bronze, version, metadata, full_refresh=False)
 
 
 def _synthetic(ctx: TaskContext, store: TableStore) -> TaskResult:
@@ -343,19 +345,19 @@ def _synthetic(ctx: TaskContext, store: TableStore) -> TaskResult:
     if store.exists(LANDED_FILES):
         landing.reset(store)
     metadata: dict[str, Any] = {"batch_id": ctx.run_id, "source": source, "mapping": "synthetic"}
-    return _loaded(ctx, store, bronze.num_rows, bronze, version, metadata, full_refresh=True)
+    return _loaded(ctx, store, bronze, version, metadata, full_refresh=True)
 
 
 def _loaded(
     ctx: TaskContext,
     store: TableStore,
-    row_count: int,
-    bronze: Any,
+    bronze: pa.Table,
     version: int,
     metadata: dict[str, Any],
     *,
     full_refresh: bool,
 ) -> TaskResult:
+    row_count = bronze.num_rows
     parse_errors = row_count - bronze.column(PARSE_ERROR_COLUMN).null_count
     ctx.log.info(
         "landed %d rows from %s in %s (version %d)",
