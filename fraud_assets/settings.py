@@ -250,6 +250,17 @@ class ServingSettings(BaseModel):
     log_window_minutes: int = Field(
         60, ge=1, le=1440, description="Width of an inference_log window_id for realtime rows"
     )
+    endpoint_name: str | None = Field(
+        None,
+        description="Databricks serving endpoint re-pointed after every alias move "
+        "(default fraud-detector-<target>, the name deploy/serving gives it)",
+    )
+    endpoint_update_timeout_seconds: float = Field(
+        1200.0,
+        ge=0,
+        description="How long an alias move waits for the endpoint to apply the new versions; "
+        "0 sends the update without waiting",
+    )
 
 
 class Owners(BaseModel):

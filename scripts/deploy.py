@@ -44,6 +44,8 @@ from typing import Any
 
 from _commands import Command, CommandError, Runner
 
+# One plan for a deploy and for every alias move (fraud_assets/tasks/_serving.py).
+from fraud_assets.databricks.serving_endpoint import ServingPlan, serving_plan
 from fraud_assets.settings import bundle_variables, get_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -70,19 +72,6 @@ class DeployError(RuntimeError):
 # --- pure decisions ---------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ServingPlan:
-    """What the endpoint serves: versions behind the aliases and the challenger's share."""
-
-    champion_version: str
-    challenger_version: str
-    challenger_traffic_percentage: int
-
-    @property
-    def champion_traffic_percentage(self) -> int:
-        return 100 - self.challenger_traffic_percentage
-
-
 def model_aliases(model: Mapping[str, Any]) -> dict[str, str]:
     """``{alias: version}`` from ``databricks registered-models get --include-aliases``."""
     return {
@@ -90,19 +79,6 @@ def model_aliases(model: Mapping[str, Any]) -> dict[str, str]:
         for alias in model.get("aliases") or []
         if alias.get("alias_name") and alias.get("version_num") is not None
     }
-
-
-def serving_plan(aliases: Mapping[str, str], *, challenger_share: float) -> ServingPlan | None:
-    """The endpoint's entities and split, or ``None`` while no version is champion."""
-    champion = aliases.get("champion")
-    if champion is None:
-        return None
-    challenger = aliases.get("challenger")
-    if challenger is None or challenger == champion:
-        # Same version twice, no traffic to the second: it scales to zero and costs nothing.
-        return ServingPlan(champion, champion, 0)
-    share = round(min(max(challenger_share, 0.0), 1.0) * 100)
-    return ServingPlan(champion, challenger, share)
 
 
 def model_full_name(summary: Mapping[str, Any]) -> str:

@@ -3,11 +3,16 @@
     python -m fraud_assets.tasks.promote --action rollback
     python -m fraud_assets.tasks.promote --action promote              # the challenger
     python -m fraud_assets.tasks.promote --action promote --version 3 [--force true]
+    python -m fraud_assets.tasks.promote --action sync                 # re-point the endpoint
 
 Rollback undoes the latest promotion: the registered model's ``champion_history`` tag lists
 the champions in order, and each rollback steps one entry back. Alias moves on one
 ``FRAUD_HOME`` are serialized by ``registry.alias_lock``. Promote takes the ``challenger``
 unless a version is named; a version whose gates did not all pass needs ``--force true``.
+
+With Databricks compute every action then re-points the serving endpoint at the aliases
+(``fraud_assets.databricks.serving_endpoint``); ``sync`` does only that, to retry a sync that
+failed after the alias moved. The bundle's promotion job and Dagster's rollback job run this.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 from mlflow import MlflowClient
 
 from fraud_assets import keys
+from fraud_assets.databricks.serving_endpoint import EndpointSyncError
 from fraud_assets.ml import registry
 from fraud_assets.ml.tracking import configure_mlflow, deployed_by, mlflow_client
 from fraud_assets.tasks._runtime import (
@@ -23,8 +29,9 @@ from fraud_assets.tasks._runtime import (
     TaskResult,
     run_task,
 )
+from fraud_assets.tasks._serving import sync_serving_endpoint
 
-ACTIONS = ("rollback", "promote")
+ACTIONS = ("rollback", "promote", "sync")
 
 
 def promote(ctx: TaskContext) -> TaskResult:
@@ -35,6 +42,10 @@ def promote(ctx: TaskContext) -> TaskResult:
     client = mlflow_client()
     name = ctx.settings.registered_model_name
     actor = deployed_by(ctx.settings, ctx.param("deployed_by"))
+    if action == "sync":
+        outcome = sync_serving_endpoint(ctx.settings, client)
+        ctx.log.info("%s", outcome.message if outcome else "local compute: no serving endpoint")
+        return TaskResult()
     with registry.alias_lock(ctx.settings.fraud_home):
         if action == "rollback":
             move = registry.rollback_champion(client, name=name, actor=actor)
@@ -46,6 +57,8 @@ def promote(ctx: TaskContext) -> TaskResult:
             )
     reason = f"{action} by {actor}: champion {move.from_version or 'none'} -> {move.to_version}"
     ctx.log.info("%s %s", name, reason)
+    # After the lock: the update may take minutes, and it reads the aliases as they are now.
+    outcome = sync_serving_endpoint(ctx.settings, client)
     return TaskResult(
         materializations=[
             Materialization(
@@ -59,6 +72,7 @@ def promote(ctx: TaskContext) -> TaskResult:
                     "promoted": True,
                     "reason": reason,
                     "deployed_by": actor,
+                    **(outcome.metadata() if outcome else {}),
                 },
             )
         ]
@@ -82,8 +96,10 @@ def main(argv: list[str] | None = None) -> None:
         registry.NoChampionError,
         registry.PromotionError,
         registry.ConcurrentAliasMoveError,
+        EndpointSyncError,
     ) as exc:
-        # An expected refusal: one line for the operator, not a traceback.
+        # An expected refusal, or an endpoint left behind the aliases: one line for the
+        # operator (naming both states and the retry), not a traceback.
         raise SystemExit(f"promote: {exc}") from None
 
 

@@ -43,6 +43,7 @@ from fraud_assets.tasks._runtime import (
     link,
     run_task,
 )
+from fraud_assets.tasks._serving import sync_serving_endpoint
 
 FAIRNESS_ASSET = keys.FAIRNESS_REPORT
 # psi_score before compute_psi has written its first psi_report (no champion scored yet).
@@ -114,6 +115,8 @@ def register(ctx: TaskContext) -> TaskResult:
             ctx.log.warning("%s version %s not promoted: %s", name, version, report.reason)
         champion = registry.alias_version(client, name, registry.CHAMPION)
         challenger = registry.alias_version(client, name, registry.CHALLENGER)
+    # After the lock: the endpoint follows the aliases as they are now, promoted or not.
+    outcome = sync_serving_endpoint(settings, client)
     champion_number = str(champion.version) if champion is not None else "none"
     challenger_number = str(challenger.version) if challenger is not None else "none"
     return TaskResult(
@@ -140,6 +143,7 @@ def register(ctx: TaskContext) -> TaskResult:
                         else {}
                     ),
                     **{f"gate.{gate}": verdict for gate, verdict in report.verdicts.items()},
+                    **(outcome.metadata() if outcome else {}),
                 },
             )
         ]

@@ -398,6 +398,10 @@ class JobsApi:
         }
         env.update(self._cluster_env(run, task))
         env[FUSE_ROOT_VAR] = str(self.fuse_root)
+        # A cluster's SDK authenticates as the run's identity (runtime auth); a token minted
+        # for this task stands in for it, never the launcher's own.
+        env["DATABRICKS_HOST"] = self.host
+        env["DATABRICKS_TOKEN"] = self.mint_token("task")
         env["PYTHONUNBUFFERED"] = "1"
         task.command = [self.python, "-m", module, *parameters]
         task.env = env

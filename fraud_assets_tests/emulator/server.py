@@ -9,6 +9,8 @@ It speaks the wire format the Databricks SDK uses:
 - Files 2.0 for Unity Catalog Volumes: ``/api/2.0/fs/files/...`` (GET, PUT, HEAD, DELETE) and
   ``/api/2.0/fs/directories/...`` (GET, PUT, HEAD, DELETE);
 - Cluster policies 2.0: ``list`` (one policy, "Job Compute", as the bundle looks up);
+- Model Serving: ``serving-endpoints`` create, get and ``{name}/config`` (update_config),
+  with the update states the SDK waits on (``serving.py``);
 - OAuth machine-to-machine: the OIDC discovery document and ``/oidc/v1/token``.
 
 A missing path answers 404 with ``{"error_code": "RESOURCE_DOES_NOT_EXIST"}``.
@@ -60,9 +62,14 @@ from fraud_assets_tests.emulator.core import (
 from fraud_assets_tests.emulator.dbfs import DbfsApi
 from fraud_assets_tests.emulator.files import VolumesApi
 from fraud_assets_tests.emulator.jobs import EmulatedRun, EmulatedTask, JobsApi
+from fraud_assets_tests.emulator.serving import (
+    SERVING_PATH,
+    EmulatedEndpoint,
+    ServingEndpointsApi,
+)
 
 
-class DatabricksEmulator(JobsApi, DbfsApi, VolumesApi):
+class DatabricksEmulator(JobsApi, DbfsApi, VolumesApi, ServingEndpointsApi):
     """The emulated workspace: an HTTP server on 127.0.0.1 plus the runs it executes."""
 
     def __init__(
@@ -102,6 +109,9 @@ class DatabricksEmulator(JobsApi, DbfsApi, VolumesApi):
         self.requests: list[RecordedRequest] = []
         self.cluster_policies = [{"policy_id": CLUSTER_POLICY_ID, "name": "Job Compute"}]
         self.volume_grants: dict[str, list[dict[str, Any]]] = {}
+        self._endpoints: dict[str, EmulatedEndpoint] = {}
+        self._endpoint_update_failures: list[str] = []
+        self.endpoint_update_seconds = 0.0
         self._server: ThreadingHTTPServer | None = None
 
     # ---------------------------------------------------------------- lifecycle
@@ -163,6 +173,13 @@ class DatabricksEmulator(JobsApi, DbfsApi, VolumesApi):
         """Make the next submitted or run-now run hang, be cancelled externally, or break."""
         with self._lock:
             self._run_faults.append(fault)
+
+    def mint_token(self, kind: str) -> str:
+        """A new token the emulator accepts, e.g. the identity a run's tasks act as."""
+        token = f"emu-{kind}-{secrets_module.token_hex(16)}"
+        with self._lock:
+            self._tokens.add(token)
+        return token
 
     def create_volume(self, full_name: str, *, grants: list[dict[str, Any]] | None = None) -> str:
         """Create the UC Volume ``catalog.schema.volume``, recording its grants (as the
@@ -278,6 +295,9 @@ class DatabricksEmulator(JobsApi, DbfsApi, VolumesApi):
                 handler, method, unquote(path[len("/api/2.0/fs/directories") :]).rstrip("/")
             )
         payload = json.loads(body) if body else {}
+        if path.startswith(SERVING_PATH):
+            handler.respond_json(200, self._serving(method, path, payload))
+            return 200
         args = {k: v[-1] for k, v in query.items()}
         jobs_match = re.fullmatch(JOBS_PATH + r"/(.+)", path)
         key = (method, f"jobs/{jobs_match.group(1)}" if jobs_match else path)
@@ -338,9 +358,7 @@ class DatabricksEmulator(JobsApi, DbfsApi, VolumesApi):
             ):
                 handler.respond_json(401, {"error": "invalid_client"})
                 return 401
-            access_token = f"emu-oauth-{secrets_module.token_hex(16)}"
-            with self._lock:
-                self._tokens.add(access_token)
+            access_token = self.mint_token("oauth")
             handler.respond_json(
                 200,
                 {
