@@ -49,6 +49,9 @@ FAIRNESS_REPORT = "fairness_report"
 PSI_REPORT = "psi_report"
 INFERENCE_LOG = "inference_log"
 CHECK_HISTORY = "check_history"
+# Written by Databricks, not by us: the serving endpoint's AI Gateway inference table
+# (deploy/serving/databricks.yml, table_name_prefix fraud_endpoint), read by drift monitoring.
+ENDPOINT_PAYLOAD = "fraud_endpoint_payload"
 
 TABLES: dict[str, Table] = {
     t.name: t
@@ -66,6 +69,7 @@ TABLES: dict[str, Table] = {
         Table(PSI_REPORT, "monitoring"),
         Table(INFERENCE_LOG, "monitoring"),
         Table(CHECK_HISTORY, "monitoring"),
+        Table(ENDPOINT_PAYLOAD, "monitoring"),
     ]
 }
 

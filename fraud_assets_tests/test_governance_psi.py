@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter
 from collections.abc import Sequence
@@ -24,6 +25,7 @@ from fraud_assets.governance import (
     categorical_psi,
     drift_gates,
     drift_level,
+    endpoint_window_rows,
     latest_scored_window,
     numeric_psi,
     psi_report,
@@ -492,3 +494,81 @@ def test_numeric_bins_shrink_so_each_expects_the_minimum_count() -> None:
         rng.normal(size=5_000), rng.normal(size=5_000), bins=10, epsilon=EPS, min_bucket_count=50
     )
     assert len(large.buckets) == 10 + 1
+
+
+# --- the serving endpoint's inference table -------------------------------------------------
+
+_T0 = pd.Timestamp("2025-05-01T06:00:00Z")
+
+
+def _request(body: object, predictions: object, **columns: object) -> dict[str, object]:
+    return {
+        "databricks_request_id": columns.pop("request_id", "r1"),
+        "request_time": columns.pop("at", _T0),
+        "status_code": columns.pop("status", 200),
+        "request": json.dumps(body),
+        "response": json.dumps({"predictions": predictions}),
+        "served_entity_id": "e1",
+        **columns,
+    }
+
+
+def test_endpoint_rows_read_every_mlflow_request_format():
+    claims = [
+        {"claim_id": "C1", "claim_amount": 100.0, "procedure_code": "99215"},
+        {"claim_id": "C2", "claim_amount": 250.0, "procedure_code": "I10"},
+    ]
+    split = {"columns": list(claims[0]), "data": [list(c.values()) for c in claims]}
+    payload = pd.DataFrame(
+        [
+            _request({"dataframe_records": claims}, [0.1, 0.9], request_id="records"),
+            _request({"dataframe_split": split}, [0.2, 0.8], request_id="split"),
+            _request({"instances": claims}, [0.3, 0.7], request_id="instances"),
+        ]
+    )
+    found = endpoint_window_rows(payload, since=_T0)
+    assert found.requests == 3 and found.skipped == {}
+    rows = found.rows
+    assert list(rows["claim_id"]) == ["C1", "C2"] * 3
+    assert list(rows["fraud_score"]) == [0.1, 0.9, 0.2, 0.8, 0.3, 0.7]
+    assert list(rows["claim_amount"]) == [100.0, 250.0] * 3
+    assert set(rows["source"]) == {"endpoint"}
+    assert list(rows["request_id"]) == ["records"] * 2 + ["split"] * 2 + ["instances"] * 2
+    assert rows["model_version"].isna().all()
+
+
+def test_endpoint_rows_keep_only_successful_requests_of_the_window_and_name_bad_ones():
+    claim = [{"claim_id": "C1", "claim_amount": 100.0}]
+    payload = pd.DataFrame(
+        [
+            _request({"dataframe_records": claim}, [0.5], request_id="ok"),
+            _request(
+                {"dataframe_records": claim}, [0.5], request_id="early", at=_T0 - pd.Timedelta("1s")
+            ),
+            _request({"dataframe_records": claim}, [0.5], request_id="failed", status=400),
+            _request({"dataframe_records": claim}, [1.5], request_id="not-a-probability"),
+            _request({"dataframe_records": claim}, [0.1, 0.2], request_id="miscounted"),
+            _request({"inputs": [1, 2]}, [0.5], request_id="tensor"),
+            {**_request({}, [0.5], request_id="not-json"), "request": "{broken"},
+        ]
+    )
+    found = endpoint_window_rows(payload, since=_T0)
+    assert list(found.rows["request_id"]) == ["ok"]
+    assert found.requests == 5
+    assert "1.5 is not a probability" in found.skipped["not-a-probability"]
+    assert "one score per claim (1 claims)" in found.skipped["miscounted"]
+    assert "no claims as dataframe_records" in found.skipped["tensor"]
+    assert found.skipped["not-json"].startswith("request is not JSON")
+
+
+def test_endpoint_rows_read_the_auto_capture_format_with_its_model_version():
+    legacy = _request({"dataframe_records": [{"claim_id": "C1"}]}, [0.4])
+    del legacy["request_time"]
+    legacy |= {
+        "timestamp_ms": int(_T0.timestamp() * 1000),
+        "request_metadata": [("model_name", "fraud_detector"), ("model_version", "7")],
+    }
+    found = endpoint_window_rows(pd.DataFrame([legacy]), since=_T0)
+    assert list(found.rows["model_version"]) == ["7"]
+    with pytest.raises(ValueError, match="neither request_time"):
+        endpoint_window_rows(pd.DataFrame([{"request": "{}"}]), since=_T0)

@@ -383,3 +383,101 @@ def test_psi_without_a_scored_window_says_so(governed_home: Path) -> None:
     _register_champion(settings, reference)
     with pytest.raises(DriftInputMissing, match=r"no scored window yet.*inference_log"):
         run_task(compute_psi, ["--run_id", "monitor-3"], name="psi")
+
+
+def _endpoint_payload(
+    records: pd.DataFrame, *, at: datetime, per_request: int = 50, status: int = 200
+) -> pd.DataFrame:
+    """The endpoint's AI Gateway inference table: one row per request, JSON in and out."""
+    rows = []
+    for start in range(0, len(records), per_request):
+        chunk = records.iloc[start : start + per_request]
+        features = chunk.drop(columns=["fraud_score"])
+        request_time = pd.Timestamp(at) + timedelta(seconds=start)
+        rows.append(
+            {
+                "request_date": request_time.date(),
+                "databricks_request_id": f"req-{at:%H%M}-{start}",
+                "client_request_id": None,
+                "request_time": request_time,
+                "status_code": status,
+                "sampling_fraction": 1.0,
+                "execution_duration_ms": 42,
+                "request": json.dumps({"dataframe_records": features.to_dict(orient="records")}),
+                "response": json.dumps({"predictions": chunk["fraud_score"].tolist()}),
+                "served_entity_id": "e-champion",
+                "logging_error_codes": [],
+                "requester": "claims-adjudication@example.com",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def test_psi_reads_the_endpoints_inference_table_beside_batch_scores(
+    governed_home: Path,
+) -> None:
+    settings = get_settings()
+    rng = np.random.default_rng(11)
+    reference = _features(rng, 3_000)
+    reference["fraud_score"] = rng.beta(1.0, 10.0, 3_000)
+    champion = _register_champion(settings, reference)
+    t0 = datetime(2025, 5, 1, 6, tzinfo=UTC)
+    store = table_store(settings)
+    store.write_pandas(
+        _log_window(rng, window="w2", at=t0, n=1_000, version=champion), "inference_log"
+    )
+
+    # Batch scores alone do not drift; the endpoint's traffic does, in claim_amount.
+    answered = _features(rng, 2_000, amount_shift=2.0)
+    answered.insert(0, "claim_id", [f"rt-{i}" for i in range(2_000)])
+    answered["fraud_score"] = rng.beta(1.0, 10.0, 2_000)
+    malformed = _endpoint_payload(answered.iloc[:50], at=t0 + timedelta(hours=2))
+    malformed["response"] = '{"predictions": [0.1]}'
+    payload = pd.concat(
+        [
+            _endpoint_payload(answered, at=t0 + timedelta(minutes=30)),
+            # Before the window, failed, or unreadable: never part of the sample.
+            _endpoint_payload(answered.iloc[:500], at=t0 - timedelta(hours=1)),
+            _endpoint_payload(answered.iloc[:500], at=t0 + timedelta(hours=1), status=500),
+            malformed.assign(databricks_request_id="req-malformed"),
+        ],
+        ignore_index=True,
+    )
+    store.write_pandas(payload, "fraud_endpoint_payload")
+
+    metadata = (
+        run_task(compute_psi, ["--run_id", "monitor-6"], name="psi").materializations[0].metadata
+    )
+
+    assert metadata["current_batch_rows"] == 1_000
+    assert metadata["current_endpoint_rows"] == 2_000
+    assert metadata["endpoint_requests"] == 41
+    assert metadata["endpoint_requests_skipped"] == 1
+    assert metadata["endpoint_inference_table"] == store.location("fraud_endpoint_payload")
+    assert metadata["current_rows"] == 3_000
+    # Only the champion's own (batch) scores judge score drift: the endpoint's rows name no
+    # version in the AI Gateway format.
+    assert metadata["score_rows"] == 1_000
+    assert metadata["drifted_features"]["raw_value"] == ["claim_amount"]
+
+
+def test_psi_without_an_endpoint_table_says_so_and_uses_batch_scores(
+    governed_home: Path,
+) -> None:
+    settings = get_settings()
+    rng = np.random.default_rng(12)
+    reference = _features(rng, 2_000)
+    reference["fraud_score"] = rng.beta(1.0, 10.0, 2_000)
+    champion = _register_champion(settings, reference)
+    at = datetime(2025, 5, 1, 6, tzinfo=UTC)
+    table_store(settings).write_pandas(
+        _log_window(rng, window="w1", at=at, n=800, version=champion), "inference_log"
+    )
+
+    metadata = (
+        run_task(compute_psi, ["--run_id", "monitor-7"], name="psi").materializations[0].metadata
+    )
+
+    assert metadata["current_endpoint_rows"] == 0
+    assert "absent: no endpoint request logged yet" in metadata["endpoint_inference_table"]
+    assert metadata["current_rows"] == 800

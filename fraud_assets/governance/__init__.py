@@ -25,14 +25,17 @@ from fraud_assets.governance._fairness import (
     wilson_interval,
 )
 from fraud_assets.governance._psi import (
+    ENDPOINT_SOURCE,
     MISSING_BUCKET,
     OTHER_BUCKET,
     UNSEEN_BUCKET,
     ColumnPsi,
     DriftLevel,
+    EndpointRows,
     ScoredWindow,
     categorical_psi,
     drift_level,
+    endpoint_window_rows,
     latest_scored_window,
     numeric_psi,
     population_stability_index,
@@ -58,6 +61,7 @@ from fraud_assets.governance.policy import (
 )
 
 __all__ = [
+    "ENDPOINT_SOURCE",
     "FIGURES",
     "FIGURE_RATES",
     "GATEABLE_FIGURES",
@@ -70,6 +74,7 @@ __all__ = [
     "ColumnPsi",
     "DriftGates",
     "DriftLevel",
+    "EndpointRows",
     "FairnessGates",
     "FairnessPolicy",
     "FairnessReport",
@@ -81,6 +86,7 @@ __all__ = [
     "disparate_impact_ratio",
     "drift_gates",
     "drift_level",
+    "endpoint_window_rows",
     "equal_opportunity_difference",
     "equalized_odds_difference",
     "fairness_gates",

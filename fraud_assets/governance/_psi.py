@@ -377,3 +377,119 @@ def _as_float(values: npt.ArrayLike | pd.Series, column: str) -> np.ndarray:
     except (TypeError, ValueError) as exc:
         raise ValueError(f"numeric column {column!r} holds non-numeric values: {exc}") from None
     return np.asarray(pd.Series(numbers).to_numpy(dtype=np.float64, na_value=np.nan))
+
+
+# --- the serving endpoint's inference table ------------------------------------------------
+
+ENDPOINT_SOURCE = "endpoint"
+# MLflow serving's input formats; each record is one claim as the caller sent it.
+_RECORD_FORMATS = ("dataframe_records", "instances")
+
+
+@dataclass(frozen=True)
+class EndpointRows:
+    """Claims the serving endpoint answered in the window, and the requests left out."""
+
+    rows: pd.DataFrame
+    requests: int
+    skipped: dict[str, str]
+
+
+def endpoint_window_rows(payload: pd.DataFrame, *, since: pd.Timestamp) -> EndpointRows:
+    """One row per claim the endpoint scored successfully from ``since`` on.
+
+    ``payload`` is the endpoint's inference table as Databricks writes it: the AI Gateway
+    format (``request_time``, ``status_code``, ``request`` and ``response`` JSON,
+    ``databricks_request_id``) or the older auto-capture one (``timestamp_ms``,
+    ``request_metadata`` with ``model_version``). Each request's records become rows with
+    their features, ``claim_id``, the returned ``fraud_score``, ``source`` "endpoint",
+    ``scored_at`` and, when the table records it, ``model_version``. A request whose JSON
+    cannot be read as claims and scores is left out and named in ``skipped`` with why.
+    """
+    if "request_time" in payload.columns:
+        times = pd.to_datetime(payload["request_time"], utc=True)
+    elif "timestamp_ms" in payload.columns:
+        times = pd.to_datetime(payload["timestamp_ms"], unit="ms", utc=True)
+    else:
+        raise ValueError(
+            "the endpoint inference table has neither request_time (AI Gateway) nor "
+            f"timestamp_ms (auto-capture); its columns are {sorted(payload.columns)}"
+        )
+    missing = [c for c in ("status_code", "request", "response") if c not in payload.columns]
+    if missing:
+        raise ValueError(f"the endpoint inference table lacks columns {missing}")
+    start = pd.Timestamp(since)
+    start = start.tz_localize("UTC") if start.tzinfo is None else start
+    keep = ((times >= start) & (payload["status_code"] == 200)).fillna(False)
+    frames: list[pd.DataFrame] = []
+    skipped: dict[str, str] = {}
+    mask = keep.to_numpy(dtype=bool)
+    selected = payload.loc[mask]
+    for (index, row), scored_at in zip(selected.iterrows(), times[mask], strict=True):
+        request_id = str(row.get("databricks_request_id") or f"row {index}")
+        try:
+            frame = _scored_claims(row["request"], row["response"])
+        except ValueError as exc:
+            skipped[request_id] = str(exc)
+            continue
+        frame["source"] = ENDPOINT_SOURCE
+        frame["scored_at"] = scored_at
+        frame["request_id"] = request_id
+        frame["model_version"] = _logged_version(row.get("request_metadata"))
+        frames.append(frame)
+    rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return EndpointRows(rows=rows, requests=len(selected), skipped=skipped)
+
+
+def _scored_claims(request: object, response: object) -> pd.DataFrame:
+    body = _json_object(request, "request")
+    records: object = None
+    if "dataframe_split" in body:
+        split = body["dataframe_split"]
+        if not isinstance(split, dict) or "columns" not in split or "data" not in split:
+            raise ValueError("request dataframe_split needs columns and data")
+        records = [dict(zip(split["columns"], values, strict=True)) for values in split["data"]]
+    else:
+        records = next((body[f] for f in _RECORD_FORMATS if f in body), None)
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        raise ValueError(
+            "request holds no claims as dataframe_records, dataframe_split or instances objects"
+        )
+    predictions = _json_object(response, "response").get("predictions")
+    if not isinstance(predictions, list) or len(predictions) != len(records):
+        raise ValueError(
+            f"response predictions do not give one score per claim ({len(records)} claims)"
+        )
+    scores = [_score(p) for p in predictions]
+    frame = pd.DataFrame.from_records(records)
+    frame["fraud_score"] = np.asarray(scores, dtype="float64")
+    return frame
+
+
+def _json_object(text: object, what: str) -> dict[str, object]:
+    try:
+        body = json.loads(str(text))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{what} is not JSON ({exc.msg} at {exc.pos})") from None
+    if not isinstance(body, dict):
+        raise ValueError(f"{what} is not a JSON object")
+    return body
+
+
+def _score(prediction: object) -> float:
+    if isinstance(prediction, bool) or not isinstance(prediction, int | float):
+        raise ValueError(f"response prediction {prediction!r} is not a probability")
+    if not 0.0 <= float(prediction) <= 1.0:
+        raise ValueError(f"response prediction {prediction!r} is not a probability")
+    return float(prediction)
+
+
+def _logged_version(metadata: object) -> str | None:
+    # Auto-capture tables record the served version; AI Gateway ones only an entity id.
+    if isinstance(metadata, dict):
+        version = metadata.get("model_version")
+    elif isinstance(metadata, list):  # a Delta map read through Arrow: (key, value) pairs
+        version = dict(metadata).get("model_version")
+    else:
+        return None
+    return None if version is None else str(version)

@@ -2,8 +2,12 @@
 
 The reference is ``reference/reference.parquet`` on the MLflow run behind the registered
 model version with alias ``champion``: the data that model learned from, with its own
-scores. The current sample is the latest window of ``inference_log``. Every model feature
-and the score get a PSI and a drift level; the report is appended to ``psi_report``.
+scores. The current sample is the latest window of ``inference_log`` (batch scores, and the
+local scoring service's real-time rows), plus the claims the Databricks serving endpoint
+answered since the window started, read from its inference table (``fraud_endpoint_payload``,
+absent until an endpoint is deployed and logs a request). Every model feature and the score
+get a PSI and a drift level; the report is appended to ``psi_report``, with the rows of each
+source in its metadata.
 """
 
 from __future__ import annotations
@@ -22,12 +26,20 @@ from fraud_assets.checks import CHECK_FEATURE_DRIFT, CHECK_SCORE_DRIFT
 from fraud_assets.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES, extra_inputs
 from fraud_assets.governance import (
     GateVerdict,
+    ScoredWindow,
     drift_gates,
+    endpoint_window_rows,
     latest_scored_window,
     psi_report,
 )
 from fraud_assets.governance.charts import png_data_uri, psi_chart
-from fraud_assets.lakehouse import INFERENCE_LOG, PSI_REPORT, table_store
+from fraud_assets.lakehouse import (
+    ENDPOINT_PAYLOAD,
+    INFERENCE_LOG,
+    PSI_REPORT,
+    TableStore,
+    table_store,
+)
 from fraud_assets.settings import FraudSettings
 from fraud_assets.tasks._runtime import (
     CheckOutcome,
@@ -77,6 +89,9 @@ def compute_psi(ctx: TaskContext) -> TaskResult:
     window_rows, window = latest_scored_window(
         store.read_pandas(INFERENCE_LOG, version=log_version)
     )
+    endpoint_rows, endpoint_metadata = endpoint_claims(store, window)
+    if not endpoint_rows.empty:
+        window_rows = pd.concat([window_rows, endpoint_rows], ignore_index=True)
     current = without_training_claims(window_rows, champion, window.window_id)
     scores, score_versions = champion_scores(current, champion.version)
     numeric, categorical = monitored_features(champion.frame, current)
@@ -128,6 +143,7 @@ def compute_psi(ctx: TaskContext) -> TaskResult:
         "excluded_training_rows": len(window_rows) - len(current),
         "current_batch_rows": window.batch_rows,
         "current_realtime_rows": window.realtime_rows,
+        **endpoint_metadata,
         "score_rows": len(scores),
         "score_model_versions": {"raw_value": score_versions, "type": "json"},
         "champion_version": champion.version,
@@ -201,6 +217,30 @@ def champion_reference(settings: FraudSettings) -> ChampionReference:
         frame=frame,
         training_claims=claims,
     )
+
+
+def endpoint_claims(store: TableStore, window: ScoredWindow) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Claims the serving endpoint answered since ``window`` started, and metadata saying so.
+
+    The inference table is absent until an endpoint exists and has logged a request (and
+    always locally): drift is then measured on the other sources, and the metadata says why.
+    """
+    location = store.location(ENDPOINT_PAYLOAD)
+    if not store.exists(ENDPOINT_PAYLOAD):
+        log.info("no endpoint inference table at %s: no endpoint rows in this window", location)
+        return pd.DataFrame(), {
+            "current_endpoint_rows": 0,
+            "endpoint_inference_table": f"{location} (absent: no endpoint request logged yet)",
+        }
+    found = endpoint_window_rows(store.read_pandas(ENDPOINT_PAYLOAD), since=window.started_at)
+    for request_id, why in list(found.skipped.items())[:20]:
+        log.warning("endpoint request %s in %s left out of PSI: %s", request_id, location, why)
+    return found.rows, {
+        "current_endpoint_rows": len(found.rows),
+        "endpoint_inference_table": location,
+        "endpoint_requests": found.requests,
+        "endpoint_requests_skipped": len(found.skipped),
+    }
 
 
 def monitored_features(
