@@ -248,3 +248,20 @@ def test_local_compute_calls_no_endpoint(fraud_home, emulator, monkeypatch):
     metadata = _promote("--action", "promote", "--version", version)
     assert "serving_endpoint_sync" not in metadata
     assert emulator.requests == []
+
+
+def test_an_update_in_flight_that_fails_is_followed_by_ours(emulator, workspace):
+    _deploy_endpoint(emulator, "1")
+    emulator.endpoint_update_seconds = 0.5
+    emulator.fail_next_endpoint_update(ENDPOINT)
+    assert _sync(workspace, {"champion": "2"}, timeout=None).status == "sent"
+    assert _sync(workspace, {"champion": "3"}).status == "updated"
+    assert _served(emulator)["champion"] == ("3", 100)
+
+
+def test_an_update_in_flight_to_the_same_plan_is_not_sent_twice(emulator, workspace):
+    _deploy_endpoint(emulator, "1")
+    emulator.endpoint_update_seconds = 0.5
+    _sync(workspace, {"champion": "2"}, timeout=None)
+    assert _sync(workspace, {"champion": "2"}).status == "unchanged"
+    assert len(emulator.calls("PUT", CONFIG_PATH)) == 1

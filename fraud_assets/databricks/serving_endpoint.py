@@ -202,12 +202,10 @@ def sync_endpoint(
         return SyncOutcome(endpoint_name, "skipped", message, plan=plan)
     in_flight = EndpointStateConfigUpdate.IN_PROGRESS
     if endpoint.state is not None and endpoint.state.config_update == in_flight:
-        pending = served_plan(endpoint.pending_config, model_full_name=model_full_name)
+        # The API refuses a second update meanwhile. Whether that one succeeds or fails,
+        # what the endpoint serves afterwards is compared with the plan below.
         log.info("endpoint %s is applying an update; waiting for it first", endpoint_name)
-        endpoint = _wait(client, endpoint_name, plan, timeout or timedelta(minutes=20))
-        if pending == plan:
-            message = f"endpoint {endpoint_name} applied {plan.describe()} (already in flight)"
-            return SyncOutcome(endpoint_name, "updated", message, plan=plan, serving=plan)
+        endpoint = _settled(client, endpoint_name, plan, timeout or timedelta(minutes=20))
     serving = served_plan(endpoint.config, model_full_name=model_full_name)
     if serving == plan:
         message = f"endpoint {endpoint_name} already serves {plan.describe()}"
@@ -276,6 +274,20 @@ def _update(
             f"serving endpoint {name} refused the update to {plan.describe()}: {exc}. "
             f"The registry's aliases stand; {RETRY_HINT}"
         ) from exc
+
+
+def _settled(
+    client: WorkspaceClient, name: str, plan: ServingPlan, timeout: timedelta
+) -> ServingEndpointDetailed:
+    """The endpoint once no update is in flight, however the one in flight ended."""
+    from databricks.sdk.errors import OperationFailed
+
+    try:
+        return _wait(client, name, plan, timeout)
+    except EndpointSyncError as exc:
+        if isinstance(exc.__cause__, OperationFailed):
+            return client.serving_endpoints.get(name)
+        raise
 
 
 def _wait(
