@@ -31,7 +31,10 @@ from fraud_assets.ml.tracking import configure_mlflow, mlflow_client
 from fraud_assets.settings import get_settings
 from fraud_assets.tasks import evaluate, promote, register, train
 from fraud_assets.tasks._runtime import CheckOutcome, TaskContext, record_check_history, run_task
+from fraud_assets_tests.emulator.fixtures import SENTINEL_TOKEN
 from fraud_assets_tests.gold_frames import make_gold_frame, use_migrated_mlflow_store
+
+pytest_plugins = ["fraud_assets_tests.emulator.fixtures"]
 
 MODEL = "fraud_detector"
 FAIRNESS = keys.FAIRNESS_REPORT
@@ -407,3 +410,37 @@ def test_a_version_is_tagged_with_its_fairness_verdict_and_the_latest_psi(traine
     version = client.get_model_version(MODEL, "1")
     assert version.tags["fairness_validated"] == "true"
     assert float(version.tags["psi_score"]) == pytest.approx(0.12)
+
+
+def test_a_gated_promotion_re_points_the_databricks_endpoint(trained_home, emulator, monkeypatch):
+    endpoint = "fraud-detector-dev"
+    emulator.create_serving_endpoint(
+        endpoint,
+        {
+            "served_entities": [
+                {"name": alias, "entity_name": MODEL, "entity_version": "7"}
+                for alias in ("champion", "challenger")
+            ],
+            "traffic_config": {
+                "routes": [
+                    {"served_entity_name": "champion", "traffic_percentage": 100},
+                    {"served_entity_name": "challenger", "traffic_percentage": 0},
+                ]
+            },
+        },
+    )
+    monkeypatch.setenv("FRAUD_COMPUTE", "databricks")
+    monkeypatch.setenv("DATABRICKS_HOST", emulator.host)
+    monkeypatch.setenv("DATABRICKS_TOKEN", SENTINEL_TOKEN)
+    _evaluate("run-1")
+
+    refused = _register("run-1")  # no fairness verdict yet: nothing moves, nothing is sent
+    assert refused["promoted"] is False and "serving_endpoint_sync" not in refused
+    assert emulator.calls("PUT", "/api/2.0/serving-endpoints") == []
+
+    _fairness("run-1")
+    promoted = _register("run-1")
+    assert promoted["promoted"] is True
+    assert promoted["serving_endpoint_sync"] == "updated"
+    served = emulator.served_versions(endpoint)
+    assert (served["champion"].version, served["champion"].traffic_percentage) == ("1", 100)

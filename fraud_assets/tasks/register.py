@@ -115,8 +115,9 @@ def register(ctx: TaskContext) -> TaskResult:
             ctx.log.warning("%s version %s not promoted: %s", name, version, report.reason)
         champion = registry.alias_version(client, name, registry.CHAMPION)
         challenger = registry.alias_version(client, name, registry.CHALLENGER)
-    # After the lock: the endpoint follows the aliases as they are now, promoted or not.
-    outcome = sync_serving_endpoint(settings, client)
+    # After the lock, and only after a move: a registration that promoted nothing does not
+    # depend on the endpoint (a stale one is re-pointed with `promote --action sync`).
+    outcome = sync_serving_endpoint(settings, client) if report.passed else None
     champion_number = str(champion.version) if champion is not None else "none"
     challenger_number = str(challenger.version) if challenger is not None else "none"
     return TaskResult(
