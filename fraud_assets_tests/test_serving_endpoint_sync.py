@@ -265,3 +265,29 @@ def test_an_update_in_flight_to_the_same_plan_is_not_sent_twice(emulator, worksp
     _sync(workspace, {"champion": "2"}, timeout=None)
     assert _sync(workspace, {"champion": "2"}).status == "unchanged"
     assert len(emulator.calls("PUT", CONFIG_PATH)) == 1
+
+
+def test_the_emulated_endpoint_refuses_what_the_platform_refuses(emulator, workspace):
+    from databricks.sdk.errors import InvalidParameterValue, ResourceConflict
+    from databricks.sdk.service.serving import Route, ServedEntityInput, TrafficConfig
+
+    _deploy_endpoint(emulator, "1")
+    entities = [
+        ServedEntityInput(name=n, entity_name=MODEL, entity_version="2")
+        for n in ("champion", "challenger")
+    ]
+    half = TrafficConfig(routes=[Route(served_entity_name="champion", traffic_percentage=50)])
+    with pytest.raises(InvalidParameterValue, match="add up to 100"):
+        workspace.serving_endpoints.update_config(
+            ENDPOINT, served_entities=entities, traffic_config=half
+        )
+    emulator.endpoint_update_seconds = 5
+    full = TrafficConfig(routes=[Route(served_entity_name="champion", traffic_percentage=100)])
+    workspace.serving_endpoints.update_config(
+        ENDPOINT, served_entities=entities, traffic_config=full
+    )
+    with pytest.raises(ResourceConflict, match="currently being updated"):
+        workspace.serving_endpoints.update_config(
+            ENDPOINT, served_entities=entities, traffic_config=full
+        )
+    assert _served(emulator)["champion"] == ("1", 100), "nothing applied before it is due"
