@@ -164,9 +164,11 @@ class DatabricksSettings(BaseModel):
         description="Cluster policy looked up by name at launch, as the bundle's "
         "cluster_policy_id lookup does",
     )
-    wheel_path: str = Field(
-        "dbfs:/FileStore/fraud_assets/fraud_assets-0.1.0-py3-none-any.whl",
-        description="Where the project's wheel lives on the workspace",
+    wheel_path: str | None = Field(
+        None,
+        description="The project's wheel on the workspace, for job_cluster and serverless "
+        "(a Volume or workspace file; scripts/deploy.py uploads it and sets this). Unset: "
+        "those styles refuse to launch; run_now runs the bundle's own wheel",
     )
     volume_path: str | None = Field(None, description="UC Volume for serverless Pipes messages")
     job_ids: dict[str, int] = Field(

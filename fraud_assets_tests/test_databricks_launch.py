@@ -160,6 +160,29 @@ def test_the_launch_style_is_the_compute_resources_config_not_a_later_environmen
     assert run.environments, "a serverless run carries its environment"
 
 
+@pytest.mark.parametrize("style", ["job_cluster", "serverless"])
+def test_a_style_that_installs_the_wheel_refuses_to_launch_without_its_path(
+    databricks_env: DatabricksEmulator,
+    probe_task: None,
+    dagster_instance: DagsterInstance,
+    monkeypatch: pytest.MonkeyPatch,
+    style: str,
+) -> None:
+    emulator = databricks_env
+    monkeypatch.setenv("FRAUD_DATABRICKS__LAUNCH_STYLE", style)
+    monkeypatch.delenv("FRAUD_DATABRICKS__WHEEL_PATH")
+
+    result = run_probe(dagster_instance)
+
+    assert not result.success
+    message = failure_message(result)
+    assert "set FRAUD_DATABRICKS__WHEEL_PATH" in message and "run_now" in message
+    # Refused before anything reached the workspace: no run, no Pipes file.
+    assert emulator.runs == []
+    assert not emulator.calls("PUT", "/api/2.0/fs/files/")
+    assert not emulator.calls("POST", "/api/2.0/dbfs/put")
+
+
 @pytest.mark.parametrize(
     ("style", "faults"),
     [

@@ -22,6 +22,7 @@ from fraud_assets.databricks.launch import (
     run_now_arguments,
     serverless_environment,
     volume_path,
+    wheel_path,
 )
 from fraud_assets.settings import DatabricksSettings
 from fraud_assets.tasks import TASKS, task_spec
@@ -100,6 +101,25 @@ def test_volume_path_is_required_and_checked(path: str | None, error: str) -> No
     with pytest.raises(DatabricksLaunchError, match=error):
         volume_path(databricks_settings(volume_path=path))
     assert volume_path(databricks_settings(volume_path="/Volumes/c/s/v/")) == "/Volumes/c/s/v"
+
+
+def test_no_wheel_path_is_assumed_and_the_dbfs_root_is_refused() -> None:
+    # No default: a wheel exists only where a deploy uploaded it (scripts/deploy.py).
+    assert databricks_settings().wheel_path is None
+    with pytest.raises(DatabricksLaunchError, match="set FRAUD_DATABRICKS__WHEEL_PATH") as unset:
+        wheel_path(databricks_settings(), style="job_cluster")
+    assert "run_now" in str(unset.value), "the error names the style that needs no wheel path"
+    root = "dbfs:/FileStore/fraud_assets/fraud_assets-0.1.0-py3-none-any.whl"
+    with pytest.raises(DatabricksLaunchError, match="DBFS root"):
+        wheel_path(databricks_settings(wheel_path=root), style="serverless")
+    with pytest.raises(DatabricksLaunchError, match=r"not a \.whl"):
+        wheel_path(databricks_settings(wheel_path="/Volumes/c/s/v/wheels/"), style="job_cluster")
+    for good in (
+        "/Volumes/c/s/artifacts/wheels/0.1.0/abc1234/fraud_assets-0.1.0-py3-none-any.whl",
+        "dbfs:/Volumes/c/s/v/fraud_assets-0.1.0-py3-none-any.whl",
+        "/Workspace/Shared/.bundle/fraud_assets/dist/fraud_assets-0.1.0-py3-none-any.whl",
+    ):
+        assert wheel_path(databricks_settings(wheel_path=good), style="job_cluster") == good
 
 
 def test_idempotency_token_is_per_step_attempt_and_fits_the_api() -> None:

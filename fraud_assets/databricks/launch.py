@@ -146,7 +146,7 @@ def serverless_environment(settings: DatabricksSettings) -> JobEnvironment:
         environment_key=ENVIRONMENT_KEY,
         spec=Environment(
             environment_version=settings.serverless_environment_version,
-            dependencies=[settings.wheel_path],
+            dependencies=[wheel_path(settings, style="serverless")],
         ),
     )
 
@@ -165,6 +165,32 @@ def volume_path(settings: DatabricksSettings) -> str:
             "/Volumes/<catalog>/<schema>/<volume>"
         )
     return path.rstrip("/")
+
+
+def wheel_path(settings: DatabricksSettings, *, style: str) -> str:
+    """The project's wheel for a launch that installs it, or a clear error saying what to set.
+
+    Libraries in the DBFS root are refused: Databricks Runtime 15.1 and above no longer
+    install them by default, so such a path would fail on the cluster, not here.
+    """
+    path = settings.wheel_path
+    if not path:
+        raise DatabricksLaunchError(
+            f"launch style {style} installs the project's wheel, and no wheel path is set: set "
+            "FRAUD_DATABRICKS__WHEEL_PATH=/Volumes/<catalog>/<schema>/<volume>/.../"
+            "fraud_assets-<version>-py3-none-any.whl (scripts/deploy.py uploads the wheel and "
+            "hands its path to a deployed Dagster), or use FRAUD_DATABRICKS__LAUNCH_STYLE=run_now, "
+            "which runs the bundle's own step jobs and wheel"
+        )
+    if path.startswith("dbfs:/") and not path.startswith("dbfs:/Volumes/"):
+        raise DatabricksLaunchError(
+            f"FRAUD_DATABRICKS__WHEEL_PATH={path!r} is in the DBFS root, where recent runtimes "
+            "refuse libraries: upload the wheel to a Unity Catalog Volume (/Volumes/...) or as a "
+            "workspace file (/Workspace/...)"
+        )
+    if not path.endswith(".whl"):
+        raise DatabricksLaunchError(f"FRAUD_DATABRICKS__WHEEL_PATH={path!r} is not a .whl file")
+    return path
 
 
 def run_name(spec: TaskSpec, dagster_run_id: str) -> str:

@@ -20,6 +20,10 @@ SENTINEL_TOKEN = "dapi-SENTINEL-7f3c9e21b4d84a56a0e1c2f3b4d5e6f7"
 OAUTH_CLIENT_ID = "emulated-service-principal"
 OAUTH_SECRET = "dose-SENTINEL-oauth-5b1f0c9d8e7a6b5c4d3e2f1a"
 VOLUME = "fraud_dev.claims.pipes"
+# Where scripts/deploy.py would have uploaded the wheel (the emulator checks only the name).
+WHEEL_PATH = (
+    "/Volumes/fraud_dev/claims/artifacts/wheels/0.1.0/0123456/fraud_assets-0.1.0-py3-none-any.whl"
+)
 
 
 @pytest.fixture
@@ -50,6 +54,7 @@ def databricks_env(
         "DATABRICKS_HOST": emulator.host,
         "DATABRICKS_TOKEN": SENTINEL_TOKEN,
         "FRAUD_DATABRICKS__VOLUME_PATH": volume_path,
+        "FRAUD_DATABRICKS__WHEEL_PATH": WHEEL_PATH,
         "FRAUD_DATABRICKS__POLL_INTERVAL_SECONDS": "0.1",
         "FRAUD_DATABRICKS__MESSAGE_POLL_INTERVAL_SECONDS": "0.5",
         "FRAUD_DATABRICKS__API_RETRY_BACKOFF_SECONDS": "0.2",

@@ -49,6 +49,7 @@ from fraud_assets.databricks.launch import (
     serverless_environment,
     serverless_task,
     volume_path,
+    wheel_path,
 )
 from fraud_assets.databricks.redaction import secrets_kept_out
 from fraud_assets.databricks.runs import follow_run, task_output_tails
@@ -221,7 +222,10 @@ def _job_cluster(
     """A one-time run on a new job cluster; Pipes files on DBFS, bootstrap in its env."""
 
     cluster = settings.databricks.model_copy(
-        update={"policy_id": resolve_policy_id(client, settings.databricks)}
+        update={
+            "wheel_path": wheel_path(settings.databricks, style="job_cluster"),
+            "policy_id": resolve_policy_id(client, settings.databricks),
+        }
     )
 
     def start(session: PipesSession) -> int:
@@ -236,6 +240,8 @@ def _serverless(
 ) -> _Launch:
     """A one-time serverless run; Pipes files on the Volume, bootstrap in task parameters."""
     volume = volume_path(settings.databricks)
+    # Checked before the Pipes session opens, so a missing wheel writes nothing remote.
+    wheel_path(settings.databricks, style="serverless")
 
     def start(session: PipesSession) -> int:
         task = serverless_task(spec, session.get_bootstrap_cli_arguments())
