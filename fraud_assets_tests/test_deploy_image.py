@@ -91,5 +91,9 @@ def test_helm_values_match_the_target_and_the_bundle(target: str) -> None:
     from fraud_assets.tasks import TASKS
 
     assert {template.format(target=target, task=step) for step in TASKS} == deployed
+    # The deployed style runs the bundle's own step jobs and wheel: it needs nothing the
+    # bundle does not create. The wheel path is scripts/deploy.py's to add, never a default.
+    assert env["FRAUD_DATABRICKS__LAUNCH_STYLE"] == "run_now"
+    assert "FRAUD_DATABRICKS__WHEEL_PATH" not in env
     assert deployment["envSecrets"] == [{"name": f"fraud-assets-{target}-credentials"}]
     assert "DATABRICKS_TOKEN" not in env and "DATABRICKS_CLIENT_SECRET" not in env
