@@ -336,8 +336,9 @@ class Deploy:
     release_values_file: Path = Path("dagster-release-values.yaml")
     # Builds the WorkspaceClient of the wheel step (from DATABRICKS_* in main); not in a dry run.
     workspace: Callable[[], WorkspaceClient] | None = None
-    handoff: DagsterHandoff | None = None
-    _wheel_built: bool = False
+    # Set by the wheel step: what the dagster step hands the code location.
+    handoff: DagsterHandoff | None = field(default=None, init=False)
+    wheel_built: bool = field(default=False, init=False)
 
     @property
     def variables(self) -> dict[str, Any]:
@@ -530,15 +531,15 @@ class Deploy:
         self._clear_dist()
         for command in self.bundle_commands():
             self.runner.run(command)
-        self._wheel_built = True
+        self.wheel_built = True
 
     def wheel(self) -> None:
         """Upload the release's wheel to the target's Volume; keep what Dagster is handed."""
-        if not self._wheel_built:
+        if not self.wheel_built:
             # Without the bundle step in this run, build the wheel as its artifact does.
             self._clear_dist()
             self.runner.run(Command(("python", "-m", "build", "--wheel", "--outdir", str(DIST))))
-            self._wheel_built = True
+            self.wheel_built = True
         summary = self.runner.json(self.summary_command())
         if self.runner.dry_run:
             self._show_planned_handoff()
@@ -594,7 +595,9 @@ class Deploy:
             self.runner.run(command)
 
     def dagster(self) -> None:
-        if self.handoff is not None and not self.runner.dry_run:
+        if not self.runner.dry_run:
+            if self.handoff is None:
+                raise DeployError("the dagster step needs the wheel step's handoff first")
             text = yaml.safe_dump(self.handoff.helm_values(), sort_keys=False)
             (self.runner.root / self.release_values_file).write_text(text)
         self.runner.run(self.dagster_command())
