@@ -124,6 +124,23 @@ def test_each_target_runs_its_own_steps_in_order() -> None:
     assert tag.startswith("$ git tag --annotate prod-") and f"-{SHA[:7]} {SHA} -m" in tag
 
 
+def test_the_dry_run_shows_where_the_wheel_goes_and_what_dagster_is_handed() -> None:
+    lines = _dry_run("staging")
+    wheel = f"fraud_assets-{version('fraud_assets')}-py3-none-any.whl"
+    destination = (
+        f"/Volumes/fraud_staging/claims/artifacts/wheels/{version('fraud_assets')}/{SHA}/{wheel}"
+    )
+    assert f"# upload dist/{wheel} to {destination} (Files API)" in lines
+    assert "#   FRAUD_DATABRICKS__LAUNCH_STYLE=run_now" in lines
+    assert f"#   FRAUD_DATABRICKS__WHEEL_PATH={destination}" in lines
+    assert "#   FRAUD_DATABRICKS__VOLUME_PATH=/Volumes/fraud_staging/claims/pipes" in lines
+    # The wheel is uploaded after the bundle deploy that builds it, before Helm runs.
+    bundle_deploy = lines.index(f"$ databricks bundle deploy -t staging --var git_sha={SHA}")
+    helm = next(i for i, line in enumerate(lines) if line.startswith("$ helm upgrade"))
+    upload = lines.index(f"# upload dist/{wheel} to {destination} (Files API)")
+    assert bundle_deploy < upload < helm
+
+
 def test_only_and_validate_only_select_steps() -> None:
     assert _steps(_dry_run("prod", "--only", "serving")) == ["serving"]
     # What the code location is handed comes from the wheel step: dagster never goes alone.
