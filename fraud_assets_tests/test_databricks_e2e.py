@@ -20,7 +20,7 @@ from dagster import AssetKey, DagsterInstance, DagsterRunStatus, UrlMetadataValu
 from fraud_assets import keys
 from fraud_assets_tests.emulator import DatabricksEmulator
 from fraud_assets_tests.emulator.bundle import deploy
-from fraud_assets_tests.emulator.fixtures import SENTINEL_TOKEN, VOLUME
+from fraud_assets_tests.emulator.fixtures import SENTINEL_TOKEN, VOLUME, WHEEL_PATH
 
 pytestmark = pytest.mark.slow
 
@@ -62,6 +62,8 @@ def databricks_mode_env(
             "DATABRICKS_TOKEN": SENTINEL_TOKEN,
             "FRAUD_DATABRICKS__LAUNCH_STYLE": style,
             "FRAUD_DATABRICKS__VOLUME_PATH": emulator.create_volume(VOLUME),
+            # job_cluster and serverless install the wheel a deploy uploaded (no default).
+            "FRAUD_DATABRICKS__WHEEL_PATH": WHEEL_PATH,
             # Poll the emulator often; a workspace needs the 5 s default, not this.
             "FRAUD_DATABRICKS__POLL_INTERVAL_SECONDS": "0.5",
         }
