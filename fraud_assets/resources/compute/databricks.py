@@ -3,12 +3,14 @@
 Three launch styles, set by the resource's ``launch_style`` (defaulted from
 ``FRAUD_DATABRICKS__LAUNCH_STYLE`` when the definitions are built):
 
-- ``job_cluster``: a one-time run (``jobs/runs/submit``) on a new job cluster, Pipes files on
-  DBFS, bootstrap in the cluster's environment variables;
-- ``serverless``: a one-time serverless run, Pipes files on a Unity Catalog Volume, bootstrap
-  in the task's parameters;
-- ``run_now``: the job the bundle deployed for the step (``jobs/run-now``), Pipes files on the
-  Volume when one is set, else on DBFS, bootstrap in the job's parameters.
+- ``job_cluster``: a one-time run (``jobs/runs/submit``) on a new job cluster with the wheel at
+  ``FRAUD_DATABRICKS__WHEEL_PATH``, Pipes files on DBFS, bootstrap in the cluster's
+  environment variables;
+- ``serverless``: a one-time serverless run with that wheel, Pipes files on a Unity Catalog
+  Volume, bootstrap in the task's parameters;
+- ``run_now``: the job the bundle deployed for the step (``jobs/run-now``), with the bundle's
+  wheel, Pipes files on the Volume when one is set, else on DBFS, bootstrap in the job's
+  parameters. A deployed code location uses it: it needs nothing the bundle does not create.
 
 All three take one path: ``open_pipes_session`` with the style's injector and reader, start
 the run, follow it (``follow_run``: deadline, cancel when the Dagster run is interrupted or
