@@ -420,8 +420,8 @@ def _client(emulator: DatabricksEmulator) -> WorkspaceClient:
 
 def _bundle_deployed(emulator: DatabricksEmulator, target: str) -> dict[str, int]:
     """What `databricks bundle deploy` leaves in the workspace: Volumes and step jobs."""
-    for volume in (deploy.WHEEL_VOLUME, deploy.PIPES_VOLUME, deploy.LANDING_VOLUME):
-        emulator.create_volume(f"fraud_{target}.claims.{volume}")
+    volumes = bundle.deploy_volumes(emulator, target)
+    assert {deploy.WHEEL_VOLUME, deploy.PIPES_VOLUME, deploy.LANDING_VOLUME} <= set(volumes)
     ids = bundle.deploy(emulator, target, files="resources/step-jobs-resource.yml")
     return {key.removeprefix("step_"): job_id for key, job_id in ids.items()}
 
