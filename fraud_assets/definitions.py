@@ -28,7 +28,7 @@ defs = Definitions(
     # Owners, the databricks kind and code links are set here, by the deployment's settings.
     assets=catalog_assets(load_assets_from_modules(_MODULES), _SETTINGS),
     asset_checks=load_asset_checks_from_modules(_MODULES),
-    jobs=[*ASSET_JOBS, registry.rollback_champion_job],
+    jobs=[*ASSET_JOBS, registry.rollback_champion_job, registry.promote_champion_job],
     schedules=SCHEDULES,
     sensors=SENSORS,
     # The launch style, Volume and job ids are the compute's config, from the settings now.

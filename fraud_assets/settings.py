@@ -29,6 +29,9 @@ OperatingPointKind = Literal["flag_rate", "min_precision", "fixed"]
 # Who a fraud label belongs to: one claim, every claim of a provider, or of a patient.
 LabelUnit = Literal["claim", "provider", "patient"]
 SplitStrategy = Literal["out_of_time", "random"]
+# auto: a candidate that passes every gate becomes champion; approval: it becomes challenger
+# and waits for an approved promotion (docs/deployment.md, "Prod approval policy").
+PromotionMode = Literal["auto", "approval"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -265,6 +268,17 @@ class ServingSettings(BaseModel):
     )
 
 
+class PromotionSettings(BaseModel):
+    """Who may move ``champion``: the gates alone (auto), or the gates and a named approver."""
+
+    mode: PromotionMode = Field(
+        "auto",
+        description="auto: a gate-passing candidate becomes champion; approval: it becomes "
+        "challenger awaiting approval and champion moves only with approval metadata "
+        "(default: approval in prod, auto elsewhere)",
+    )
+
+
 class Owners(BaseModel):
     """Who answers for the assets, as Dagster shows it: ``team:<name>`` or an email address."""
 
@@ -344,6 +358,7 @@ class FraudSettings(BaseSettings):
     schedules: Schedules = Schedules()
     databricks: DatabricksSettings = Field(default_factory=lambda: DatabricksSettings())
     serving: ServingSettings = ServingSettings()
+    promotion: PromotionSettings = PromotionSettings()
 
     alert_sink: AlertSink = "log"
     alert_webhook_url: SecretStr | None = None
@@ -397,6 +412,10 @@ class FraudSettings(BaseSettings):
             if isinstance(given, BaseModel):
                 given = given.model_dump(exclude_unset=True)
             values["thresholds"] = {**overrides, **given}
+        given_promotion = values.get("promotion") or {}
+        if isinstance(given_promotion, BaseModel):
+            given_promotion = given_promotion.model_dump(exclude_unset=True)
+        values["promotion"] = {"mode": TARGET_PROMOTION_MODE[target], **given_promotion}
         return values
 
     @property
@@ -453,6 +472,14 @@ TARGET_THRESHOLD_OVERRIDES: dict[str, dict[str, Any]] = {
     "dev": {},
     "staging": {},
     "prod": {"roc_auc_min": 0.75},
+}
+
+
+# Prod's champion moves only with a person's approval; dev and staging follow the gates.
+TARGET_PROMOTION_MODE: dict[str, PromotionMode] = {
+    "dev": "auto",
+    "staging": "auto",
+    "prod": "approval",
 }
 
 

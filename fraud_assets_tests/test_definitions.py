@@ -136,6 +136,7 @@ def test_jobs_schedules_and_sensors(defs: Definitions) -> None:
         keys.DRIFT_MONITORING_JOB,
         keys.FAIRNESS_AUDIT_JOB,
         keys.ROLLBACK_JOB,
+        keys.PROMOTE_JOB,
     }
     schedules = {
         s.name: (s.job_name, s.cron_schedule, s.execution_timezone) for s in defs.schedules

@@ -444,3 +444,101 @@ def test_a_gated_promotion_re_points_the_databricks_endpoint(trained_home, emula
     assert promoted["serving_endpoint_sync"] == "updated"
     served = emulator.served_versions(endpoint)
     assert (served["champion"].version, served["champion"].traffic_percentage) == ("1", 100)
+
+
+# --- the approval promotion mode (prod) and the first model -----------------------------------
+
+APPROVAL_URL = "https://github.com/acme/fraud_assets/actions/runs/42"
+
+
+def test_under_approval_a_gate_passing_first_version_waits_as_challenger(trained_home, monkeypatch):
+    monkeypatch.setenv("FRAUD_PROMOTION__MODE", "approval")
+    _evaluate("run-1")
+    _fairness("run-1")
+
+    registered = _register("run-1")
+    # No champion yet: the regression gate has nothing to compare with and passes, so the
+    # first version is judged by the absolute floors and fairness alone.
+    assert registered["reason"] == (
+        "all 7 promotion gates passed; challenger awaiting approval (promotion mode approval)"
+    )
+    assert registered["promoted"] is False and registered["awaiting_approval"] is True
+    assert registered["champion_version"] == "none" and registered["challenger_version"] == "1"
+    client = mlflow_client()
+    version = client.get_model_version(MODEL, "1")
+    assert version.tags[f"gate.{keys.MODEL_EVALUATION}.{CHECK_NO_REGRESSION}"] == "passed"
+    assert version.tags[registry.TAG_AWAITING_APPROVAL] == "true"
+    assert _version(client, registry.CHAMPION) is None
+
+    # The operator's command without an approval: a one-line refusal, champion unmoved.
+    refused = _promote_cli("--action", "promote")
+    assert refused.returncode == 1
+    last_line = refused.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("promote: fraud_detector version 1 not promoted: promotion mode")
+    assert "approved_by and approval_url" in last_line and "Traceback" not in refused.stderr
+    assert _version(mlflow_client(), registry.CHAMPION) is None
+
+    promoted = (
+        run_task(
+            promote.promote,
+            ["--action", "promote", "--approved_by", "alice", "--approval_url", APPROVAL_URL],
+            name="promote",
+        )
+        .materializations[0]
+        .metadata
+    )
+    assert promoted["champion_version"] == "1" and promoted["approved_by"] == "alice"
+    client = mlflow_client()
+    assert _version(client, registry.CHAMPION) == "1"
+    tags = client.get_model_version(MODEL, "1").tags
+    assert tags[registry.TAG_PROMOTED_BY] == "alice", "the approver is the promotion's actor"
+    assert tags[registry.TAG_APPROVED_BY] == "alice"
+    assert tags[registry.TAG_APPROVAL_URL] == APPROVAL_URL
+    assert tags[registry.TAG_REQUESTED_BY] == "ci-bot"
+    assert tags[registry.TAG_AWAITING_APPROVAL] == "false"
+    assert registry.champion_history(client, MODEL) == ["1"]
+
+
+def test_under_approval_a_retrain_never_moves_the_champion(trained_home, monkeypatch):
+    _evaluate("run-1")
+    _fairness("run-1")
+    assert _register("run-1")["champion_version"] == "1"  # auto mode (dev): champion
+    monkeypatch.setenv("FRAUD_PROMOTION__MODE", "approval")
+    _train_both("run-2")  # e.g. the drift sensor's retrain: the same register step
+    _evaluate("run-2")
+    _fairness("run-2")
+
+    second = _register("run-2")
+    assert second["model_version"] == 2 and second["awaiting_approval"] is True
+    assert (second["champion_version"], second["challenger_version"]) == ("1", "2")
+
+
+def test_under_approval_force_still_needs_an_approval(three_versions):
+    _, _, failed = three_versions
+    client = mlflow_client()
+    for force in (False, True):
+        with pytest.raises(registry.ApprovalRequiredError, match="only with an approval"):
+            registry.promote_version(
+                client, name=MODEL, version=failed, actor="oncall", force=force, mode="approval"
+            )
+    assert _version(client, registry.CHAMPION) is None
+    approval = registry.Approval.from_params("bob", APPROVAL_URL)
+    assert approval is not None
+    registry.promote_version(
+        client,
+        name=MODEL,
+        version=failed,
+        actor="oncall",
+        force=True,
+        mode="approval",
+        approval=approval,
+    )
+    tags = client.get_model_version(MODEL, failed).tags
+    assert (tags["forced_by"], tags[registry.TAG_APPROVED_BY]) == ("bob", "bob")
+
+
+@pytest.mark.parametrize(
+    ("approved_by", "approval_url"), [("", APPROVAL_URL), ("alice", ""), (None, None), (" ", " ")]
+)
+def test_an_approval_needs_both_an_approver_and_where_it_was_given(approved_by, approval_url):
+    assert registry.Approval.from_params(approved_by, approval_url) is None

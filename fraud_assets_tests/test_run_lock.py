@@ -16,7 +16,11 @@ from fraud_assets_tests import locked_defs
 
 
 def test_every_job_runs_behind_the_fraud_home_lock():
-    for job in [*ASSET_JOBS, defs.resolve_job_def("rollback_champion_job")]:
+    for job in [
+        *ASSET_JOBS,
+        defs.resolve_job_def("rollback_champion_job"),
+        defs.resolve_job_def("promote_champion_job"),
+    ]:
         resolved = defs.resolve_job_def(job.name)
         assert resolved.executor_def is fraud_home_executor, job.name
     for job in ASSET_JOBS:

@@ -116,3 +116,21 @@ def test_model_name_is_three_level_only_on_a_databricks_runtime(
     assert get_settings().registered_model_name == "fraud_detector"
     monkeypatch.setenv("DATABRICKS_RUNTIME_VERSION", "15.4")
     assert get_settings().registered_model_name == "fraud_dev.claims.fraud_detector"
+
+
+def test_prod_promotes_only_with_approval_unless_told_otherwise(
+    fraud_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    modes = {}
+    for target in ("dev", "staging", "prod"):
+        monkeypatch.setenv("FRAUD_TARGET", target)
+        modes[target] = FraudSettings().promotion.mode
+    assert modes == {"dev": "auto", "staging": "auto", "prod": "approval"}
+    monkeypatch.setenv("FRAUD_TARGET", "staging")
+    monkeypatch.setenv("FRAUD_PROMOTION__MODE", "approval")
+    settings = FraudSettings()
+    assert settings.promotion.mode == "approval"
+    assert FraudSettings.from_payload(settings.to_payload()).promotion.mode == "approval"
+    monkeypatch.setenv("FRAUD_PROMOTION__MODE", "sometimes")
+    with pytest.raises(ValidationError, match=r"promotion\.mode"):
+        FraudSettings()

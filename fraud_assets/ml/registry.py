@@ -7,6 +7,11 @@ commit and who deployed it). ``champion`` moves only when every promotion gate (
 and only such a version is given ``challenger``. The champions in promotion order are the
 registered model's ``champion_history`` tag, which rollback walks back through;
 ``alias_lock`` serializes alias moves on one ``FRAUD_HOME``.
+
+Under the ``approval`` promotion mode (prod's, ``FRAUD_PROMOTION__MODE``) a gate-passing
+candidate becomes ``challenger`` tagged ``awaiting_approval``, and ``promote_version``
+refuses to move ``champion`` without an ``Approval`` naming the approver and where the
+approval was given; the approver becomes the version's ``promoted_by``.
 """
 
 from __future__ import annotations
@@ -53,6 +58,12 @@ TAG_PROMOTED_BY = "promoted_by"
 TAG_ROLLED_BACK_AT = "rolled_back_at"
 TAG_ROLLED_BACK_BY = "rolled_back_by"
 GATE_TAG_PREFIX = "gate."
+TAG_AWAITING_APPROVAL = "awaiting_approval"
+TAG_APPROVED_BY = "approved_by"
+TAG_APPROVAL_URL = "approval_url"
+TAG_REQUESTED_BY = "promotion_requested_by"
+AUTO = "auto"
+APPROVAL = "approval"
 
 PASSED = "passed"
 FAILED = "failed"
@@ -103,6 +114,27 @@ class RollbackError(LookupError):
 
 class PromotionError(ValueError):
     """A manual promotion was refused."""
+
+
+class ApprovalRequiredError(PromotionError):
+    """The approval promotion mode refused a promotion that names no approval."""
+
+
+@dataclass(frozen=True)
+class Approval:
+    """Who approved a promotion, and where that approval can be looked up (a URL)."""
+
+    approved_by: str
+    approval_url: str
+
+    @classmethod
+    def from_params(cls, approved_by: object, approval_url: object) -> Approval | None:
+        """An approval from a task's parameters; ``None`` when either one is blank."""
+        approver = str(approved_by or "").strip()
+        url = str(approval_url or "").strip()
+        if not approver or not url:
+            return None
+        return cls(approved_by=approver, approval_url=url)
 
 
 @dataclass(frozen=True)
@@ -399,9 +431,27 @@ def rollback_champion(client: MlflowClient, *, name: str, actor: str) -> AliasMo
 
 
 def promote_version(
-    client: MlflowClient, *, name: str, version: str, actor: str, force: bool = False
+    client: MlflowClient,
+    *,
+    name: str,
+    version: str,
+    actor: str,
+    force: bool = False,
+    mode: str = AUTO,
+    approval: Approval | None = None,
 ) -> AliasMove:
-    """Make a chosen version champion; one that did not pass its gates needs ``force``."""
+    """Make a chosen version champion; one that did not pass its gates needs ``force``.
+
+    Under the ``approval`` mode the move also needs ``approval``, forced or not; the
+    approver is recorded as ``promoted_by`` (and ``actor``, who launched it, as
+    ``promotion_requested_by``).
+    """
+    if mode == APPROVAL and approval is None:
+        raise ApprovalRequiredError(
+            f"{name} version {version} not promoted: promotion mode is {APPROVAL!r}, so "
+            "champion moves only with an approval (approved_by and approval_url); promote "
+            "through the approval workflow (docs/deployment.md, 'Prod approval policy')"
+        )
     target = client.get_model_version(name, version)
     if target.tags.get(TAG_GATES_PASSED) != "true" and not force:
         raise PromotionError(
@@ -409,10 +459,30 @@ def promote_version(
             f"{target.tags.get(TAG_GATES_PASSED, 'unrecorded')}; "
             "pass --force true to promote it anyway"
         )
-    previous = move_champion(client, name=name, version=str(version), actor=actor)
+    promoter = approval.approved_by if approval is not None else actor
+    previous = move_champion(client, name=name, version=str(version), actor=promoter)
+    if approval is not None:
+        tag_version(
+            client,
+            name,
+            str(version),
+            {
+                TAG_APPROVED_BY: approval.approved_by,
+                TAG_APPROVAL_URL: approval.approval_url,
+                TAG_REQUESTED_BY: actor,
+                TAG_AWAITING_APPROVAL: "false",
+            },
+        )
     if force and target.tags.get(TAG_GATES_PASSED) != "true":
-        tag_version(client, name, str(version), {"forced_by": actor})
+        tag_version(client, name, str(version), {"forced_by": promoter})
     return AliasMove(from_version=previous, to_version=str(version))
+
+
+def hold_for_approval(client: MlflowClient, *, name: str, version: str) -> None:
+    """A gate-passing version under the approval mode: challenger, awaiting approval."""
+    set_challenger(client, name=name, version=version)
+    tag_version(client, name, version, {TAG_AWAITING_APPROVAL: "true"})
+    log.info("%s version %s is challenger, awaiting approval to become champion", name, version)
 
 
 def recorded_threshold(client: MlflowClient, run_id: str | None, *, default: float) -> float:

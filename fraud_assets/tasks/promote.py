@@ -13,6 +13,10 @@ unless a version is named; a version whose gates did not all pass needs ``--forc
 With Databricks compute every action then re-points the serving endpoint at the aliases
 (``fraud_assets.databricks.serving_endpoint``); ``sync`` does only that, to retry a sync that
 failed after the alias moved. The bundle's promotion job and Dagster's rollback job run this.
+
+Under the ``approval`` promotion mode (prod) promote also needs ``--approved_by`` and
+``--approval_url`` (the approval workflow passes them); rollback, back to a champion that
+was itself promoted, does not.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ def promote(ctx: TaskContext) -> TaskResult:
         outcome = sync_serving_endpoint(ctx.settings, client)
         ctx.log.info("%s", outcome.message if outcome else "local compute: no serving endpoint")
         return TaskResult()
+    approval = registry.Approval.from_params(ctx.param("approved_by"), ctx.param("approval_url"))
     with registry.alias_lock(ctx.settings.fraud_home):
         if action == "rollback":
             move = registry.rollback_champion(client, name=name, actor=actor)
@@ -53,7 +58,13 @@ def promote(ctx: TaskContext) -> TaskResult:
             version = ctx.param("version") or _challenger(client, name)
             force = str(ctx.param("force", "false")).lower() in ("1", "true", "yes")
             move = registry.promote_version(
-                client, name=name, version=str(version), actor=actor, force=force
+                client,
+                name=name,
+                version=str(version),
+                actor=actor,
+                force=force,
+                mode=ctx.settings.promotion.mode,
+                approval=approval,
             )
     reason = f"{action} by {actor}: champion {move.from_version or 'none'} -> {move.to_version}"
     ctx.log.info("%s %s", name, reason)
@@ -73,6 +84,11 @@ def promote(ctx: TaskContext) -> TaskResult:
                     "reason": reason,
                     "deployed_by": actor,
                     **(outcome.metadata() if outcome else {}),
+                    **(
+                        {"approved_by": approval.approved_by, "approval_url": approval.approval_url}
+                        if approval is not None and action == "promote"
+                        else {}
+                    ),
                 },
             )
         ]

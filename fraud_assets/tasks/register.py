@@ -6,6 +6,10 @@ gate declared in ``fraud_assets.checks`` (under the target's pinned fairness pol
 passing verdict recorded since the candidate was evaluated, and every fairness verdict was
 computed under a policy at least as strict as the pinned one (re-checked here from the
 policy each verdict records, whatever its own policy check said).
+
+Under the ``approval`` promotion mode (prod) a candidate that passes every gate becomes
+``challenger`` awaiting approval instead, whatever launched the run (a drift-triggered
+retrain included): ``champion`` then moves only through ``promote`` with an approval.
 """
 
 from __future__ import annotations
@@ -106,8 +110,11 @@ def register(ctx: TaskContext) -> TaskResult:
             "deployed_by": actor,
         },
     )
+    awaiting_approval = report.passed and settings.promotion.mode == registry.APPROVAL
     with registry.alias_lock(settings.fraud_home):
-        if report.passed:
+        if awaiting_approval:
+            registry.hold_for_approval(client, name=name, version=version)
+        elif report.passed:
             # Only a version that passed every gate may answer live claims as challenger.
             registry.set_challenger(client, name=name, version=version)
             registry.move_champion(client, name=name, version=version, actor=actor)
@@ -131,8 +138,15 @@ def register(ctx: TaskContext) -> TaskResult:
                     **link("mlflow_model_version", model_version_url(settings, name, version)),
                     "champion_version": champion_number,
                     "challenger_version": challenger_number,
-                    "promoted": report.passed,
-                    "reason": report.reason,
+                    "promoted": report.passed and not awaiting_approval,
+                    "awaiting_approval": awaiting_approval,
+                    "promotion_mode": settings.promotion.mode,
+                    "reason": (
+                        f"{report.reason}; challenger awaiting approval "
+                        f"(promotion mode {registry.APPROVAL})"
+                        if awaiting_approval
+                        else report.reason
+                    ),
                     "mlflow_run_id": run_id,
                     **link("mlflow_run", run_url(settings, run_id)),
                     "deployed_by": actor,

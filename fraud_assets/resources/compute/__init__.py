@@ -8,6 +8,8 @@
 """
 
 from fraud_assets.resources.compute.base import (
+    APPROVAL_URL_TAG,
+    APPROVED_BY_TAG,
     DEPLOYED_BY_TAG,
     FraudCompute,
     TaskResults,
@@ -18,6 +20,8 @@ from fraud_assets.resources.compute.base import (
 from fraud_assets.resources.compute.local import LocalPipesCompute
 
 __all__ = [
+    "APPROVAL_URL_TAG",
+    "APPROVED_BY_TAG",
     "DEPLOYED_BY_TAG",
     "FraudCompute",
     "LocalPipesCompute",

@@ -27,6 +27,11 @@ TaskResults = Sequence[MaterializeResult | AssetCheckResult]
 # Who launched a run (scripts/orchestrate.py sets it to CI's actor); models it registers
 # or promotes record it as deployed_by.
 DEPLOYED_BY_TAG = "fraud_assets/deployed_by"
+# Who approved a promotion and where (the approval workflow's run URL): a promote step
+# under the approval promotion mode refuses to move champion without both.
+APPROVED_BY_TAG = "fraud_assets/approved_by"
+APPROVAL_URL_TAG = "fraud_assets/approval_url"
+_APPROVAL_PARAMS = {APPROVED_BY_TAG: "approved_by", APPROVAL_URL_TAG: "approval_url"}
 
 
 def task_extras(
@@ -35,13 +40,17 @@ def task_extras(
     params: Mapping[str, Any] | None,
 ) -> dict[str, Any]:
     """What every launched task receives: settings (no secrets), parameters, the run id and,
-    when the run names one, who launched it (``deployed_by``)."""
-    launched_by = context.run.tags.get(DEPLOYED_BY_TAG)
+    when the run names one, who launched it (``deployed_by``) and who approved it
+    (``approved_by``, ``approval_url``)."""
+    tags = context.run.tags
+    launched_by = tags.get(DEPLOYED_BY_TAG)
+    approval = {param: tags[tag] for tag, param in _APPROVAL_PARAMS.items() if tags.get(tag)}
     return {
         "settings": settings.to_payload(),
         "params": {
             "run_id": context.run.run_id,
             **({"deployed_by": launched_by} if launched_by else {}),
+            **approval,
             **(params or {}),
         },
     }
