@@ -2,6 +2,7 @@
 
     python scripts/orchestrate.py launch --target T --job J [--wait] [--git-sha SHA]
                                          [--source-path PATH [--mapping NAME]]
+                                         [--skip-without-champion]
     python scripts/orchestrate.py watch  --target T --job J --max-age-hours H [--report-dir D]
 
 ``databricks.yml`` names each target's orchestrator of record (variable ``orchestrator``).
@@ -12,6 +13,11 @@ where it is ``databricks``, through ``databricks bundle run``.
 ``--source-path`` (and ``--mapping``) name the claims file the run's ``raw_claims`` ingests,
 as its run config: staging and prod refuse synthetic claims, so a smoke run of
 ``ingestion_job`` needs a file unless the code location sets ``FRAUD_SOURCE_PATH``.
+
+``--skip-without-champion`` launches nothing while the target's registered model has no
+``champion`` alias (read from Unity Catalog with the Databricks CLI) and says so: a job that
+scores with the champion cannot run in a new environment before its first model
+(``scripts/promote_model.py bootstrap``). cd-prod's validation run uses it.
 
 ``watch`` launches nothing: it reads the latest run of the job from the orchestrator of
 record, fails when that run failed or is older than ``--max-age-hours`` (the scheduler
@@ -39,6 +45,7 @@ from typing import Any
 import requests
 from _commands import Command, CommandError, Runner
 
+from deploy import model_aliases, model_full_name
 from fraud_assets.resources.compute import DEPLOYED_BY_TAG
 from fraud_assets.settings import bundle_variables
 
@@ -46,6 +53,7 @@ TARGETS = ("dev", "staging", "prod")
 CODE_LOCATION = "fraud_assets"
 REPOSITORY = "__repository__"
 VOLUME_HTML = re.compile(r"/Volumes/[^\s'\"]+\.html")
+NO_CHAMPION = "no champion: run the bootstrap"
 
 LAUNCH_RUN = """
 mutation LaunchRun($executionParams: ExecutionParams!) {
@@ -314,7 +322,10 @@ class Orchestration:
         wait: bool,
         timeout: timedelta,
         run_config: Mapping[str, Any] | None = None,
+        tags: Mapping[str, str] | None = None,
+        job_parameters: Mapping[str, str] | None = None,
     ) -> RunInfo | None:
+        """Start the job; ``tags`` are Dagster run tags, ``job_parameters`` the bundle job's."""
         self.runner.show(f"# launch {self.job} in {self.target} through {self.orchestrator}")
         if run_config and self.orchestrator == "databricks":
             # The bundle's wheel tasks take their settings as named parameters, which a
@@ -325,22 +336,25 @@ class Orchestration:
             )
         if self.orchestrator == "databricks":
             # `bundle run` waits for the run and exits non-zero when it fails.
-            command = ("databricks", "bundle", "run", "-t", self.target, self.job)
+            command: tuple[str, ...] = ("databricks", "bundle", "run", "-t", self.target, self.job)
+            if job_parameters:
+                given = ",".join(f"{k}={v}" for k, v in job_parameters.items())
+                command = (*command, "--params", given)
             self.runner.run(Command(command if wait else (*command, "--no-wait")))
             return None
-        tags = {"fraud_assets/launched_by": "scripts/orchestrate.py"}
+        run_tags = {"fraud_assets/launched_by": "scripts/orchestrate.py", **(tags or {})}
         if git_sha:
-            tags["git_sha"] = git_sha
+            run_tags["git_sha"] = git_sha
         # CI sets FRAUD_DEPLOYED_BY to its actor; a model the run registers records it.
         actor = self.env.get("FRAUD_DEPLOYED_BY", "").strip()
         if actor:
-            tags[DEPLOYED_BY_TAG] = actor
+            run_tags[DEPLOYED_BY_TAG] = actor
         shown = f" runConfigData={json.dumps(run_config)}" if run_config else ""
-        self.runner.show(f"POST $DAGSTER_GRAPHQL_URL launchRun {self.job} tags={tags}{shown}")
+        self.runner.show(f"POST $DAGSTER_GRAPHQL_URL launchRun {self.job} tags={run_tags}{shown}")
         if self.runner.dry_run:
             return None
         client = DagsterGraphQL.from_env(self.env)
-        run_id = client.launch(self.job, tags, run_config)
+        run_id = client.launch(self.job, run_tags, run_config)
         log.info("launched Dagster run %s of %s", run_id, self.job)
         if not wait:
             return client.status(run_id)
@@ -356,6 +370,21 @@ class Orchestration:
             raise OrchestrationError(f"Dagster run {run_id} of {self.job} failed: {run.url}")
         log.info("Dagster run %s of %s succeeded", run_id, self.job)
         return run
+
+    def aliases(self) -> dict[str, str]:
+        """``{alias: version}`` of the target's registered model in Unity Catalog (the same
+        registry under either orchestrator); empty in a dry run."""
+        self.runner.show(f"# champion and challenger of the {self.target} model")
+        summary = self.runner.json(
+            Command(("databricks", "bundle", "summary", "-t", self.target, "-o", "json"))
+        )
+        model = model_full_name(summary) if summary is not None else "<model_full_name>"
+        answer = self.runner.json(
+            Command(
+                ("databricks", "registered-models", "get", model, "--include-aliases", "-o", "json")
+            )
+        )
+        return model_aliases(answer or {})
 
     def latest(self) -> RunInfo | None:
         self.runner.show(f"# latest run of {self.job} in {self.target} from {self.orchestrator}")
@@ -424,6 +453,25 @@ def write_report(report_dir: Path, job: str, run: RunInfo | None, ok: bool, mess
     return markdown
 
 
+def _has_champion(orchestration: Orchestration) -> bool:
+    """Whether the model has a champion; when not, say so in the log and the job summary."""
+    aliases = orchestration.aliases()
+    if orchestration.runner.dry_run or "champion" in aliases:
+        return True
+    message = (
+        f"{NO_CHAMPION}: the {orchestration.target} model has no champion yet, so "
+        f"{orchestration.job} (which scores with it) was not launched. Run "
+        f"`python scripts/promote_model.py bootstrap --target {orchestration.target}` (the "
+        "promote-model workflow, action bootstrap; docs/deployment.md, 'The first model')"
+    )
+    log.warning("%s", message)
+    summary_file = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary_file:
+        with open(summary_file, "a", encoding="utf-8") as handle:
+            handle.write(f"### {orchestration.job}: not run\n\n{message}\n")
+    return False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -438,6 +486,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     launch.add_argument("--timeout-minutes", type=float, default=180.0)
     launch.add_argument("--source-path", help="claims file raw_claims ingests (run config)")
     launch.add_argument("--mapping", help="mapping for --source-path (packaged name or YAML)")
+    launch.add_argument(
+        "--skip-without-champion",
+        action="store_true",
+        help="launch nothing (and succeed) while the model has no champion; say so",
+    )
     watch.add_argument("--max-age-hours", type=float, required=True)
     watch.add_argument("--report-dir", type=Path, default=Path("orchestrator-report"))
     args = parser.parse_args(argv)
@@ -446,6 +499,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     orchestration = Orchestration(args.target, args.job, Runner(dry_run=args.dry_run))
     try:
         if args.command == "launch":
+            if args.skip_without_champion and not _has_champion(orchestration):
+                return 0
             orchestration.launch(
                 git_sha=args.git_sha,
                 wait=args.wait,
