@@ -80,7 +80,16 @@ def test_github_workflow_schema_reports_a_malformed_workflow(tmp_path: Path) -> 
 
 # --- the rules the project relies on ------------------------------------------------------
 
-EXPECTED = {"ci", "cd-dev", "cd-staging", "cd-prod", "drift-monitor", "fairness-audit", "deploy"}
+EXPECTED = {
+    "ci",
+    "cd-dev",
+    "cd-staging",
+    "cd-prod",
+    "drift-monitor",
+    "fairness-audit",
+    "deploy",
+    "promote-model",
+}
 ALLOWED_SECRETS = {
     "DATABRICKS_CLIENT_ID",
     "DATABRICKS_CLIENT_SECRET",
@@ -343,7 +352,7 @@ PREREQUISITES: tuple[tuple[str, tuple[Prerequisite, ...]], ...] = (
     (_command(r"mypy "), (PROJECT,)),
     (_command(r"dagster "), (PYTHON, LOCKED_DEPS, PROJECT)),
     (_command(r"python scripts/"), (PYTHON, LOCKED_DEPS, PROJECT)),
-    (_command(r"python scripts/(deploy|orchestrate)\.py"), (DATABRICKS_CLI,)),
+    (_command(r"python scripts/(deploy|orchestrate|promote_model)\.py"), (DATABRICKS_CLI,)),
     (_command(r"python scripts/deploy\.py(?!.*--validate-only)"), (HELM, DOCKER)),
     (_command(r"python scripts/drift_issue\.py"), (GITHUB_API,)),
     (_command(r"python scripts/notify_deploy\.py"), (SLACK_WEBHOOK,)),
@@ -500,10 +509,40 @@ def test_every_job_that_launches_runs_names_the_ci_actor_as_deployed_by() -> Non
         for job_name, job in workflow["jobs"].items():
             runs = "\n".join(s.get("run", "") for s in job.get("steps", []))
             deploys = re.search(r"scripts/deploy\.py(?!.*--validate-only)", runs)
-            if deploys or "scripts/orchestrate.py launch" in runs:
+            if deploys or "scripts/orchestrate.py launch" in runs or "promote_model.py" in runs:
                 launching.append(f"{name}.{job_name}")
                 assert job["env"]["FRAUD_DEPLOYED_BY"] == "${{ github.actor }}", name
-    assert launching == ["deploy.deploy", "drift-monitor.launch", "fairness-audit.launch"]
+    assert sorted(launching) == [
+        "deploy.deploy",
+        "drift-monitor.launch",
+        "fairness-audit.launch",
+        "promote-model.promote",
+    ]
+
+
+def test_the_champion_moves_only_from_a_job_bound_to_the_targets_environment() -> None:
+    workflows = _workflows()
+    # No other workflow promotes or bootstraps: the approval path is this one job.
+    for name, workflow in workflows.items():
+        if name != "promote-model":
+            assert "promote_model.py" not in _runs(workflow), name
+            assert "promotion_job" not in _runs(workflow), name
+    workflow = workflows["promote-model"]
+    assert set(workflow["on"]) == {"workflow_dispatch"}
+    job = workflow["jobs"]["promote"]
+    # prod's environment has required reviewers: the job waits for their approval.
+    assert job["environment"] == "${{ inputs.target }}"
+    assert job["permissions"]["actions"] == "read", "to read the run's approvals"
+    runs = _runs(workflow)
+    assert 'repos/$GITHUB_REPOSITORY/actions/runs/$GITHUB_RUN_ID/approvals" > approvals.json' in (
+        runs
+    )
+    assert '--approvals-file approvals.json --approval-url "$APPROVAL_URL"' in runs
+    assert job["env"]["APPROVAL_URL"].endswith("/actions/runs/${{ github.run_id }}")
+    assert workflow["on"]["workflow_dispatch"]["inputs"]["action"]["options"] == [
+        "bootstrap",
+        "approve",
+    ]
 
 
 def test_the_staging_smoke_run_is_given_its_claims_file_from_the_environment() -> None:
