@@ -512,6 +512,17 @@ def test_under_approval_a_retrain_never_moves_the_champion(trained_home, monkeyp
     assert second["model_version"] == 2 and second["awaiting_approval"] is True
     assert (second["champion_version"], second["challenger_version"]) == ("1", "2")
 
+    _train_both("run-3")
+    _evaluate("run-3")
+    _fairness("run-3")
+    third = _register("run-3")
+    assert (third["champion_version"], third["challenger_version"]) == ("1", "3")
+    client = mlflow_client()
+    assert client.get_model_version(MODEL, "2").tags[registry.TAG_AWAITING_APPROVAL] == (
+        registry.SUPERSEDED
+    )
+    assert client.get_model_version(MODEL, "3").tags[registry.TAG_AWAITING_APPROVAL] == "true"
+
 
 def test_under_approval_force_still_needs_an_approval(three_versions):
     _, _, failed = three_versions

@@ -64,6 +64,7 @@ TAG_APPROVAL_URL = "approval_url"
 TAG_REQUESTED_BY = "promotion_requested_by"
 AUTO = "auto"
 APPROVAL = "approval"
+SUPERSEDED = "superseded"
 
 PASSED = "passed"
 FAILED = "failed"
@@ -479,7 +480,17 @@ def promote_version(
 
 
 def hold_for_approval(client: MlflowClient, *, name: str, version: str) -> None:
-    """A gate-passing version under the approval mode: challenger, awaiting approval."""
+    """A gate-passing version under the approval mode: challenger, awaiting approval.
+
+    A challenger it replaces that was still awaiting approval is tagged ``superseded``.
+    """
+    replaced = alias_version(client, name, CHALLENGER)
+    if (
+        replaced is not None
+        and str(replaced.version) != str(version)
+        and replaced.tags.get(TAG_AWAITING_APPROVAL) == "true"
+    ):
+        tag_version(client, name, str(replaced.version), {TAG_AWAITING_APPROVAL: SUPERSEDED})
     set_challenger(client, name=name, version=version)
     tag_version(client, name, version, {TAG_AWAITING_APPROVAL: "true"})
     log.info("%s version %s is challenger, awaiting approval to become champion", name, version)
