@@ -162,6 +162,16 @@ def test_jobs_schedules_and_sensors(defs: Definitions) -> None:
     }
 
 
+def test_nothing_automatic_launches_the_promotion_job(defs: Definitions) -> None:
+    """Champion moves by the approval path (scripts/promote_model.py) or register's gates,
+    never by a schedule or sensor; the drift sensor only retrains."""
+    targeted = {s.job_name for s in defs.schedules}
+    for sensor in defs.sensors:
+        targeted |= {target.job_name for target in sensor.targets}
+    assert keys.PROMOTE_JOB not in targeted and keys.ROLLBACK_JOB not in targeted
+    assert keys.RETRAINING_JOB in targeted
+
+
 def test_the_main_job_covers_every_asset(defs: Definitions) -> None:
     job = defs.resolve_job_def(keys.MAIN_JOB)
     selected = job.asset_layer.selected_asset_keys
