@@ -216,8 +216,10 @@ def test_rollback_and_manual_promotion(three_versions):
     registry.move_champion(client, name=MODEL, version=v2, actor="test")
     assert client.get_model_version(MODEL, v2).tags["previous_champion"] == v1
 
+    assert registry.champion_history_by(client, MODEL) == ["test", "test"]
     move = registry.rollback_champion(client, name=MODEL, actor="oncall")
     assert (move.from_version, move.to_version) == (v2, v1)
+    assert registry.champion_history_by(client, MODEL) == ["test"]
     assert str(registry.champion_version(client, MODEL).version) == v1
     assert client.get_model_version(MODEL, v2).tags["rolled_back_by"] == "oncall"
     with pytest.raises(registry.RollbackError, match="records no earlier champion"):
@@ -316,6 +318,16 @@ def test_a_champion_moved_outside_the_history_rolls_back_to_the_last_recorded_on
     client.set_registered_model_alias(MODEL, registry.CHAMPION, v3)
     move = registry.rollback_champion(client, name=MODEL, actor="oncall")
     assert (move.from_version, move.to_version) == (v3, v2)
+    # A move outside promote enters the history with no known actor.
+    client.set_registered_model_alias(MODEL, registry.CHAMPION, v3)
+    registry.promote_version(client, name=MODEL, version=v1, actor="alice")
+    assert registry.champion_history(client, MODEL) == [v1, v2, v3, v1]
+    assert registry.champion_history_by(client, MODEL) == [
+        "test",
+        "test",
+        registry.UNRECORDED,
+        "alice",
+    ]
 
 
 def test_a_promotion_waits_for_the_alias_lock(three_versions):
@@ -497,6 +509,7 @@ def test_under_approval_a_gate_passing_first_version_waits_as_challenger(trained
     assert tags[registry.TAG_REQUESTED_BY] == "ci-bot"
     assert tags[registry.TAG_AWAITING_APPROVAL] == "false"
     assert registry.champion_history(client, MODEL) == ["1"]
+    assert registry.champion_history_by(client, MODEL) == ["alice"]
 
 
 def test_under_approval_a_retrain_never_moves_the_champion(trained_home, monkeypatch):

@@ -50,6 +50,10 @@ TAG_PREVIOUS_CHAMPION = "previous_champion"
 # walks back through. The latest entries only, so the tag value stays short.
 TAG_CHAMPION_HISTORY = "champion_history"
 CHAMPION_HISTORY_LENGTH = 20
+# Beside it: who made each of those champions (JSON list, same order and length), so the
+# history shows the approver of every prod promotion.
+TAG_CHAMPION_HISTORY_BY = "champion_history_by"
+UNRECORDED = "unrecorded"
 # A promotion takes a few registry calls; a writer that waits this long is stuck, not queued.
 ALIAS_LOCK_SECONDS = 120.0
 TAG_GATES_PASSED = "gates_passed"
@@ -327,8 +331,28 @@ def champion_history(client: MlflowClient, name: str) -> list[str]:
     return [str(current)] if current is not None else []
 
 
-def _write_history(client: MlflowClient, name: str, history: list[str]) -> None:
+def champion_history_by(client: MlflowClient, name: str) -> list[str]:
+    """Who promoted each entry of ``champion_history``, in its order (``champion_history_by``).
+
+    Entries recorded before this tag was kept, or moved outside promote, read ``unrecorded``.
+    """
+    history = champion_history(client, name)
+    try:
+        recorded = (client.get_registered_model(name).tags or {}).get(TAG_CHAMPION_HISTORY_BY)
+    except MlflowException as exc:
+        if _absent(exc):
+            return []
+        raise
+    actors = [str(a) for a in json.loads(recorded)] if recorded else []
+    actors = actors[-len(history) :] if history else []
+    return [UNRECORDED] * (len(history) - len(actors)) + actors
+
+
+def _write_history(client: MlflowClient, name: str, history: list[str], actors: list[str]) -> None:
     kept = history[-CHAMPION_HISTORY_LENGTH:]
+    client.set_registered_model_tag(
+        name, TAG_CHAMPION_HISTORY_BY, json.dumps(actors[-len(kept) :] if kept else [])
+    )
     client.set_registered_model_tag(name, TAG_CHAMPION_HISTORY, ",".join(kept))
 
 
@@ -365,9 +389,11 @@ def move_champion(client: MlflowClient, *, name: str, version: str, actor: str) 
         log.info("%s version %s is already champion", name, version)
         return previous_number
     history = champion_history(client, name)
+    actors = champion_history_by(client, name)
     if previous_number is not None and (not history or history[-1] != previous_number):
         # The alias was moved outside promote (by hand in the registry): record it.
         history.append(previous_number)
+        actors.append(UNRECORDED)
     tags: dict[str, object] = {
         TAG_PROMOTED_AT: datetime.now(UTC).isoformat(timespec="seconds"),
         TAG_PROMOTED_BY: actor,
@@ -376,7 +402,7 @@ def move_champion(client: MlflowClient, *, name: str, version: str, actor: str) 
         tags[TAG_PREVIOUS_CHAMPION] = previous_number
     tag_version(client, name, str(version), tags)
     written = [*history, str(version)]
-    _write_history(client, name, written)
+    _write_history(client, name, written, [*actors, actor])
     client.set_registered_model_alias(name, CHAMPION, str(version))
     _confirm(client, name, champion=str(version), history=written)
     log.info("%s champion: %s -> %s (by %s)", name, previous_number, version, actor)
@@ -400,10 +426,12 @@ def rollback_champion(client: MlflowClient, *, name: str, actor: str) -> AliasMo
     """
     current_number = str(champion_version(client, name).version)
     history = champion_history(client, name)
+    actors = champion_history_by(client, name)
     # When the history does not end with the champion, the alias was moved outside promote:
     # back to the last recorded champion.
     if history and history[-1] == current_number:
         history.pop()
+        actors.pop()
     if not history:
         raise RollbackError(
             f"{name} version {current_number} is champion and the history records no earlier "
@@ -421,7 +449,7 @@ def rollback_champion(client: MlflowClient, *, name: str, actor: str) -> AliasMo
             TAG_ROLLED_BACK_BY: actor,
         },
     )
-    _write_history(client, name, history)
+    _write_history(client, name, history, actors)
     client.set_registered_model_alias(name, CHAMPION, previous)
     _confirm(client, name, champion=previous, history=history)
     challenger = (client.get_registered_model(name).aliases or {}).get(CHALLENGER)
