@@ -47,12 +47,13 @@ drift_monitoring_job = define_asset_job(
     description="Score the latest claims with the champion and measure drift against it.",
 )
 
+# The champion, on its own decisions; the candidate's holdout gate stays in retraining_job.
 fairness_audit_job = define_asset_job(
     keys.FAIRNESS_AUDIT_JOB,
-    selection=AssetSelection.assets(keys.FAIRNESS_REPORT),
-    config={"ops": {"fairness_report": {"config": {"write_audit_report": True}}}},
+    selection=AssetSelection.assets(keys.CHAMPION_FAIRNESS_AUDIT),
     tags=WRITER_TAGS,
-    description="Recompute the fairness report and write the HTML audit report.",
+    description="Audit the champion's fairness on its labelled production decisions "
+    "(HTML and PDF report on the reports Volume and the champion's MLflow run).",
 )
 
 ASSET_JOBS = [

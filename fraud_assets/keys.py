@@ -20,6 +20,7 @@ FAIRNESS_REPORT = "fairness_report"
 PSI_REPORT = "psi_report"
 REGISTERED_MODEL = "registered_model"
 FRAUD_SCORES = "fraud_scores"
+CHAMPION_FAIRNESS_AUDIT = "champion_fairness_audit"
 
 MODEL_ASSETS = {"catboost": CATBOOST_MODEL, "xgboost": XGBOOST_MODEL}
 

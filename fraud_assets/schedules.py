@@ -48,7 +48,7 @@ def build_schedules(settings: FraudSettings) -> list[ScheduleDefinition]:
             FAIRNESS_AUDIT_SCHEDULE,
             fairness_audit_job,
             "fairness_audit_cron",
-            "Recompute fairness metrics and write the HTML audit report.",
+            "Audit the champion's fairness on its labelled production decisions (HTML and PDF).",
         ),
     ]
     # Running in staging/prod when Dagster is the orchestrator of record (FRAUD_SCHEDULES__START).

@@ -321,6 +321,12 @@ class FraudSettings(BaseSettings):
     source_path: str | None = None
     source_mapping: str | None = None
     landing_dir: Path | None = None
+    reports_dir: str | None = Field(
+        None,
+        description="Where audit reports (HTML and PDF) are written: default "
+        "$FRAUD_HOME/reports locally, the bundle's reports Volume "
+        "(/Volumes/<catalog>/<schema>/reports) on Databricks compute",
+    )
     landing_mapping: str | None = Field(
         None, description="Mapping for landed files that have no <file>.mapping.yaml sidecar"
     )
@@ -445,6 +451,21 @@ class FraudSettings(BaseSettings):
         return (self.landing_dir or self.fraud_home / "landing").resolve()
 
     @property
+    def reports_path(self) -> Path:
+        """Where audit reports go: ``reports_dir``, else the target's reports Volume on
+        Databricks compute (resources/reports-volume-resource.yml), else FRAUD_HOME/reports."""
+        if self.reports_dir:
+            return Path(self.reports_dir)
+        if self.compute == "databricks":
+            if not self.catalog or not self.schema_name:
+                raise ValueError(
+                    "catalog and schema must be set to find the reports Volume "
+                    "(or set FRAUD_REPORTS_DIR=/Volumes/<catalog>/<schema>/<volume>)"
+                )
+            return Path("/Volumes") / self.catalog / self.schema_name / REPORTS_VOLUME
+        return self.fraud_home / "reports"
+
+    @property
     def registered_model_name(self) -> str:
         """Three-level UC name on a Databricks runtime, the bare name in the local registry."""
         name = self.model_name or "fraud_detector"
@@ -465,6 +486,9 @@ class FraudSettings(BaseSettings):
             return cls()
         return cls(**payload)
 
+
+# The bundle's UC Volume for audit reports (resources/reports-volume-resource.yml).
+REPORTS_VOLUME = "reports"
 
 # Stricter gates where the model touches real decisions. Env vars still win. (Fairness
 # thresholds are pinned per target in fraud_assets/governance/fairness_policy.yaml.)

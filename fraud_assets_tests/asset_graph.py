@@ -18,4 +18,8 @@ EXPECTED_ASSETS: dict[str, tuple[str, set[str]]] = {
     "psi_report": ("governance", {"claim_features", "fraud_scores"}),
     "registered_model": ("registry", {"model_evaluation", "fairness_report"}),
     "fraud_scores": ("scoring", {"registered_model", "claims"}),
+    "champion_fairness_audit": (
+        "governance",
+        {"registered_model", "fraud_scores", "claims"},
+    ),
 }

@@ -103,7 +103,9 @@ def test_monitoring_scores_before_measuring_drift_and_other_jobs_chain_as_dagste
         "validate": {"ingest"},
     }
     audit = _job("fairness-audit-workflow-resource.yml", "fairness_audit_job")["tasks"][0]
-    assert audit["python_wheel_task"]["named_parameters"]["write_audit_report"] == "true"
+    # The champion on its production decisions, not the candidate's holdout (issue 16).
+    assert audit["python_wheel_task"]["entry_point"] == "fraud-champion-audit"
+    assert audit["python_wheel_task"]["named_parameters"]["window_days"] == "28"
     promote = _job("promotion-workflow-resource.yml", "promotion_job")["tasks"][0]
     assert promote["python_wheel_task"]["named_parameters"]["action"] == (
         "{{job.parameters.action}}"

@@ -51,6 +51,7 @@ EXPECTED_CATALOG: dict[str, tuple[str, set[str]]] = {
     "psi_report": (GOVERNANCE, {"python", "delta"}),
     "registered_model": (GOVERNANCE, {"mlflow"}),
     "fraud_scores": (ML, {"spark", "mlflow", "delta"}),
+    "champion_fairness_audit": (GOVERNANCE, {"python", "mlflow", "pdf"}),
 }
 
 # (asset, check) -> blocking
@@ -170,6 +171,14 @@ def test_nothing_automatic_launches_the_promotion_job(defs: Definitions) -> None
         targeted |= {target.job_name for target in sensor.targets}
     assert keys.PROMOTE_JOB not in targeted and keys.ROLLBACK_JOB not in targeted
     assert keys.RETRAINING_JOB in targeted
+
+
+def test_the_weekly_audit_audits_the_champion_not_the_candidate(defs: Definitions) -> None:
+    """Issue 16: the weekly audit re-scored the latest candidate's holdout (fairness_report)."""
+    job = defs.resolve_job_def(keys.FAIRNESS_AUDIT_JOB)
+    assert job.asset_layer.selected_asset_keys == {AssetKey(keys.CHAMPION_FAIRNESS_AUDIT)}
+    schedule = next(s for s in defs.schedules if s.name == "weekly_fairness_audit_schedule")
+    assert schedule.job_name == keys.FAIRNESS_AUDIT_JOB
 
 
 def test_the_main_job_covers_every_asset(defs: Definitions) -> None:

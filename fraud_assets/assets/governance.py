@@ -1,4 +1,5 @@
-"""Governance: the fairness report that gates promotion, and the drift report on live scores."""
+"""Governance: the fairness report that gates promotion, the weekly fairness audit of the
+champion on its labelled production decisions, and the drift report on live scores."""
 
 from collections.abc import Iterator
 
@@ -25,6 +26,16 @@ class FairnessReportConfig(Config):
     write_audit_report: bool = Field(
         default=False,
         description="Also write a self-contained HTML audit to $FRAUD_HOME/reports",
+    )
+
+
+class ChampionAuditConfig(Config):
+    """Run configuration of ``champion_fairness_audit``."""
+
+    window_days: int = Field(
+        default=28,
+        ge=1,
+        description="Audit the champion's decisions of this many days before the run",
     )
 
 
@@ -67,3 +78,20 @@ def psi_report(
 ) -> Iterator[MaterializeResult | AssetCheckResult]:
     """How far the claims being scored now have moved from those the champion learned from."""
     yield from compute.run_task(context=context, task="psi")
+
+
+@asset(
+    retry_policy=LAUNCH_RETRY_POLICY,
+    key=keys.CHAMPION_FAIRNESS_AUDIT,
+    group_name="governance",
+    deps=[keys.REGISTERED_MODEL, keys.FRAUD_SCORES, keys.CLAIMS],
+    kinds={"python", "mlflow", "pdf"},
+)
+def champion_fairness_audit(
+    context: AssetExecutionContext, config: ChampionAuditConfig, compute: FraudCompute
+) -> Iterator[MaterializeResult | AssetCheckResult]:
+    """Whether the champion flagged and caught fraud at similar rates across patient groups
+    in the decisions it made, judged once their adjudications arrived (HTML and PDF)."""
+    yield from compute.run_task(
+        context=context, task="champion_audit", params={"window_days": config.window_days}
+    )

@@ -14,7 +14,7 @@ import os
 import tempfile
 import textwrap
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -45,33 +45,51 @@ dt { font-weight: 600; }
 
 @dataclass(frozen=True)
 class AuditContext:
-    """What the audit is about: the model, the data version and when it was produced."""
+    """What the audit is about: the model, the data version and when it was produced.
+
+    ``overall`` replaces the verdict derived from the gates (the champion audit's
+    "insufficient labels"); ``evidence`` is what the figures were computed on (window,
+    counts, label coverage); ``note`` says in one sentence why the verdict is what it is.
+    """
 
     model: Mapping[str, Any]
     data_version: Mapping[str, Any]
     thresholds: Mapping[str, Any]
     generated_at: datetime
     pipeline_run_id: str
+    title: str = "Fairness audit: claims fraud model"
+    overall: str | None = None
+    evidence: Mapping[str, Any] = field(default_factory=dict)
+    note: str | None = None
 
 
 def render_fairness_audit(
-    report: FairnessReport,
-    gates: FairnessGates,
+    report: FairnessReport | None,
+    gates: FairnessGates | None,
     *,
-    chart_png: bytes,
+    chart_png: bytes | None,
     context: AuditContext,
 ) -> str:
-    """The audit as a complete HTML document (every value escaped)."""
-    verdicts = _named_verdicts(gates)
-    overall = not gates.blocking_failures
+    """The audit as a complete HTML document (every value escaped).
+
+    Without a report (too little data to compute one) the verdict, provenance, evidence and
+    policy are still written, and the document says the figures were not computed.
+    """
+    verdicts = _named_verdicts(gates) if gates is not None else []
+    overall, passed = _overall(gates, context)
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         f"<title>Fairness audit {_e(context.generated_at.isoformat())}</title>",
         f"<style>{_STYLE}</style></head><body>",
-        "<h1>Fairness audit: claims fraud model</h1>",
-        f'<p>Overall verdict: <span class="{_cls(overall)}">'
-        f"{'PASS' if overall else 'FAIL'}</span></p>",
+        f"<h1>{_e(context.title)}</h1>",
+        f'<p>Overall verdict: <span class="{_cls(passed)}">{_e(overall)}</span></p>',
+        *([f"<p>{_e(context.note)}</p>"] if context.note else []),
+        *(
+            ["<h2>Decisions judged</h2>", _definition_list(context.evidence)]
+            if context.evidence
+            else []
+        ),
         "<h2>Provenance</h2>",
         _definition_list(
             {
@@ -82,29 +100,55 @@ def render_fairness_audit(
             }
         ),
         "<h2>Verdicts</h2>",
-        _verdict_table(verdicts),
+        _verdict_table(verdicts) if verdicts else f"<p>{_e(_NOT_COMPUTED)}</p>",
         "<h2>Policy and thresholds</h2>",
         _definition_list(context.thresholds),
-        "<h2>Selection rate and true positive rate per group</h2>",
-        f'<img alt="fairness chart" src="{png_data_uri(chart_png)}">',
-        "<h2>Cross-group figures</h2>",
-        f"<p>{_e(_interval_note(report))}</p>",
-        _table(_figures_view(report.figures)),
-        "<h2>Groups</h2>",
-        _table(_groups_view(report.groups)),
-        "</body></html>",
     ]
+    if chart_png is not None:
+        parts += [
+            "<h2>Selection rate and true positive rate per group</h2>",
+            f'<img alt="fairness chart" src="{png_data_uri(chart_png)}">',
+        ]
+    if report is not None:
+        parts += [
+            "<h2>Cross-group figures</h2>",
+            f"<p>{_e(_interval_note(report))}</p>",
+            _table(_figures_view(report.figures)),
+            "<h2>Groups</h2>",
+            _table(_groups_view(report.groups)),
+        ]
+    parts.append("</body></html>")
     return "\n".join(parts)
 
 
-def write_fairness_audit(document: str, reports_dir: Path, *, generated_at: datetime) -> Path:
-    """Write ``fairness_audit_<UTC timestamp>.html`` atomically and return its path."""
-    return _write(document.encode("utf-8"), reports_dir, generated_at, "html")
+_NOT_COMPUTED = "No fairness figures were computed: too few labelled decisions to judge."
 
 
-def write_fairness_audit_pdf(pdf: bytes, reports_dir: Path, *, generated_at: datetime) -> Path:
-    """Write ``fairness_audit_<UTC timestamp>.pdf`` atomically and return its path."""
-    return _write(pdf, reports_dir, generated_at, "pdf")
+def _overall(gates: FairnessGates | None, context: AuditContext) -> tuple[str, bool]:
+    """The overall verdict as shown, and whether it is a pass."""
+    if context.overall is not None:
+        return context.overall.upper(), context.overall.lower() == "pass"
+    if gates is None:
+        raise ValueError("an audit without gates needs an overall verdict in its context")
+    passed = not gates.blocking_failures
+    return ("PASS" if passed else "FAIL"), passed
+
+
+AUDIT_PREFIX = "fairness_audit"
+
+
+def write_fairness_audit(
+    document: str, reports_dir: Path, *, generated_at: datetime, prefix: str = AUDIT_PREFIX
+) -> Path:
+    """Write ``<prefix>_<UTC timestamp>.html`` atomically and return its path."""
+    return _write(document.encode("utf-8"), reports_dir, generated_at, "html", prefix)
+
+
+def write_fairness_audit_pdf(
+    pdf: bytes, reports_dir: Path, *, generated_at: datetime, prefix: str = AUDIT_PREFIX
+) -> Path:
+    """Write ``<prefix>_<UTC timestamp>.pdf`` atomically and return its path."""
+    return _write(pdf, reports_dir, generated_at, "pdf", prefix)
 
 
 # A4 in inches; a table page holds this many rows.
@@ -114,26 +158,31 @@ _ROWS_PER_PAGE = 28
 
 
 def render_fairness_audit_pdf(
-    report: FairnessReport,
-    gates: FairnessGates,
+    report: FairnessReport | None,
+    gates: FairnessGates | None,
     *,
-    chart_png: bytes,
+    chart_png: bytes | None,
     context: AuditContext,
 ) -> bytes:
     """The audit as a PDF: verdicts and provenance, the chart, then every table."""
-    verdicts = _named_verdicts(gates)
-    overall = not gates.blocking_failures
+    verdicts = _named_verdicts(gates) if gates is not None else []
+    overall = _overall(gates, context)
     buffer = io.BytesIO()
     # Type 42 (TrueType) fonts keep the text extractable; the default Type 3 does not.
     with mpl.rc_context({"pdf.fonttype": 42}), PdfPages(buffer, metadata=_pdf_info(context)) as pdf:
         pdf.savefig(_summary_page(verdicts, overall, context))
-        pdf.savefig(_chart_page(chart_png))
-        for title, frame in (
-            (f"Cross-group figures. {_interval_note(report)}", _figures_view(report.figures)),
-            ("Selection rate, TPR and FPR per group, with intervals", _groups_view(report.groups)),
-        ):
-            for page in _table_pages(title, frame):
-                pdf.savefig(page)
+        if chart_png is not None:
+            pdf.savefig(_chart_page(chart_png))
+        if report is not None:
+            for title, frame in (
+                (f"Cross-group figures. {_interval_note(report)}", _figures_view(report.figures)),
+                (
+                    "Selection rate, TPR and FPR per group, with intervals",
+                    _groups_view(report.groups),
+                ),
+            ):
+                for page in _table_pages(title, frame):
+                    pdf.savefig(page)
     return buffer.getvalue()
 
 
@@ -167,26 +216,35 @@ def _interval_note(report: FairnessReport) -> str:
 
 def _pdf_info(context: AuditContext) -> dict[str, Any]:
     return {
-        "Title": f"Fairness audit {context.generated_at.isoformat()}",
+        "Title": f"{context.title} {context.generated_at.isoformat()}",
         "Subject": f"Claims fraud model {context.model.get('name', '')}",
         "Creator": "fraud_assets",
     }
 
 
 def _summary_page(
-    verdicts: list[tuple[str, GateVerdict]], overall: bool, context: AuditContext
+    verdicts: list[tuple[str, GateVerdict]], overall: tuple[str, bool], context: AuditContext
 ) -> Figure:
     fig = Figure(figsize=_PORTRAIT)
     writer = _TextWriter(fig)
-    writer.line("Fairness audit: claims fraud model", size=16, weight="bold")
+    writer.line(context.title, size=16, weight="bold")
     writer.line(
-        f"Overall verdict: {'PASS' if overall else 'FAIL'}",
+        f"Overall verdict: {overall[0]}",
         size=13,
         weight="bold",
-        color=_verdict_color(overall),
+        color=_verdict_color(overall[1]),
     )
+    if context.note:
+        writer.wrapped(context.note)
+    if context.evidence:
+        writer.gap()
+        writer.line("Decisions judged", size=12, weight="bold")
+        for key, value in context.evidence.items():
+            writer.wrapped(f"{key}: {value}")
     writer.gap()
     writer.line("Verdict per gate", size=12, weight="bold")
+    if not verdicts:
+        writer.wrapped(_NOT_COMPUTED)
     for name, verdict in verdicts:
         writer.line(
             f"{name}: {_verdict_word(verdict)}",
@@ -276,10 +334,12 @@ def _verdict_color(passed: bool) -> str:
     return "#1b7f3b" if passed else "#b3261e"
 
 
-def _write(data: bytes, reports_dir: Path, generated_at: datetime, suffix: str) -> Path:
+def _write(
+    data: bytes, reports_dir: Path, generated_at: datetime, suffix: str, prefix: str
+) -> Path:
     reports_dir.mkdir(parents=True, exist_ok=True)
     stamp = generated_at.strftime("%Y%m%dT%H%M%SZ")
-    target = reports_dir / f"fairness_audit_{stamp}.{suffix}"
+    target = reports_dir / f"{prefix}_{stamp}.{suffix}"
     handle, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", dir=reports_dir)
     with os.fdopen(handle, "wb") as out:
         out.write(data)

@@ -42,6 +42,9 @@ TASKS: dict[str, TaskSpec] = {
         TaskSpec("register", "fraud_assets.tasks.register", "fraud-register", False),
         TaskSpec("score", "fraud_assets.tasks.score", "fraud-score", True),
         TaskSpec("promote", "fraud_assets.tasks.promote", "fraud-promote", False),
+        TaskSpec(
+            "champion_audit", "fraud_assets.tasks.champion_audit", "fraud-champion-audit", False
+        ),
     ]
 }
 

@@ -125,7 +125,7 @@ def fairness(ctx: TaskContext) -> TaskResult:
                 "Delta version": holdout_version,
                 "rows judged": len(rows),
             },
-            thresholds=_policy_table(policy, pinned),
+            thresholds=policy_table(policy, pinned),
             generated_at=evaluated_at,
             pipeline_run_id=ctx.run_id,
         )
@@ -350,7 +350,7 @@ def attribute_figures(report: FairnessReport) -> dict[str, float | None]:
     return out
 
 
-def _policy_table(policy: FairnessPolicy, pinned: FairnessPolicy) -> dict[str, Any]:
+def policy_table(policy: FairnessPolicy, pinned: FairnessPolicy) -> dict[str, Any]:
     """The policy in force as the audit shows it, beside the pinned one it is judged against."""
     return {
         "gated figures": ", ".join(f"{k} {_limit(k)} {v:g}" for k, v in policy.gates.items()),
