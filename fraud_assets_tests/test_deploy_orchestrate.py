@@ -28,6 +28,7 @@ sys.path.insert(0, str(REPO_ROOT / "scripts"))
 import orchestrate  # noqa: E402
 
 VOLUME_REPORT = "/Volumes/fraud_prod/claims/reports/fairness_audit_2026-11-22.html"
+AUDIT_PDF = "/Volumes/fraud_prod/claims/reports/champion_fairness_audit_20261122T140000Z.pdf"
 
 
 # `context` unannotated: under postponed annotations Dagster cannot resolve the hint.
@@ -289,7 +290,7 @@ def test_watch_reads_the_bundle_jobs_latest_run_and_its_task_logs(
     fake_databricks.answer(["databricks", "api", "get"], {"runs": [run], "has_more": True})
     fake_databricks.answer(
         ["databricks", "jobs", "get-run-output"],
-        {"logs": f"materialized fairness_report: audit_report={VOLUME_REPORT}"},
+        {"logs": f"wrote the champion fairness audit to {VOLUME_REPORT} and {AUDIT_PDF}"},
     )
     fake_databricks.answer(["databricks", "fs", "cp"], create_last_argument=True)
 
@@ -302,6 +303,8 @@ def test_watch_reads_the_bundle_jobs_latest_run_and_its_task_logs(
     ] in calls
     assert ["databricks", "jobs", "get-run-output", "100", "-o", "json"] in calls
     assert (tmp_path / Path(VOLUME_REPORT).name).is_file()
+    # The PDF the weekly audit archives is fetched too, not only the HTML (issue 16).
+    assert (tmp_path / Path(AUDIT_PDF).name).is_file()
     record = json.loads((tmp_path / "fairness_audit_job.json").read_text())
     assert record["ok"] and record["run"]["url"] == "https://workspace/#job/4711/run/99"
 
@@ -427,3 +430,15 @@ def test_a_source_without_dagster_or_a_mapping_without_a_file_is_refused(
     assert orchestrate.main([*launch_args, "--mapping", "auto"]) == 1
     assert "give --source-path too" in caplog.text
     assert fake_databricks.calls() == []
+
+
+def test_report_paths_are_the_audit_html_and_pdf_on_volumes() -> None:
+    metadata = {
+        "champion_fairness_audit": {
+            "audit_report": VOLUME_REPORT,
+            "audit_report_pdf": AUDIT_PDF,
+            "chart": "/tmp/not_on_a_volume.pdf",
+            "note": f"same file again: {AUDIT_PDF}",
+        }
+    }
+    assert orchestrate.report_paths(metadata) == [VOLUME_REPORT, AUDIT_PDF]

@@ -268,6 +268,22 @@ def test_scheduled_monitors_watch_and_never_launch_on_their_schedule() -> None:
         assert upload["if"] == "always()"
 
 
+def test_the_fairness_audit_uploads_the_champion_audit_pdf() -> None:
+    """Issue 16: only /Volumes/*.html was fetched, so the PDF never reached the artifact.
+    (scripts/orchestrate.py's report_paths picks both up: test_deploy_orchestrate.)"""
+    steps = _workflows()["fairness-audit"]["jobs"]["audit-report"]["steps"]
+    watch = next(i for i, s in enumerate(steps) if "orchestrate.py watch" in s.get("run", ""))
+    check = next(i for i, s in enumerate(steps) if "audit_*.pdf" in s.get("run", ""))
+    upload = next(i for i, s in enumerate(steps) if "upload-artifact" in s.get("uses", ""))
+    assert watch < check < upload
+    listed = steps[check]["run"].split()
+    assert listed[0] == "ls"
+    assert set(listed[1:]) == {
+        "fairness-audit-report/champion_fairness_audit_*.pdf",
+        "fairness-audit-report/champion_fairness_audit_*.html",
+    }
+
+
 # --- every job installs what its own steps need -------------------------------------------
 #
 # A job runs on a fresh runner: nothing an earlier job installed is there. Each rule below

@@ -21,7 +21,7 @@ scores with the champion cannot run in a new environment before its first model
 
 ``watch`` launches nothing: it reads the latest run of the job from the orchestrator of
 record, fails when that run failed or is older than ``--max-age-hours`` (the scheduler
-stopped), and writes the run's summary, metadata and any HTML report it points at under
+stopped), and writes the run's summary, metadata and any HTML or PDF report it points at under
 ``--report-dir``. The scheduled GitHub workflows use ``watch``, so GitHub never becomes a
 second scheduler.
 """
@@ -52,8 +52,9 @@ from fraud_assets.settings import bundle_variables
 TARGETS = ("dev", "staging", "prod")
 CODE_LOCATION = "fraud_assets"
 REPOSITORY = "__repository__"
-VOLUME_HTML = re.compile(r"/Volumes/[^\s'\"]+\.html")
 NO_CHAMPION = "no champion: run the bootstrap"
+# The reports a run writes to UC Volumes: HTML, and the PDF the fairness audit archives.
+VOLUME_REPORT = re.compile(r"/Volumes/[^\s'\"]+\.(?:html|pdf)\b")
 
 LAUNCH_RUN = """
 mutation LaunchRun($executionParams: ExecutionParams!) {
@@ -190,10 +191,12 @@ def verdict(run: RunInfo | None, *, now: datetime, max_age: timedelta) -> tuple[
 
 
 def report_paths(metadata: Any) -> list[str]:
-    """HTML reports on UC Volumes that a run's metadata or logs point at."""
+    """HTML and PDF reports on UC Volumes that a run's metadata or logs point at."""
     found: list[str] = []
     for text in _strings(metadata):
-        found.extend(p for p in VOLUME_HTML.findall(text) if p not in found)
+        for path in VOLUME_REPORT.findall(text):
+            if path not in found:
+                found.append(path)
     return found
 
 
