@@ -10,8 +10,11 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from dagster import AssetKey, DagsterInstance, materialize
 from pypdf import PdfReader
 
+from fraud_assets import keys
+from fraud_assets.assets.governance import champion_fairness_audit
 from fraud_assets.checks import CHECK_MIN_GROUP_SIZE
 from fraud_assets.governance.champion_audit import (
     FAIL,
@@ -27,6 +30,8 @@ from fraud_assets.governance.champion_audit import (
 from fraud_assets.governance.policy import pinned_policy
 from fraud_assets.lakehouse import CLAIMS, FRAUD_SCORES, INFERENCE_LOG, table_store
 from fraud_assets.ml.tracking import configure_mlflow, mlflow_client
+from fraud_assets.resources.compute import FraudCompute, LocalPipesCompute
+from fraud_assets.resources.inprocess_compute import InProcessCompute
 from fraud_assets.settings import FraudSettings, get_settings
 from fraud_assets.tasks.champion_audit import (
     MLFLOW_DIR,
@@ -186,7 +191,12 @@ def test_only_labels_that_landed_after_the_decision_are_judged() -> None:
 
 
 def _production(
-    n: int, *, seed: int = 0, bias: bool = False, labelled_share: float = 1.0
+    n: int,
+    *,
+    seed: int = 0,
+    bias: bool = False,
+    labelled_share: float = 1.0,
+    now: datetime = NOW,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """fraud_scores, inference_log and silver claims of ``n`` champion decisions (version 3)
     whose adjudications landed two days after each decision (``labelled_share`` of them).
@@ -200,7 +210,7 @@ def _production(
     caught = rng.random(n) < 0.8
     false_alarm = rng.random(n) < np.where(female & bias, 0.10, 0.01 if bias else 0.02)
     decision = np.where(is_fraud == 1, caught, false_alarm).astype(int)
-    decided = [NOW - timedelta(days=20, minutes=int(m)) for m in rng.integers(0, 60 * 24 * 7, n)]
+    decided = [now - timedelta(days=20, minutes=int(m)) for m in rng.integers(0, 60 * 24 * 7, n)]
     realtime = rng.random(n) < 0.5
     scores = _scores([(ids[i], "3", decision[i], decided[i]) for i in range(n) if not realtime[i]])
     log = _log(
@@ -377,3 +387,97 @@ def test_reports_go_to_the_reports_volume_on_databricks_compute(governed_home: P
     assert remote.reports_path == Path("/Volumes/fraud_prod/claims/reports")
     chosen = FraudSettings(compute="databricks", reports_dir="/Volumes/c/s/audits")
     assert chosen.reports_path == Path("/Volumes/c/s/audits")
+
+
+def _materialize_audit(
+    instance: DagsterInstance, compute: FraudCompute, *, window_days: int
+) -> dict[str, object]:
+    result = materialize(
+        [champion_fairness_audit],
+        resources={"compute": compute},
+        instance=instance,
+        run_config={
+            "ops": {keys.CHAMPION_FAIRNESS_AUDIT: {"config": {"window_days": window_days}}}
+        },
+    )
+    [event] = result.get_asset_materialization_events()
+    assert event.asset_key == AssetKey(keys.CHAMPION_FAIRNESS_AUDIT)
+    return {k: v.value for k, v in event.materialization.metadata.items()}
+
+
+def test_the_asset_audits_the_window_its_config_names(
+    governed_home: Path, dagster_instance: DagsterInstance
+) -> None:
+    settings = get_settings()
+    champion_run, _ = _registered(settings)
+    _land(settings, *_production(4_000, now=datetime.now(UTC)))
+
+    four_weeks = _materialize_audit(dagster_instance, InProcessCompute(), window_days=28)
+    assert four_weeks["verdict"] == PASS
+    assert four_weeks["champion_version"] == "1"
+    assert four_weeks["mlflow_run_id"] == champion_run
+    assert four_weeks["labelled_decisions"] == 4_000
+    assert Path(str(four_weeks["audit_report_pdf"])).read_bytes().startswith(b"%PDF")
+
+    # Every decision is 20 to 27 days old: last week's window holds none of them.
+    last_week = _materialize_audit(dagster_instance, InProcessCompute(), window_days=7)
+    assert last_week["verdict"] == INSUFFICIENT_LABELS
+    assert last_week["decisions"] == 0
+
+
+@pytest.mark.slow
+def test_the_weekly_job_step_runs_as_a_pipes_subprocess(
+    governed_home: Path, dagster_instance: DagsterInstance
+) -> None:
+    settings = get_settings()
+    _registered(settings)
+    _land(settings, *_production(4_000, now=datetime.now(UTC), bias=True))
+
+    metadata = _materialize_audit(dagster_instance, LocalPipesCompute(), window_days=28)
+
+    assert metadata["verdict"] == FAIL
+    pdf = Path(str(metadata["audit_report_pdf"]))
+    assert pdf.parent == governed_home.resolve() / "reports"
+    assert "Overall verdict: FAIL" in _pdf_text(pdf)
+
+
+def test_every_line_of_a_long_summary_lands_on_a_page() -> None:
+    """The verdict text once ran off the bottom of page one, present but unreadable."""
+    from fraud_assets.governance.audit import AuditContext, render_fairness_audit_pdf
+    from fraud_assets.governance.charts import fairness_chart
+    from fraud_assets.tasks.fairness import policy_table
+
+    audit = _audit(*_production(4_000, bias=True))
+    assert audit.report is not None and audit.gates is not None
+    context = AuditContext(
+        title="Fairness audit of the champion: fraud_detector version 1",
+        overall=audit.verdict,
+        note=audit.reason,
+        evidence=audit.evidence(),
+        model={"name": "fraud_detector", "champion version": "1"},
+        data_version={"labels": "claims (Delta version 3)"},
+        thresholds=policy_table(POLICY, POLICY),
+        generated_at=NOW,
+        pipeline_run_id="r1",
+    )
+    pdf = render_fairness_audit_pdf(
+        audit.report,
+        audit.gates,
+        chart_png=fairness_chart(audit.report.groups, policy=POLICY),
+        context=context,
+    )
+    placed: list[tuple[str, float, float]] = []
+    for page in PdfReader(io.BytesIO(pdf)).pages:
+        height = float(page.mediabox.height)
+
+        # matplotlib places each line with the current matrix, pypdf reports both.
+        def visit(
+            text: str, cm: list[float], tm: list[float], *_: object, h: float = height
+        ) -> None:
+            if text.strip():
+                placed.append((text, cm[5] + tm[5], h))
+
+        page.extract_text(visitor_text=visit)
+    assert any("pinned policy" in text for text, _, _ in placed)  # the summary's last line
+    off_page = [text for text, y, height in placed if not 0 <= y <= height]
+    assert off_page == []

@@ -170,7 +170,8 @@ def render_fairness_audit_pdf(
     buffer = io.BytesIO()
     # Type 42 (TrueType) fonts keep the text extractable; the default Type 3 does not.
     with mpl.rc_context({"pdf.fonttype": 42}), PdfPages(buffer, metadata=_pdf_info(context)) as pdf:
-        pdf.savefig(_summary_page(verdicts, overall, context))
+        for page in _summary_pages(verdicts, overall, context):
+            pdf.savefig(page)
         if chart_png is not None:
             pdf.savefig(_chart_page(chart_png))
         if report is not None:
@@ -222,11 +223,10 @@ def _pdf_info(context: AuditContext) -> dict[str, Any]:
     }
 
 
-def _summary_page(
+def _summary_pages(
     verdicts: list[tuple[str, GateVerdict]], overall: tuple[str, bool], context: AuditContext
-) -> Figure:
-    fig = Figure(figsize=_PORTRAIT)
-    writer = _TextWriter(fig)
+) -> list[Figure]:
+    writer = _TextWriter()
     writer.line(context.title, size=16, weight="bold")
     writer.line(
         f"Overall verdict: {overall[0]}",
@@ -266,7 +266,7 @@ def _summary_page(
     writer.line("Policy and thresholds", size=12, weight="bold")
     for key, value in context.thresholds.items():
         writer.wrapped(f"{key}: {value}")
-    return fig
+    return writer.pages
 
 
 def _chart_page(chart_png: bytes) -> Figure:
@@ -305,16 +305,25 @@ def _table_pages(title: str, frame: pd.DataFrame) -> list[Figure]:
 
 
 class _TextWriter:
-    """Lines of text down a page, top to bottom, in figure coordinates."""
+    """Lines of text down portrait pages, top to bottom, in figure coordinates; a line that
+    would fall below the bottom margin starts a new page."""
 
-    def __init__(self, fig: Figure, *, top: float = 0.95, left: float = 0.08) -> None:
-        self.fig = fig
+    def __init__(self, *, top: float = 0.95, bottom: float = 0.04, left: float = 0.08) -> None:
+        self.pages: list[Figure] = [Figure(figsize=_PORTRAIT)]
+        self.top = top
+        self.bottom = bottom
         self.y = top
         self.left = left
 
     def line(self, text: str, *, size: float = 9, indent: int = 0, **style: Any) -> None:
-        self.fig.text(self.left + 0.03 * indent, self.y, text, fontsize=size, va="top", **style)
-        self.y -= 0.0022 * size + 0.008
+        step = 0.0022 * size + 0.008
+        if self.y - step < self.bottom:
+            self.pages.append(Figure(figsize=_PORTRAIT))
+            self.y = self.top
+        self.pages[-1].text(
+            self.left + 0.03 * indent, self.y, text, fontsize=size, va="top", **style
+        )
+        self.y -= step
 
     def wrapped(self, text: str, *, indent: int = 0) -> None:
         for part in textwrap.wrap(str(text), width=100 - 4 * indent) or [""]:
