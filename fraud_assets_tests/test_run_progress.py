@@ -101,6 +101,11 @@ def test_summary_names_the_model_version_alias_gates_and_audit(fraud_home: Path)
                 "audit_report": "/r/fairness_audit_1.html",
                 "audit_report_pdf": "/r/fairness_audit_1.pdf",
             },
+            "champion_fairness_audit": {
+                "verdict": "insufficient labels",
+                "audit_report": "/r/champion_fairness_audit_1.html",
+                "audit_report_pdf": "/r/champion_fairness_audit_1.pdf",
+            },
         },
         checks={
             ("fairness_report", CHECK_FALSE_POSITIVE_RATE_RATIO): (True, "ERROR"),
@@ -121,4 +126,6 @@ def test_summary_names_the_model_version_alias_gates_and_audit(fraud_home: Path)
     assert re.search(rf"psi_report\.{CHECK_SCORE_DRIFT} +FAIL WARN\n", text)
     assert "fairness audit  /r/fairness_audit_1.html" in text
     assert "/r/fairness_audit_1.pdf" in text
+    assert "champion audit  insufficient labels  /r/champion_fairness_audit_1.html" in text
+    assert "                  /r/champion_fairness_audit_1.pdf" in text
     assert "make mlflow-ui  MLflow runs, model versions and aliases: http://localhost:5000" in text

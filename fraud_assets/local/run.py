@@ -313,11 +313,16 @@ def _next_lines(
         f"  make dev        Dagster UI: {base}/runs/{outcome.run_id}",
         f"  make mlflow-ui  MLflow runs, model versions and aliases: {settings.mlflow_ui_url}",
     ]
-    fairness = outcome.materializations.get(keys.FAIRNESS_REPORT, {})
-    reports = [fairness[k] for k in ("audit_report", "audit_report_pdf") if k in fairness]
-    if reports:
-        lines.append(f"  fairness audit  {reports[0]}")
-        lines += [f"                  {path}" for path in reports[1:]]
+    for label, asset_key in (
+        ("fairness audit", keys.FAIRNESS_REPORT),
+        ("champion audit", keys.CHAMPION_FAIRNESS_AUDIT),
+    ):
+        written = outcome.materializations.get(asset_key, {})
+        reports = [written[k] for k in ("audit_report", "audit_report_pdf") if k in written]
+        if reports:
+            verdict = f"{written['verdict']}  " if "verdict" in written else ""
+            lines.append(f"  {label}  {verdict}{reports[0]}")
+            lines += [f"                  {path}" for path in reports[1:]]
     if log_path is not None:
         lines.append(f"  full log        {log_path}")
     return lines
@@ -381,7 +386,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--audit-report",
         action="store_true",
-        help="Also write the fairness audit (HTML and PDF) under $FRAUD_HOME/reports",
+        help="Also write the candidate's holdout fairness audit (HTML and PDF) under "
+        "$FRAUD_HOME/reports; the champion's audit is written whenever it runs",
     )
     parser.add_argument(
         "--verbose", action="store_true", help="Keep every log line on the terminal"
