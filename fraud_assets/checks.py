@@ -19,6 +19,7 @@ from typing import Final, Literal
 
 from fraud_assets.keys import (
     CATBOOST_MODEL,
+    CHAMPION_FAIRNESS_AUDIT,
     CLAIM_FEATURES,
     CLAIMS,
     FAIRNESS_REPORT,
@@ -34,7 +35,9 @@ Severity = Literal["ERROR", "WARN"]
 POLICY_DECIDES: Final = "policy decides"
 # Drift: WARN from thresholds.psi_warn, ERROR from thresholds.psi_error.
 PSI_DECIDES: Final = "PSI level decides"
-SeverityRule = Severity | Literal["policy decides", "PSI level decides"]
+# The champion audit: ERROR when it fails, WARN when there are too few labels to judge.
+AUDIT_DECIDES: Final = "audit verdict decides"
+SeverityRule = Severity | Literal["policy decides", "PSI level decides", "audit verdict decides"]
 
 
 # Check names, per asset.
@@ -60,6 +63,7 @@ CHECK_MIN_GROUP_SIZE = "min_group_size"
 CHECK_FAIRNESS_POLICY = "policy_at_least_pinned"
 CHECK_FEATURE_DRIFT = "feature_drift"
 CHECK_SCORE_DRIFT = "score_drift"
+CHECK_CHAMPION_FAIRNESS = "champion_fair_on_labelled_decisions"
 
 
 @dataclass(frozen=True)
@@ -355,6 +359,19 @@ CHECKS: Final[tuple[CheckDeclaration, ...]] = (
         gates_promotion=False,
         description="Fraud score PSI: WARN from psi_warn, ERROR from psi_error",
         settings=("thresholds.psi_warn", "thresholds.psi_error"),
+    ),
+    # the weekly audit of the champion: reported (and alerted on), nothing downstream to stop
+    CheckDeclaration(
+        CHAMPION_FAIRNESS_AUDIT,
+        CHECK_CHAMPION_FAIRNESS,
+        severity=AUDIT_DECIDES,
+        blocking=False,
+        gates_promotion=False,
+        description=(
+            "The champion passes the promotion gate's fairness verdicts on its labelled "
+            "production decisions: ERROR when it fails, WARN when too few labels to judge"
+        ),
+        settings=_FAIRNESS_POLICY_SETTINGS,
     ),
 )
 

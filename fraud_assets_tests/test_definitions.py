@@ -9,6 +9,7 @@ from dagster import AssetKey, Definitions
 
 from fraud_assets import keys
 from fraud_assets.checks import (
+    CHECK_CHAMPION_FAIRNESS,
     CHECK_DISPARATE_IMPACT,
     CHECK_EQUAL_OPPORTUNITY,
     CHECK_FAIRNESS_POLICY,
@@ -79,6 +80,7 @@ EXPECTED_CHECKS: dict[tuple[str, str], bool] = {
     ("fairness_report", CHECK_FAIRNESS_POLICY): True,
     ("psi_report", CHECK_FEATURE_DRIFT): False,
     ("psi_report", CHECK_SCORE_DRIFT): False,
+    ("champion_fairness_audit", CHECK_CHAMPION_FAIRNESS): False,
 }
 
 

@@ -15,7 +15,7 @@ from pypdf import PdfReader
 
 from fraud_assets import keys
 from fraud_assets.assets.governance import champion_fairness_audit
-from fraud_assets.checks import CHECK_MIN_GROUP_SIZE
+from fraud_assets.checks import CHECK_CHAMPION_FAIRNESS, CHECK_MIN_GROUP_SIZE
 from fraud_assets.governance.champion_audit import (
     FAIL,
     INSUFFICIENT_LABELS,
@@ -402,7 +402,12 @@ def _materialize_audit(
     )
     [event] = result.get_asset_materialization_events()
     assert event.asset_key == AssetKey(keys.CHAMPION_FAIRNESS_AUDIT)
-    return {k: v.value for k, v in event.materialization.metadata.items()}
+    [check] = result.get_asset_check_evaluations()
+    assert check.check_name == CHECK_CHAMPION_FAIRNESS
+    return {
+        **{k: v.value for k, v in event.materialization.metadata.items()},
+        "check": (check.passed, check.severity.value),
+    }
 
 
 def test_the_asset_audits_the_window_its_config_names(
@@ -414,6 +419,7 @@ def test_the_asset_audits_the_window_its_config_names(
 
     four_weeks = _materialize_audit(dagster_instance, InProcessCompute(), window_days=28)
     assert four_weeks["verdict"] == PASS
+    assert four_weeks["check"] == (True, "ERROR")
     assert four_weeks["champion_version"] == "1"
     assert four_weeks["mlflow_run_id"] == champion_run
     assert four_weeks["labelled_decisions"] == 4_000
@@ -423,6 +429,8 @@ def test_the_asset_audits_the_window_its_config_names(
     last_week = _materialize_audit(dagster_instance, InProcessCompute(), window_days=7)
     assert last_week["verdict"] == INSUFFICIENT_LABELS
     assert last_week["decisions"] == 0
+    # Too few labels is no pass, but a warning: it pages no one, as a failure does.
+    assert last_week["check"] == (False, "WARN")
 
 
 @pytest.mark.slow
@@ -436,6 +444,7 @@ def test_the_weekly_job_step_runs_as_a_pipes_subprocess(
     metadata = _materialize_audit(dagster_instance, LocalPipesCompute(), window_days=28)
 
     assert metadata["verdict"] == FAIL
+    assert metadata["check"] == (False, "ERROR")
     pdf = Path(str(metadata["audit_report_pdf"]))
     assert pdf.parent == governed_home.resolve() / "reports"
     assert "Overall verdict: FAIL" in _pdf_text(pdf)

@@ -43,6 +43,7 @@ class ChampionAuditConfig(Config):
 # itself) stops registered_model; an advisory figure fails with WARN and blocks nothing.
 FAIRNESS_CHECKS = check_specs(keys.FAIRNESS_REPORT)
 DRIFT_CHECKS = check_specs(keys.PSI_REPORT)
+CHAMPION_AUDIT_CHECKS = check_specs(keys.CHAMPION_FAIRNESS_AUDIT)
 
 
 @asset(
@@ -85,6 +86,7 @@ def psi_report(
     key=keys.CHAMPION_FAIRNESS_AUDIT,
     group_name="governance",
     deps=[keys.REGISTERED_MODEL, keys.FRAUD_SCORES, keys.CLAIMS],
+    check_specs=CHAMPION_AUDIT_CHECKS,
     kinds={"python", "mlflow", "pdf"},
 )
 def champion_fairness_audit(

@@ -25,6 +25,7 @@ from typing import Any
 import pandas as pd
 
 from fraud_assets import keys
+from fraud_assets.checks import CHECK_CHAMPION_FAIRNESS
 from fraud_assets.features import protected_extras
 from fraud_assets.governance.audit import (
     AuditContext,
@@ -34,6 +35,8 @@ from fraud_assets.governance.audit import (
     write_fairness_audit_pdf,
 )
 from fraud_assets.governance.champion_audit import (
+    INSUFFICIENT_LABELS,
+    PASS,
     AuditWindow,
     ChampionAudit,
     adjudications,
@@ -51,7 +54,14 @@ from fraud_assets.lakehouse import (
     table_store,
 )
 from fraud_assets.settings import FraudSettings
-from fraud_assets.tasks._runtime import Materialization, TaskContext, TaskResult, link, run_task
+from fraud_assets.tasks._runtime import (
+    CheckOutcome,
+    Materialization,
+    TaskContext,
+    TaskResult,
+    link,
+    run_task,
+)
 from fraud_assets.tasks.fairness import attribute_figures, policy_table
 
 AUDIT_PREFIX = "champion_fairness_audit"
@@ -95,13 +105,31 @@ def champion_audit(ctx: TaskContext) -> TaskResult:
         "window_start": audit.window.start.isoformat(),
         "window_end": audit.window.end.isoformat(),
         **audit.counts,
-        "label_coverage": audit.label_coverage,
+        **({} if audit.label_coverage is None else {"label_coverage": audit.label_coverage}),
         "audit_report": {"raw_value": str(written.html), "type": "path"},
         "audit_report_pdf": {"raw_value": str(written.pdf), "type": "path"},
     }
     if audit.report is not None:
         metadata.update(attribute_figures(audit.report))
-    return TaskResult(materializations=[Materialization(keys.CHAMPION_FAIRNESS_AUDIT, metadata)])
+    check = CheckOutcome.declared(
+        keys.CHAMPION_FAIRNESS_AUDIT,
+        CHECK_CHAMPION_FAIRNESS,
+        passed=audit.verdict == PASS,
+        # Too few labels to judge warns; a failure, and the verdict a pass stands in for, ERROR.
+        severity="WARN" if audit.verdict == INSUFFICIENT_LABELS else "ERROR",
+        metadata={
+            "verdict": audit.verdict,
+            "why": audit.reason,
+            "champion_version": written.model_version,
+            "labelled_decisions": audit.counts["labelled_decisions"],
+            "audit_report_pdf": {"raw_value": str(written.pdf), "type": "path"},
+        },
+        description=f"{audit.verdict}: {audit.reason}",
+    )
+    return TaskResult(
+        materializations=[Materialization(keys.CHAMPION_FAIRNESS_AUDIT, metadata)],
+        checks=[check],
+    )
 
 
 def write_champion_audit(
