@@ -106,6 +106,9 @@ def test_monitoring_scores_before_measuring_drift_and_other_jobs_chain_as_dagste
     # The champion on its production decisions, not the candidate's holdout (issue 16).
     assert audit["python_wheel_task"]["entry_point"] == "fraud-champion-audit"
     assert audit["python_wheel_task"]["named_parameters"]["window_days"] == "28"
+    assert audit["python_wheel_task"]["named_parameters"]["reports_dir"] == (
+        "/Volumes/${var.catalog}/${var.schema}/${resources.volumes.reports.name}"
+    )
     promote = _job("promotion-workflow-resource.yml", "promotion_job")["tasks"][0]
     assert promote["python_wheel_task"]["named_parameters"]["action"] == (
         "{{job.parameters.action}}"

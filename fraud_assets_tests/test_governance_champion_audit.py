@@ -366,12 +366,16 @@ def test_the_audit_is_a_pdf_and_html_in_reports_and_on_the_champions_run(
     assert metrics["champion_audit.labelled_decisions"] == 4_000
 
 
-def test_without_enough_labels_the_pdf_says_so(governed_home: Path) -> None:
+def test_without_enough_labels_the_pdf_says_so(governed_home: Path, tmp_path: Path) -> None:
     settings = get_settings()
     _registered(settings)
     _land(settings, *_production(500, labelled_share=0.05))
+    volume = tmp_path / "Volumes" / "fraud_dev" / "claims" / "dev_me_reports"
 
-    written = write_champion_audit(settings, now=NOW)
+    # The bundle's job names its deployed Volume (prefixed in dev) as reports_dir.
+    written = write_champion_audit(settings, now=NOW, reports_dir=str(volume))
+
+    assert written.pdf.parent == volume
 
     assert written.audit.verdict == INSUFFICIENT_LABELS
     text = _pdf_text(written.pdf)

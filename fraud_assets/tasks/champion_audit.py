@@ -89,6 +89,7 @@ def champion_audit(ctx: TaskContext) -> TaskResult:
     written = write_champion_audit(
         ctx.settings,
         window_days=int(ctx.param("window_days", DEFAULT_WINDOW_DAYS)),
+        reports_dir=ctx.param("reports_dir") or None,
         pipeline_run_id=ctx.run_id,
         log=ctx.log,
     )
@@ -136,12 +137,14 @@ def write_champion_audit(
     settings: FraudSettings,
     *,
     window_days: int = DEFAULT_WINDOW_DAYS,
+    reports_dir: str | None = None,
     now: datetime | None = None,
     pipeline_run_id: str = "manual",
     log: logging.Logger = _log,
 ) -> ChampionAuditFiles:
-    """Audit the champion, write HTML and PDF to ``settings.reports_path`` and log both to
-    the champion's MLflow run; return where they are (``.pdf`` is the archived report)."""
+    """Audit the champion, write HTML and PDF to ``reports_dir`` (default
+    ``settings.reports_path``) and log both to the champion's MLflow run; return where they
+    are (``.pdf`` is the archived report)."""
     from fraud_assets.ml import registry
     from fraud_assets.ml.tracking import configure_mlflow, mlflow_client
 
@@ -203,7 +206,7 @@ def write_champion_audit(
         generated_at=generated_at,
         pipeline_run_id=pipeline_run_id,
     )
-    reports = settings.reports_path
+    reports = Path(reports_dir) if reports_dir else settings.reports_path
     html_path = write_fairness_audit(
         render_fairness_audit(audit.report, audit.gates, chart_png=chart, context=context),
         reports,
