@@ -35,6 +35,9 @@ from fraud_assets.sensors.landing import (
 from fraud_assets.settings import FraudSettings, get_settings
 
 NEW_CLAIMS_SENSOR = "new_claims_sensor"
+# The file version a sensor run ingests (path@size:mtime), so the daily sweep can tell which
+# files a successful sensor run already took (fraud_assets.schedules).
+FILE_VERSION_TAG = "fraud_assets/source_file_version"
 
 VolumeClientFactory = Callable[[FraudSettings], VolumeClient]
 
@@ -112,6 +115,7 @@ def build_new_claims_sensor(
                     tags={
                         "fraud_assets/trigger": NEW_CLAIMS_SENSOR,
                         "fraud_assets/source_file": claim_file.file.name,
+                        FILE_VERSION_TAG: claim_file.file.run_key,
                     },
                 )
             )
