@@ -567,3 +567,29 @@ def test_the_staging_smoke_run_is_given_its_claims_file_from_the_environment() -
     # orchestrate.py launch as raw_claims' run config.
     assert env["FRAUD_SMOKE_SOURCE_PATH"] == "${{ vars.FRAUD_SMOKE_SOURCE_PATH }}"
     assert env["FRAUD_SMOKE_SOURCE_MAPPING"] == "${{ vars.FRAUD_SMOKE_SOURCE_MAPPING }}"
+
+
+def test_drift_monitors_watch_allows_each_targets_own_drift_schedule() -> None:
+    """drift-monitor's watch fails a target whose latest drift run is older than its max
+    age: that age must exceed the gap between the target's own drift ticks (the Helm
+    values' FRAUD_SCHEDULES__DRIFT_MONITORING_CRON, else the settings' default)."""
+    from datetime import UTC, datetime
+
+    from dagster._utils.schedules import cron_string_iterator
+
+    from fraud_assets.settings import Schedules
+
+    watch = _workflows()["drift-monitor"]["jobs"]["watch"]
+    expression = watch["env"]["MAX_AGE_HOURS"]
+    ages = dict(re.findall(r"matrix\.target == '(\w+)' && '(\d+)'", expression))
+    default_age = re.search(r"\|\| '(\d+)'", expression)
+    assert default_age is not None, expression
+    for target in ("staging", "prod"):
+        values = yaml.safe_load((REPO_ROOT / f"deploy/helm/values-{target}.yaml").read_text())
+        env = {e["name"]: e["value"] for e in values["deployments"][0]["env"]}
+        cron = env.get("FRAUD_SCHEDULES__DRIFT_MONITORING_CRON", Schedules().drift_monitoring_cron)
+        ticks = cron_string_iterator(datetime(2026, 1, 5, tzinfo=UTC).timestamp(), cron, "UTC")
+        first, second = next(ticks), next(ticks)
+        gap_hours = (second - first).total_seconds() / 3600
+        age = float(ages.get(target, default_age.group(1)))
+        assert gap_hours < age <= gap_hours + 2, (target, cron, age)
