@@ -16,6 +16,7 @@ from pypdf import PdfReader
 from fraud_assets import keys
 from fraud_assets.assets.governance import champion_fairness_audit
 from fraud_assets.checks import CHECK_CHAMPION_FAIRNESS, CHECK_MIN_GROUP_SIZE
+from fraud_assets.databricks.pipes import FUSE_ROOT_VAR
 from fraud_assets.governance.champion_audit import (
     FAIL,
     INSUFFICIENT_LABELS,
@@ -391,6 +392,28 @@ def test_reports_go_to_the_reports_volume_on_databricks_compute(governed_home: P
     assert remote.reports_path == Path("/Volumes/fraud_prod/claims/reports")
     chosen = FraudSettings(compute="databricks", reports_dir="/Volumes/c/s/audits")
     assert chosen.reports_path == Path("/Volumes/c/s/audits")
+
+
+def test_on_a_cluster_the_reports_volume_is_written_through_its_mount(
+    governed_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A /Volumes path is the cluster's FUSE mount (the emulator's under
+    FRAUD_DATABRICKS_FUSE_ROOT), never a folder of that name on the machine the step runs."""
+    settings = get_settings()
+    _registered(settings)
+    _land(settings, *_production(400))
+    mount = tmp_path / "fuse"
+    monkeypatch.setenv(FUSE_ROOT_VAR, str(mount))
+
+    written = write_champion_audit(
+        settings, reports_dir="/Volumes/fraud_staging/claims/reports", now=NOW
+    )
+
+    reports = mount / "Volumes" / "fraud_staging" / "claims" / "reports"
+    assert written.pdf.parent == reports and written.html.parent == reports
+    assert written.pdf.read_bytes().startswith(b"%PDF")
+    remote = settings.model_copy(update={"reports_dir": "/Volumes/fraud_staging/claims/reports"})
+    assert latest_champion_audit_pdf(remote) == written.pdf
 
 
 def _materialize_audit(

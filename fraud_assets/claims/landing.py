@@ -29,6 +29,7 @@ from typing import Literal
 
 import pyarrow as pa
 
+from fraud_assets.databricks.pipes import local_path
 from fraud_assets.lakehouse import LANDED_FILES, TableStore
 from fraud_assets.settings import FraudSettings
 
@@ -117,18 +118,6 @@ def landing_location(settings: FraudSettings) -> str:
             return settings.landing_dir.as_posix()
         return f"/Volumes/{settings.catalog}/{settings.schema_name}/{LANDING_VOLUME}"
     return str(settings.landing_path)
-
-
-def local_path(location: str) -> Path:
-    """Where this process reads ``location``: a ``/Volumes`` path through the FUSE mount on
-    a cluster (the loopback emulator mounts it elsewhere), any other path as it is."""
-    if location.startswith("/Volumes/"):
-        from fraud_assets.databricks.pipes import fuse_path, fuse_root
-
-        root = fuse_root()
-        if root is not None:
-            return fuse_path(location, root)
-    return Path(location)
 
 
 def list_local_folder(folder: Path, *, as_location: str | None = None) -> list[LandedFile]:

@@ -49,6 +49,16 @@ def fuse_path(remote: str, root: Path) -> Path:
     return root / "dbfs" / relative
 
 
+def local_path(location: str) -> Path:
+    """Where this process reads or writes ``location``: a ``/Volumes`` path through the FUSE
+    mount on a cluster (the loopback emulator mounts it elsewhere), any other path as is."""
+    if location.startswith("/Volumes/"):
+        root = fuse_root()
+        if root is not None:
+            return fuse_path(location, root)
+    return Path(location)
+
+
 def _path_param(params: PipesParams, owner: str) -> str:
     path = params.get("path")
     if not isinstance(path, str):

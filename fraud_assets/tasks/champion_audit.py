@@ -26,6 +26,7 @@ import pandas as pd
 
 from fraud_assets import keys
 from fraud_assets.checks import CHECK_CHAMPION_FAIRNESS
+from fraud_assets.databricks.pipes import local_path
 from fraud_assets.features import protected_extras
 from fraud_assets.governance.audit import (
     AuditContext,
@@ -206,7 +207,10 @@ def write_champion_audit(
         generated_at=generated_at,
         pipeline_run_id=pipeline_run_id,
     )
-    reports = Path(reports_dir) if reports_dir else settings.reports_path
+    # A Volume is written through the cluster's mount (the emulator's under its FUSE root).
+    reports = (
+        local_path(str(reports_dir)) if reports_dir else local_path(str(settings.reports_path))
+    )
     html_path = write_fairness_audit(
         render_fairness_audit(audit.report, audit.gates, chart_png=chart, context=context),
         reports,
@@ -233,7 +237,7 @@ def write_champion_audit(
 
 def latest_champion_audit_pdf(settings: FraudSettings) -> Path | None:
     """The newest champion audit PDF under the reports location, if any was written."""
-    found = sorted(settings.reports_path.glob(f"{AUDIT_PREFIX}_*.pdf"))
+    found = sorted(local_path(str(settings.reports_path)).glob(f"{AUDIT_PREFIX}_*.pdf"))
     return found[-1] if found else None
 
 
