@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlparse
 
 if TYPE_CHECKING:
@@ -125,9 +125,13 @@ def _is_loopback(hostname: str) -> bool:
 
 
 def workspace_client(
-    credentials: DatabricksCredentials, settings: DatabricksSettings
+    credentials: DatabricksCredentials | None, settings: DatabricksSettings
 ) -> WorkspaceClient:
-    """A WorkspaceClient for these credentials whose every call also retries 500/502/504."""
+    """A WorkspaceClient for these credentials whose every call also retries 500/502/504.
+
+    ``None`` leaves authentication to the SDK: runtime auth on a cluster, else the standard
+    ``DATABRICKS_*`` variables or profile.
+    """
     from importlib.metadata import version
 
     from databricks.sdk import WorkspaceClient
@@ -135,12 +139,19 @@ def workspace_client(
 
     from fraud_assets.databricks.http import retry_server_errors
 
+    auth: dict[str, Any] = (
+        {
+            "host": credentials.host,
+            "auth_type": credentials.auth_type,
+            "token": credentials.token,
+            "client_id": credentials.client_id,
+            "client_secret": credentials.client_secret,
+        }
+        if credentials is not None
+        else {}
+    )
     config = Config(
-        host=credentials.host,
-        auth_type=credentials.auth_type,
-        token=credentials.token,
-        client_id=credentials.client_id,
-        client_secret=credentials.client_secret,
+        **auth,
         retry_timeout_seconds=settings.api_retry_timeout_seconds,
         debug_headers=False,
         product="fraud_assets",

@@ -120,26 +120,9 @@ def runtime_workspace_client(settings: DatabricksSettings) -> WorkspaceClient:
     On a cluster the SDK authenticates as the run's identity (runtime auth); elsewhere it
     reads the standard ``DATABRICKS_*`` variables or profile.
     """
-    from importlib.metadata import version
+    from fraud_assets.databricks.credentials import workspace_client
 
-    from databricks.sdk import WorkspaceClient
-    from databricks.sdk.core import Config
-
-    from fraud_assets.databricks.http import retry_server_errors
-
-    config = Config(
-        retry_timeout_seconds=settings.api_retry_timeout_seconds,
-        debug_headers=False,
-        product="fraud_assets",
-        product_version=version("fraud_assets"),
-    )
-    client = WorkspaceClient(config=config)
-    retry_server_errors(
-        client,
-        attempts=settings.api_retry_attempts,
-        backoff_factor=settings.api_retry_backoff_seconds,
-    )
-    return client
+    return workspace_client(None, settings)
 
 
 def served_plan(
