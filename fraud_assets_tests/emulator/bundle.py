@@ -37,37 +37,38 @@ def _target_references(target: str) -> tuple[dict[str, Any], dict[str, Any]]:
     return target_spec, references
 
 
+# How development mode renames each kind of resource for the deploying user.
+_DEV_NAMES = {
+    "jobs": lambda user, name: f"[dev {user}] {name}",
+    "volumes": lambda user, name: f"dev_{user}_{name}",
+}
+
+
 def _resources(kind: str, target: str, files: str) -> dict[str, dict[str, Any]]:
-    _, references = _target_references(target)
+    """Every resource of ``kind`` in ``files``, resolved for ``target``, renamed as
+    development mode renames it."""
+    target_spec, references = _target_references(target)
     found: dict[str, dict[str, Any]] = {}
     for path in sorted(REPO_ROOT.glob(files)):
         resources = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("resources") or {}
         for key, spec in (resources.get(kind) or {}).items():
             found[key] = _resolve(spec, references)
+    if target_spec.get("mode") == "development":
+        user = USER_NAME.split("@")[0]
+        for spec in found.values():
+            spec["name"] = _DEV_NAMES[kind](user, spec["name"])
     return found
 
 
 def bundle_jobs(target: str, *, files: str = "resources/*.yml") -> dict[str, dict[str, Any]]:
     """Every job the bundle defines, resolved for ``target``, by resource key."""
-    target_spec, _ = _target_references(target)
-    jobs = _resources("jobs", target, files)
-    if target_spec.get("mode") == "development":
-        short_name = USER_NAME.split("@")[0]
-        for job in jobs.values():
-            job["name"] = f"[dev {short_name}] {job['name']}"
-    return jobs
+    return _resources("jobs", target, files)
 
 
 def bundle_volumes(target: str, *, files: str = "resources/*.yml") -> dict[str, dict[str, Any]]:
     """Every UC Volume the bundle defines, resolved for ``target``, by resource key;
     development mode prefixes Unity Catalog names with ``dev_<user>_``."""
-    target_spec, _ = _target_references(target)
-    volumes = _resources("volumes", target, files)
-    if target_spec.get("mode") == "development":
-        short_name = USER_NAME.split("@")[0]
-        for volume in volumes.values():
-            volume["name"] = f"dev_{short_name}_{volume['name']}"
-    return volumes
+    return _resources("volumes", target, files)
 
 
 def deploy(emulator: DatabricksEmulator, target: str, *, files: str) -> dict[str, int]:
