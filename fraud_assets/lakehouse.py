@@ -38,6 +38,9 @@ class Table:
 RAW_CLAIMS = "raw_claims"
 # One row per landing-folder file version ingest took, landed or quarantined (claims/landing.py).
 LANDED_FILES = "landed_files"
+# Claim outcomes that land after the claims, one batch per adjudications file
+# (claims/adjudications.py).
+ADJUDICATIONS = "adjudications"
 CLAIMS = "claims"
 CLAIMS_QUARANTINE = "claims_quarantine"
 CLAIMS_BATCHES = "claims_batches"
@@ -58,6 +61,7 @@ TABLES: dict[str, Table] = {
     for t in [
         Table(RAW_CLAIMS, "bronze"),
         Table(LANDED_FILES, "bronze"),
+        Table(ADJUDICATIONS, "bronze"),
         Table(CLAIMS, "silver"),
         Table(CLAIMS_QUARANTINE, "silver"),
         Table(CLAIMS_BATCHES, "silver"),

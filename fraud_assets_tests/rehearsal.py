@@ -4,13 +4,16 @@ Boots the staging configuration exactly as deployed (``deploy/helm/values-stagin
 environment plus what ``scripts/deploy.py`` hands the Dagster deployment) against the
 loopback Databricks emulator, performs the deploy's SDK-side steps, then plays a simulated
 week by driving the code location's own schedules and sensors tick by tick, as Dagster's
-daemon would: a claims file lands on the landing Volume every day, one file is malformed,
-two days of drifted claims start a drift episode that retrains and promotes, the weekly
-fairness audit runs, and an operator rolls the champion back.
+daemon would: a claims file lands on the landing Volume every day, without outcomes, as a
+claims feed does; twice in the week the outcomes of earlier days land as adjudications
+files; one file is malformed, two days of drifted claims start a drift episode that retrains
+and promotes, the weekly fairness audit judges the champion's decisions whose outcomes
+arrived, and an operator rolls the champion back.
 
 It asserts what an operator needs from that week: no landed row lost or duplicated, no
 synthetic claim in staging, every alert and drift issue delivered exactly once, the serving
-endpoint always serving the champion, and the audit report present as a PDF. The wall time
+endpoint always serving the champion, every outcome landed once, the audit judging batch
+decisions on outcomes that arrived after them, and its report present as a PDF. The wall time
 is printed at the end; the exit code is non-zero when any assertion fails.
 """
 
@@ -54,6 +57,9 @@ FEED_SEED = 7
 DRIFT_DAYS = (3, 4)
 MALFORMED_DAY = 2
 ROLLBACK_DAY = 6
+# Outcomes arrive in batches, days after the claims: on day 3 Monday's and Tuesday's, on
+# day 5 Wednesday's and Thursday's (day: the days whose claims they adjudicate).
+OUTCOME_DAYS = {3: (0, 1), 5: (2, 3)}
 REHEARSED_SHA = "0123456789abcdef0123456789abcdef01234567"
 QUIET_LOGGERS = {"console": {"config": {"log_level": "ERROR"}}}
 
@@ -169,11 +175,25 @@ class ClaimFeed:
         self.drifted = feed(1.0, "D")
 
     def history(self) -> bytes:
+        """The claims of the months before, adjudicated long ago: with their outcomes."""
         return _csv(self.claims.iloc[:HISTORY_CLAIMS])
 
-    def day(self, day: int, *, drifted: bool) -> bytes:
+    def day(self, day: int) -> bytes:
+        """A day's claims as the claims system sends them: no outcome yet."""
+        return _csv(self._day(day).assign(is_fraud=None))
+
+    def outcomes(self, days: Sequence[int], *, adjudicated: date) -> bytes:
+        """The outcomes of ``days``' claims (an adjudications file)."""
+        import pandas as pd
+
+        claims = pd.concat([self._day(day) for day in days])
+        labelled = claims.loc[claims["is_fraud"].notna(), ["claim_id", "is_fraud"]]
+        return _csv(labelled.assign(adjudicated_at=adjudicated.isoformat()))
+
+    def _day(self, day: int) -> Any:
         start = HISTORY_CLAIMS + DAILY_CLAIMS * day
-        return _csv((self.drifted if drifted else self.claims).iloc[start : start + DAILY_CLAIMS])
+        frame = self.drifted if day in DRIFT_DAYS else self.claims
+        return frame.iloc[start : start + DAILY_CLAIMS]
 
 
 def _csv(frame: Any) -> bytes:
@@ -208,6 +228,7 @@ class Week:
     serving_deployed: bool = False
     champions: list[tuple[str, str, str | None]] = field(default_factory=list)  # job, source, v
     landed_files: dict[str, int] = field(default_factory=dict)  # path -> rows in the file
+    outcome_files: dict[str, int] = field(default_factory=dict)  # path -> outcomes in it
     malformed_files: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -478,11 +499,32 @@ def _rows_by_source(store: Any, table: str) -> Counter[str]:
     return Counter(str(value) for value in column)
 
 
+def _latest_metadata(instance: Any, asset: str) -> dict[str, Any]:
+    """The newest materialization's metadata of ``asset``, as plain values."""
+    from dagster import AssetKey
+
+    event = instance.get_latest_materialization_event(AssetKey(asset))
+    if event is None or event.asset_materialization is None:
+        return {}
+    return {k: getattr(v, "value", v) for k, v in event.asset_materialization.metadata.items()}
+
+
 def _verdicts(
-    week: Week, board: IssueBoard, inbox: AlertInbox, settings: Any, emulator: DatabricksEmulator
+    week: Week,
+    board: IssueBoard,
+    inbox: AlertInbox,
+    settings: Any,
+    emulator: DatabricksEmulator,
+    instance: Any,
 ) -> list[str]:
     """Every way the week failed an operator; empty when it did not."""
-    from fraud_assets.lakehouse import CLAIMS, CLAIMS_QUARANTINE, RAW_CLAIMS, table_store
+    from fraud_assets.lakehouse import (
+        ADJUDICATIONS,
+        CLAIMS,
+        CLAIMS_QUARANTINE,
+        RAW_CLAIMS,
+        table_store,
+    )
 
     failures: list[str] = []
     store = table_store(settings)
@@ -507,6 +549,12 @@ def _verdicts(
     unknown = set(bronze) - set(week.landed_files)
     if unknown:
         failures.append(f"bronze holds rows from files nobody landed: {sorted(unknown)}")
+    outcomes = _rows_by_source(store, ADJUDICATIONS)
+    log(f"adjudications rows by source: {dict(outcomes)}")
+    if outcomes != Counter(week.outcome_files):
+        failures.append(
+            f"adjudications files landed {dict(week.outcome_files)}, table holds {dict(outcomes)}"
+        )
 
     deliveries = Counter(
         (a.get("kind"), a.get("run_id"), a.get("asset"), a.get("check")) for a in inbox.alerts
@@ -543,6 +591,15 @@ def _verdicts(
         failures.append(
             f"the rollback did not return the champion to v{moves[retrained[-1] - 1][1]}: {moves}"
         )
+
+    audit = _latest_metadata(instance, keys.CHAMPION_FAIRNESS_AUDIT)
+    log(
+        f"audit of champion v{audit.get('champion_version')}: {audit.get('verdict')}, "
+        f"{audit.get('labelled_decisions')} of {audit.get('batch_decisions')} batch decisions "
+        "judged on outcomes that arrived after them"
+    )
+    if not audit.get("batch_decisions") or not audit.get("labelled_decisions"):
+        failures.append(f"the audit judged no batch decision on a late outcome: {audit}")
 
     pdfs = sorted(_reports_folder(emulator, settings).glob("*.pdf"))
     if not pdfs or not pdfs[-1].read_bytes().startswith(b"%PDF-"):
@@ -737,10 +794,18 @@ def rehearse(root: Path) -> int:
                     _land(
                         emulator,
                         f"{landing}/claims_{today.isoformat()}.csv",
-                        feed.day(day, drifted=drifted),
+                        feed.day(day),
                         week,
                         ", drifted" if drifted else "",
                     )
+                    if day in OUTCOME_DAYS:
+                        path = f"{landing}/adjudications/outcomes_{today.isoformat()}.csv"
+                        data = feed.outcomes(
+                            OUTCOME_DAYS[day], adjudicated=today - timedelta(days=1)
+                        )
+                        emulator_upload(emulator, path, data)
+                        week.outcome_files[path] = data.count(b"\n") - 1
+                        log(f"landed {path} ({week.outcome_files[path]} outcomes)")
                     if day == MALFORMED_DAY:
                         path = f"{landing}/claims_{today.isoformat()}_export.csv"
                         emulator_upload(emulator, path, malformed_csv())
@@ -755,7 +820,7 @@ def rehearse(root: Path) -> int:
                     log(f"{now:%a %H:%M} an operator rolls the champion back")
                     daemon.execute(RunRequest(job_name=keys.ROLLBACK_JOB), "operator")
                     daemon.tick_sensors(now)
-            failures = _verdicts(week, board, inbox, settings, emulator)
+            failures = _verdicts(week, board, inbox, settings, emulator, instance)
     for line in failures:
         log(f"FAILED: {line}")
     verdict = "passed" if not failures else "FAILED"

@@ -29,7 +29,7 @@ from fraud_assets.governance.champion_audit import (
     production_decisions,
 )
 from fraud_assets.governance.policy import pinned_policy
-from fraud_assets.lakehouse import CLAIMS, FRAUD_SCORES, INFERENCE_LOG, table_store
+from fraud_assets.lakehouse import ADJUDICATIONS, CLAIMS, FRAUD_SCORES, INFERENCE_LOG, table_store
 from fraud_assets.ml.tracking import configure_mlflow, mlflow_client
 from fraud_assets.resources.compute import FraudCompute, LocalPipesCompute
 from fraud_assets.resources.inprocess_compute import InProcessCompute
@@ -517,3 +517,93 @@ def test_every_line_of_a_long_summary_lands_on_a_page() -> None:
     assert any("pinned policy" in text for text, _, _ in placed)  # the summary's last line
     off_page = [text for text, y, height in placed if not 0 <= y <= height]
     assert off_page == []
+
+
+# --- labels that land as adjudications, after the claims were scored ---------------------
+
+
+def _outcomes_apart(claims: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The claims as a claims feed lands them (no outcome) and their outcomes as rows of the
+    adjudications table, landed when the labels did."""
+    labelled = claims.loc[claims["is_fraud"].notna()]
+    outcomes = pd.DataFrame(
+        {
+            "claim_id": labelled["claim_id"],
+            "is_fraud": labelled["is_fraud"].astype("int32"),
+            "adjudicated_at": labelled["_loaded_at"] - timedelta(hours=6),
+            "_source": "/landing/adjudications/outcomes.csv",
+            "_batch_id": "file-outcomes",
+            "_loaded_at": labelled["_loaded_at"],
+        }
+    )
+    unlabelled = claims.assign(is_fraud=pd.array([pd.NA] * len(claims), dtype="Int32"))
+    unlabelled["_loaded_at"] = unlabelled["_loaded_at"] - timedelta(days=3)  # before scoring
+    return unlabelled, outcomes
+
+
+def test_batch_decisions_are_judged_on_outcomes_that_landed_after_them() -> None:
+    scores, _log_rows, claims = _production(4_000)
+    unlabelled, outcomes = _outcomes_apart(claims)
+    decisions = production_decisions(
+        fraud_scores=scores,
+        inference_log=None,
+        model_name="fraud_detector",
+        model_version="3",
+        window=WINDOW,
+    )
+
+    judged, counts = labelled_decisions(
+        decisions, adjudications(unlabelled, outcomes, attributes=GROUP_COLUMNS)
+    )
+
+    assert counts["batch_decisions"] == len(scores) > 1_000
+    assert counts["labelled_decisions"] == len(scores)
+    assert counts["awaiting_label"] == 0
+    expected = claims.set_index("claim_id").loc[judged["claim_id"], "is_fraud"].astype(int)
+    assert judged["is_fraud"].tolist() == expected.tolist()
+    # Without the outcomes nothing of it could be judged: the feed carried no label.
+    _, unjudged = labelled_decisions(decisions, adjudications(unlabelled, attributes=GROUP_COLUMNS))
+    assert unjudged["labelled_decisions"] == 0
+
+
+def test_a_reversed_outcome_is_the_label_and_the_first_outcome_dates_it() -> None:
+    decided = NOW - timedelta(days=10)
+    decisions = production_decisions(
+        fraud_scores=_scores([("C1", "3", 1, decided)]),
+        inference_log=None,
+        model_name="fraud_detector",
+        model_version="3",
+        window=WINDOW,
+    )
+    claims = _claims(["C1"], [None], [decided - timedelta(days=1)])
+    found, appeal = decided + timedelta(days=2), decided + timedelta(days=9)
+    outcomes = pd.DataFrame(
+        {
+            "claim_id": ["C1", "C1"],
+            "is_fraud": [0, 1],  # the appeal (landed first, listed second) reversed it
+            "adjudicated_at": pd.to_datetime([appeal, found], utc=True),
+            "_loaded_at": pd.to_datetime([appeal, found], utc=True),
+        }
+    )
+    labels = adjudications(claims, outcomes.iloc[::-1], attributes=GROUP_COLUMNS)
+    assert labels[["claim_id", "is_fraud"]].to_dict("records") == [
+        {"claim_id": "C1", "is_fraud": 0}
+    ]
+    assert labels["labelled_at"].iloc[0] == pd.Timestamp(found)
+    judged, _ = labelled_decisions(decisions, labels)
+    assert judged["is_fraud"].tolist() == [0]
+
+
+def test_the_audit_task_reads_the_adjudications_table(governed_home: Path) -> None:
+    settings = get_settings()
+    _registered(settings)
+    scores, log, claims = _production(4_000)
+    unlabelled, outcomes = _outcomes_apart(claims)
+    _land(settings, scores, log, unlabelled)
+    table_store(settings).write_pandas(outcomes, ADJUDICATIONS)
+
+    written = write_champion_audit(settings, now=NOW, pipeline_run_id="audit-outcomes")
+
+    assert written.audit.verdict == PASS, written.audit.reason
+    assert written.audit.counts["labelled_decisions"] == 4_000
+    assert "adjudications" in _pdf_text(written.pdf)

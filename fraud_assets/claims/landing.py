@@ -15,6 +15,10 @@ quarantined one is taken again only with another mapping (a fixed sidecar, say).
 
 Each file is mapped onto the canonical schema with a sidecar ``<file>.mapping.yaml`` beside
 it, else the ``FRAUD_LANDING_MAPPING`` setting, else none (canonical column names).
+
+The folder's ``adjudications/`` subfolder holds the claims' outcomes that arrive later
+(``fraud_assets.claims.adjudications``); its files go through the same ledger, take no
+mapping, and land in the ``adjudications`` table instead of bronze.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from typing import Literal
 
 import pyarrow as pa
 
+from fraud_assets.claims.adjudications import ADJUDICATIONS_FOLDER, adjudications_location
 from fraud_assets.databricks.pipes import local_path
 from fraud_assets.lakehouse import LANDED_FILES, TableStore
 from fraud_assets.settings import FraudSettings
@@ -40,6 +45,8 @@ MAPPING_SUFFIX = ".mapping.yaml"
 LANDED: Literal["landed"] = "landed"
 QUARANTINED: Literal["quarantined"] = "quarantined"
 Status = Literal["landed", "quarantined"]
+# The ledger's mapping of an adjudications file: its layout is fixed.
+ADJUDICATIONS_MAPPING = "adjudications"
 
 LEDGER_SCHEMA = pa.schema(
     [
@@ -133,11 +140,16 @@ def list_local_folder(folder: Path, *, as_location: str | None = None) -> list[L
 
 
 def list_landing_folder(location: str) -> list[LandedFile] | None:
-    """The files in the landing folder, or None when it does not exist."""
+    """The files in the landing folder and its adjudications folder, or None when the landing
+    folder does not exist."""
     folder = local_path(location)
     if not folder.is_dir():
         return None
-    return list_local_folder(folder, as_location=location)
+    listing = list_local_folder(folder, as_location=location)
+    outcomes = folder / ADJUDICATIONS_FOLDER
+    if outcomes.is_dir():
+        listing += list_local_folder(outcomes, as_location=adjudications_location(location))
+    return listing
 
 
 def stat_file(location: str) -> LandedFile:
@@ -147,7 +159,13 @@ def stat_file(location: str) -> LandedFile:
 
 
 def is_claim_file(name: str) -> bool:
+    """A claim or adjudications file by its name (not in flight, a data format we read)."""
     return not name.startswith((".", "_")) and name.lower().endswith(CLAIM_SUFFIXES)
+
+
+def is_adjudications_file(path: str) -> bool:
+    """Whether ``path`` lies in a landing folder's adjudications folder."""
+    return posixpath.basename(posixpath.dirname(path.rstrip("/"))) == ADJUDICATIONS_FOLDER
 
 
 def in_folder(path: str, location: str) -> bool:
@@ -156,19 +174,29 @@ def in_folder(path: str, location: str) -> bool:
 
 
 def claim_files(listing: Sequence[LandedFile], *, default_mapping: str | None) -> list[ClaimFile]:
-    """The claim files in a listing, oldest first, each with its mapping."""
+    """The claim files in a listing, oldest first, each with its mapping (adjudications files
+    are not claim files)."""
     paths = {f.path: f for f in listing}
     files = []
     for landed in sorted(listing, key=lambda f: (f.modified_ms, f.path)):
-        if is_claim_file(landed.name):
+        if is_claim_file(landed.name) and not is_adjudications_file(landed.path):
             files.append(ClaimFile(landed, mapping_of(landed.path, paths, default_mapping)))
     return files
+
+
+def adjudication_files(listing: Sequence[LandedFile]) -> list[LandedFile]:
+    """The adjudications files in a listing, oldest first."""
+    found = [f for f in listing if is_claim_file(f.name) and is_adjudications_file(f.path)]
+    return sorted(found, key=lambda f: (f.modified_ms, f.path))
 
 
 def mapping_of(
     path: str, listing: Mapping[str, LandedFile] | Iterable[str], default: str | None
 ) -> str | None:
-    """The sidecar ``<file>.mapping.yaml`` when the listing holds one, else ``default``."""
+    """The sidecar ``<file>.mapping.yaml`` when the listing holds one, else ``default``; an
+    adjudications file has a fixed layout and no mapping."""
+    if is_adjudications_file(path):
+        return None
     sidecar = path + MAPPING_SUFFIX
     return sidecar if sidecar in listing else default
 

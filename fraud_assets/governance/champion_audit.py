@@ -8,8 +8,9 @@ model that is actually deciding, on the claims it decided:
   anyone), with ``scored_at`` in the audit window. A claim decided more than once keeps its
   **first** decision: that is the one a reviewer acted on; later re-scores of the same claim
   change nothing that happened. At equal times a real-time answer wins over a batch row.
-- **Adjudications**: silver ``claims`` rows whose ``is_fraud`` is set. The adjudication's
-  arrival time is the ``_loaded_at`` of the earliest labelled row of the claim.
+- **Adjudications**: the ``adjudications`` table's outcomes (files landed after the claims),
+  else silver ``claims`` rows whose ``is_fraud`` is set. A claim's label is its latest
+  outcome; it arrived at the ``_loaded_at`` of the claim's first label of either kind.
 - **Labelled decisions**: a decision whose adjudication landed *after* the decision. A claim
   that was already labelled when it was scored was not a decision anyone waited on, so it is
   counted (``labelled_before_decision``) but not judged.
@@ -30,6 +31,7 @@ from typing import Any, Literal
 import pandas as pd
 
 from fraud_assets.checks import CHECK_FAIRNESS_POLICY, CHECK_MIN_GROUP_SIZE
+from fraud_assets.claims.adjudications import LABELLED_AT, latest_labels
 from fraud_assets.claims.schema import ID_COLUMN, LABEL_COLUMN, LOADED_AT_COLUMN
 from fraud_assets.governance._fairness import FairnessReport
 from fraud_assets.governance.gates import FairnessGates, fairness_gates, fairness_report_under
@@ -44,7 +46,6 @@ INSUFFICIENT_LABELS: Verdict = "insufficient labels"
 DECISION_SOURCES = ("realtime", "batch")
 FRAUD_SCORES_SOURCE = "batch"
 DECIDED_AT = "decided_at"
-LABELLED_AT = "labelled_at"
 
 
 @dataclass(frozen=True)
@@ -136,17 +137,27 @@ def production_decisions(
     return first[columns].reset_index(drop=True)
 
 
-def adjudications(claims: pd.DataFrame, *, attributes: Sequence[str]) -> pd.DataFrame:
+def adjudications(
+    claims: pd.DataFrame,
+    outcomes: pd.DataFrame | None = None,
+    *,
+    attributes: Sequence[str],
+) -> pd.DataFrame:
     """One row per labelled claim: its label, when the label landed, and ``attributes``
-    (the policy's protected attributes and cluster columns, read from silver)."""
+    (the policy's protected attributes and cluster columns, read from silver).
+
+    ``outcomes`` are rows of the ``adjudications`` table: a claim's latest outcome is its
+    label, else its own label in silver; it was labelled when its first label of either kind
+    landed (``fraud_assets.claims.adjudications.latest_labels``).
+    """
     _require(claims, "claims", [ID_COLUMN, LABEL_COLUMN, LOADED_AT_COLUMN, *attributes])
-    labelled = claims.loc[claims[LABEL_COLUMN].notna()]
-    labelled = labelled.assign(
-        **{LABELLED_AT: pd.to_datetime(labelled[LOADED_AT_COLUMN], utc=True)}
-    )
-    first = labelled.sort_values(LABELLED_AT, kind="stable").drop_duplicates(ID_COLUMN)
+    if outcomes is not None:
+        _require(outcomes, "adjudications", [ID_COLUMN, LABEL_COLUMN, LOADED_AT_COLUMN])
+    labels = latest_labels(claims, outcomes)
+    groups = claims.drop_duplicates(ID_COLUMN)[[ID_COLUMN, *dict.fromkeys(attributes)]]
+    labelled = labels.merge(groups.astype({ID_COLUMN: str}), on=ID_COLUMN, how="inner")
     keep = [ID_COLUMN, LABEL_COLUMN, LABELLED_AT, *dict.fromkeys(attributes)]
-    return first[keep].reset_index(drop=True)
+    return labelled[keep].reset_index(drop=True)
 
 
 def labelled_decisions(

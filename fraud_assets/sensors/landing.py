@@ -12,6 +12,7 @@ import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
+from fraud_assets.claims.adjudications import adjudications_location
 from fraud_assets.claims.landing import (
     CLAIM_SUFFIXES,
     MAPPING_SUFFIX,
@@ -32,6 +33,7 @@ __all__ = [
     "is_claim_file",
     "list_local_folder",
     "list_volume_folder",
+    "list_volume_landing",
     "load_seen",
     "new_claim_files",
     "next_seen",
@@ -58,12 +60,28 @@ class VolumeClient(Protocol):
 
 def list_volume_folder(client: VolumeClient, volume_path: str) -> list[LandedFile]:
     """Files directly inside a UC Volume folder, through the Files API."""
-    listing = []
-    for entry in client.files.list_directory_contents(volume_path):
-        if entry.is_directory or not entry.path:
-            continue
-        listing.append(LandedFile(entry.path, entry.file_size or 0, entry.last_modified or 0))
+    return _list_volume(client, volume_path)[0]
+
+
+def list_volume_landing(client: VolumeClient, volume_path: str) -> list[LandedFile]:
+    """The landing folder's files and, when it has one, its adjudications folder's."""
+    listing, folders = _list_volume(client, volume_path)
+    outcomes = adjudications_location(volume_path)
+    if outcomes.rstrip("/") in folders:
+        listing += list_volume_folder(client, outcomes)
     return listing
+
+
+def _list_volume(client: VolumeClient, volume_path: str) -> tuple[list[LandedFile], set[str]]:
+    listing, folders = [], set()
+    for entry in client.files.list_directory_contents(volume_path):
+        if not entry.path:
+            continue
+        if entry.is_directory:
+            folders.add(entry.path.rstrip("/"))
+        else:
+            listing.append(LandedFile(entry.path, entry.file_size or 0, entry.last_modified or 0))
+    return listing, folders
 
 
 def new_claim_files(

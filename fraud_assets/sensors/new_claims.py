@@ -19,15 +19,14 @@ from dagster import (
 )
 
 from fraud_assets import keys
-from fraud_assets.claims.landing import landing_location
+from fraud_assets.claims.landing import landing_location, list_landing_folder
 from fraud_assets.resources.workspace import DatabricksWorkspace
 from fraud_assets.sensors._automation import launching_sensor_status
 from fraud_assets.sensors.landing import (
     LandedFile,
     VolumeClient,
     dump_seen,
-    list_local_folder,
-    list_volume_folder,
+    list_volume_landing,
     load_seen,
     new_claim_files,
     next_seen,
@@ -45,14 +44,12 @@ VolumeClientFactory = Callable[[FraudSettings], VolumeClient]
 def list_landing(
     settings: FraudSettings, volume_client: VolumeClientFactory
 ) -> list[LandedFile] | None:
-    """The landing folder's files, or None when a local folder does not exist yet."""
+    """The landing folder's files and its adjudications folder's, or None when a local
+    folder does not exist yet."""
     location = landing_location(settings)
     if settings.compute == "databricks":
-        return list_volume_folder(volume_client(settings), location)
-    folder = settings.landing_path
-    if not folder.is_dir():
-        return None
-    return list_local_folder(folder)
+        return list_volume_landing(volume_client(settings), location)
+    return list_landing_folder(str(settings.landing_path))
 
 
 def build_new_claims_sensor(

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from fraud_assets import keys
 from fraud_assets.checks import CHECK_FEATURES_COMPLETE, CHECK_HOLDOUT_SEPARATED
+from fraud_assets.claims.adjudications import with_adjudications
 from fraud_assets.features import (
     HOLDOUT,
     ID_COLUMN,
@@ -25,7 +26,13 @@ from fraud_assets.features import (
     protected_extras,
 )
 from fraud_assets.features.engineering import build_claim_features
-from fraud_assets.lakehouse import CLAIM_FEATURES, CLAIMS, read_published, table_store
+from fraud_assets.lakehouse import (
+    ADJUDICATIONS,
+    CLAIM_FEATURES,
+    CLAIMS,
+    read_published,
+    table_store,
+)
 from fraud_assets.spark import get_spark
 from fraud_assets.tasks._runtime import (
     CheckOutcome,
@@ -184,7 +191,9 @@ def build_features(ctx: TaskContext) -> TaskResult:
     settings = ctx.settings
     spark = get_spark(settings=settings)
     store = table_store(settings)
-    claims = read_published(store, spark, CLAIMS)
+    # Outcomes that landed after their claims label them here, so they train the next model.
+    outcomes = store.read_spark(spark, ADJUDICATIONS) if store.exists(ADJUDICATIONS) else None
+    claims = with_adjudications(read_published(store, spark, CLAIMS), outcomes)
     policy = SplitPolicy.from_settings(settings)
     features = build_claim_features(claims, split=policy)
     ctx.log.info(
@@ -210,6 +219,9 @@ def build_features(ctx: TaskContext) -> TaskResult:
         "protected_extras": ", ".join(protected_extras(written.columns)) or "none",
         "delta_version": version,
         "table_location": store.location(CLAIM_FEATURES),
+        "labels_from": store.location(ADJUDICATIONS) + " over silver's own"
+        if outcomes is not None
+        else "silver claims (no adjudications landed)",
     }
     nulls = {name: n for name, n in profile.null_counts.items() if n}
     check = CheckOutcome.declared(

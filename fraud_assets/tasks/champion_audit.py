@@ -2,7 +2,8 @@
 
 Finds the version the registry's ``champion`` alias points at, takes its decisions of the
 last ``window_days`` (``fraud_scores`` and ``inference_log``), joins them to the
-adjudications that landed in silver ``claims`` after each decision, and judges them with
+labels that landed after each decision (the ``adjudications`` table's outcomes, else the
+claim's own label in silver ``claims``), and judges them with
 the promotion gate's own figures and verdicts under the fairness policy in force
 (``fraud_assets.governance.champion_audit`` says which decision and which label count).
 Writes the audit as HTML and PDF to the reports location (``settings.reports_path``: the
@@ -47,6 +48,7 @@ from fraud_assets.governance.champion_audit import (
 from fraud_assets.governance.charts import fairness_chart
 from fraud_assets.governance.policy import pinned_policy, policy_in_force, with_attributes
 from fraud_assets.lakehouse import (
+    ADJUDICATIONS,
     CLAIMS,
     FRAUD_SCORES,
     INFERENCE_LOG,
@@ -173,7 +175,11 @@ def write_champion_audit(
         window=window,
         batch_threshold=threshold,
     )
-    adjudicated = adjudications(claims, attributes=[*policy.attributes, *policy.clusters])
+    adjudicated = adjudications(
+        claims,
+        _optional(store, ADJUDICATIONS),
+        attributes=[*policy.attributes, *policy.clusters],
+    )
     audit = audit_champion(decisions, adjudicated, window=window, policy=policy, pinned=pinned)
     log.info(
         "champion %s version %s: %d decisions from %s to %s, %d labelled since: %s (%s)",
@@ -201,7 +207,8 @@ def write_champion_audit(
         },
         data_version={
             "decisions": f"{store.location(FRAUD_SCORES)} and {store.location(INFERENCE_LOG)}",
-            "labels": f"{store.location(CLAIMS)} (Delta version {claims_version})",
+            "labels": f"{store.location(ADJUDICATIONS)} over {store.location(CLAIMS)} "
+            f"(Delta version {claims_version})",
         },
         thresholds=policy_table(policy, pinned),
         generated_at=generated_at,
@@ -242,7 +249,7 @@ def latest_champion_audit_pdf(settings: FraudSettings) -> Path | None:
 
 
 def _optional(store: TableStore, table: str) -> pd.DataFrame | None:
-    """A decisions table, or None where that kind of scoring never ran in this target."""
+    """A decisions or outcomes table, or None where nothing ever wrote it in this target."""
     return store.read_pandas(table) if store.exists(table) else None
 
 

@@ -11,6 +11,11 @@ The source is, in order:
    landing folder (``FRAUD_LANDING_DIR``; the bundle's ``landing`` Volume on Databricks) that
    the ``landed_files`` ledger does not hold yet, oldest first, each as its own batch.
 
+The landing folder's ``adjudications/`` files (claim outcomes that arrive after the claims,
+``fraud_assets.claims.adjudications``) land the same way, each once, in the
+``adjudications`` table: the sweep takes them with the claim files, and a run named one of
+them by the sensor lands that one.
+
 Every file goes through the ledger (``fraud_assets.claims.landing``): a file version already
 landed is skipped, so neither a fixed ``FRAUD_SOURCE_PATH`` nor a sensor and a schedule
 firing together land it twice. A landing-folder file's batch id comes from its version and
@@ -33,12 +38,17 @@ import pyarrow as pa
 from fraud_assets import keys
 from fraud_assets.checks import CHECK_NO_FILE_QUARANTINED, CHECK_RAW_NOT_EMPTY, CHECK_RAW_SCHEMA
 from fraud_assets.claims import landing
+from fraud_assets.claims.adjudications import (
+    AdjudicationFileError,
+    adjudications_location,
+    read_adjudications,
+)
 from fraud_assets.claims.landing import ClaimFile, LandedFile, LedgerEntry
 from fraud_assets.claims.mapping import bronze_table, load_mapping, read_source
-from fraud_assets.claims.schema import BRONZE_SCHEMA, PARSE_ERROR_COLUMN
+from fraud_assets.claims.schema import BATCH_ID_COLUMN, BRONZE_SCHEMA, PARSE_ERROR_COLUMN
 from fraud_assets.claims.synthetic import SHAPES, generate_claims, to_arrow
 from fraud_assets.claims.validation import schema_matches
-from fraud_assets.lakehouse import LANDED_FILES, RAW_CLAIMS, TableStore, table_store
+from fraud_assets.lakehouse import ADJUDICATIONS, LANDED_FILES, RAW_CLAIMS, TableStore, table_store
 from fraud_assets.settings import FraudSettings
 from fraud_assets.tasks._runtime import (
     CheckOutcome,
@@ -64,6 +74,14 @@ class _Landing:
     skipped: list[tuple[ClaimFile, LedgerEntry]] = field(default_factory=list)
     parse_errors: int = 0
     notes: dict[str, Any] = field(default_factory=dict)
+    # Adjudications files landed (file, rows), in the adjudications table, not bronze.
+    outcomes: list[tuple[LandedFile, int]] = field(default_factory=list)
+
+    def merge(self, other: _Landing) -> None:
+        """Add an adjudications landing's files to this claims landing."""
+        self.quarantined += other.quarantined
+        self.skipped += other.skipped
+        self.outcomes += other.outcomes
 
 
 def ingest(ctx: TaskContext) -> TaskResult:
@@ -79,7 +97,10 @@ def ingest(ctx: TaskContext) -> TaskResult:
     store = table_store(settings)
     location = landing.landing_location(settings)
 
-    if source_path and landing.in_folder(source_path, location):
+    if source_path and landing.in_folder(source_path, adjudications_location(location)):
+        outcome = _land_adjudications(ctx, store, [landing.stat_file(source_path)])
+        metadata = {"source": source_path}
+    elif source_path and landing.in_folder(source_path, location):
         listing = {f.path: f for f in landing.list_landing_folder(location) or []}
         named = ClaimFile(landing.stat_file(source_path), mapping_name)
         outcome = _land_files(ctx, store, [named], listing)
@@ -100,6 +121,7 @@ def ingest(ctx: TaskContext) -> TaskResult:
         listing = {f.path: f for f in listed}
         files = landing.claim_files(listed, default_mapping=settings.landing_mapping)
         outcome = _land_files(ctx, store, files, listing)
+        outcome.merge(_land_adjudications(ctx, store, landing.adjudication_files(listed)))
         if not outcome.landed and not outcome.quarantined and not store.exists(RAW_CLAIMS):
             raise _refused(
                 settings,
@@ -161,6 +183,48 @@ def _land_files(
     return outcome
 
 
+def _land_adjudications(ctx: TaskContext, store: TableStore, files: list[LandedFile]) -> _Landing:
+    """Land each adjudications file the ledger does not settle as its own batch of the
+    ``adjudications`` table; quarantine a file with a bad row whole."""
+    outcome = _Landing()
+    ledger = landing.read_ledger(store)
+    for file in files:
+        as_claim_file = ClaimFile(file, None)
+        done = landing.is_done(file, landing.ADJUDICATIONS_MAPPING, ledger)
+        if done is not None:
+            outcome.skipped.append((as_claim_file, done))
+            continue
+        loaded_at = datetime.now(UTC)
+        try:
+            table = read_adjudications(
+                landing.local_path(file.path),
+                source=file.path,
+                batch_id=file.batch_id,
+                loaded_at=loaded_at,
+            )
+        except AdjudicationFileError as error:
+            ctx.log.warning("quarantined adjudications file %s: %s", file.path, error)
+            entry = _entry(
+                ctx, file, landing.ADJUDICATIONS_MAPPING, "quarantined", str(error), 0, loaded_at
+            )
+            landing.record(store, entry)
+            outcome.quarantined.append((as_claim_file, str(error)))
+            continue
+        # The table first, the ledger second, as for claims: a retry replaces the batch.
+        store.replace_rows(table, ADJUDICATIONS, column=BATCH_ID_COLUMN, value=file.batch_id)
+        landing.record(
+            store,
+            _entry(
+                ctx, file, landing.ADJUDICATIONS_MAPPING, "landed", None, table.num_rows, loaded_at
+            ),
+        )
+        ctx.log.info(
+            "landed %d adjudications of %s as batch %s", table.num_rows, file.path, file.batch_id
+        )
+        outcome.outcomes.append((file, table.num_rows))
+    return outcome
+
+
 def _entry(
     ctx: TaskContext,
     file: LandedFile,
@@ -207,16 +271,24 @@ def _result(
         rows_with_parse_errors=outcome.parse_errors,
         ledger_location=store.location(LANDED_FILES),
         table_location=store.location(RAW_CLAIMS),
+        adjudication_files_landed=[
+            {"file": f.path, "batch_id": f.batch_id, "rows": rows} for f, rows in outcome.outcomes
+        ],
+        adjudications_landed=sum(rows for _, rows in outcome.outcomes),
     )
+    if store.exists(ADJUDICATIONS):
+        metadata["adjudications_location"] = store.location(ADJUDICATIONS)
     if len(batch_ids) == 1:
         metadata["batch_id"] = batch_ids[0]
         metadata.update(outcome.notes[outcome.landed[0][0].file.name])
     if store.exists(RAW_CLAIMS):
         metadata["delta_version"] = store.version(RAW_CLAIMS)
     ctx.log.info(
-        "%d file(s) landed (%d rows), %d quarantined, %d already in the ledger",
+        "%d claim file(s) landed (%d rows), %d adjudications file(s) landed, %d quarantined, "
+        "%d already in the ledger",
         len(outcome.landed),
         row_count,
+        len(outcome.outcomes),
         len(quarantined),
         len(outcome.skipped),
     )
@@ -225,6 +297,7 @@ def _result(
         f"{row_count} rows landed from {len(outcome.landed)} file(s)"
         if outcome.landed
         else "no new claim file to land"
+        + (f" ({len(outcome.outcomes)} adjudications file(s) landed)" if outcome.outcomes else "")
     )
     checks = [
         _schema_check(store),
@@ -242,10 +315,10 @@ def _result(
 
 def _quarantine_check(quarantined: list[dict[str, str]]) -> CheckOutcome:
     summary = (
-        f"{len(quarantined)} claim file(s) quarantined whole: "
+        f"{len(quarantined)} file(s) quarantined whole: "
         + "; ".join(q["reason"] for q in quarantined)
         if quarantined
-        else "no claim file was quarantined"
+        else "no claim or adjudications file was quarantined"
     )
     return CheckOutcome.declared(
         ASSET,
