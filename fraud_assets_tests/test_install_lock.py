@@ -56,6 +56,11 @@ def test_every_line_of_the_lock_is_an_exact_pin_or_a_comment() -> None:
 def test_make_install_and_the_image_install_from_the_lock() -> None:
     makefile = (REPO_ROOT / "Makefile").read_text(encoding="utf-8")
     assert re.search(r"\$\(UV\) pip install .*-r requirements\.lock", makefile)
+    # The lock is installed as listed (no second resolution), so the recipe checks the set.
+    install = re.search(r"^\$\(BIN\)/\.installed:.*\n((?:\t.*\n)+)", makefile, re.M)
+    assert install, "no $(BIN)/.installed recipe"
+    recipe = install.group(1)
+    assert "--no-deps" in recipe and "$(UV) pip check" in recipe, recipe
     assert re.search(r"^lock: .*\n\t\$\(UV\) pip compile pyproject\.toml", makefile, re.M)
     dockerfile = (REPO_ROOT / "deploy" / "Dockerfile").read_text(encoding="utf-8")
     installs = re.findall(r"pip install [^\n]*", dockerfile)
