@@ -71,7 +71,7 @@ deploy-dry-run: install ## Print every command a release to TARGET (dev|staging|
 
 dev: install ## Open the Dagster UI on http://localhost:3000
 	mkdir -p "$(DAGSTER_HOME)"
-	$(BIN)/dagster dev -w workspace.yaml
+	$(BIN)/python -m fraud_assets.local.spark_server $(BIN)/dagster dev -w workspace.yaml
 
 mlflow-ui: install ## Open the MLflow UI on http://localhost:5000 over the local runs
 	$(BIN)/mlflow ui --backend-store-uri "sqlite:///$(FRAUD_HOME)/mlflow.db" \

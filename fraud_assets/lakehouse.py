@@ -188,7 +188,13 @@ class LocalDeltaStore(TableStore):
         return int(DeltaTable(path).version())
 
     def read_spark(self, spark: SparkSession, name: str, version: int | None = None) -> DataFrame:
-        return spark.createDataFrame(self.read_arrow(name, version))
+        data = self.read_arrow(name, version)
+        if data.num_rows == 0:
+            # A Spark Connect session cannot infer a schema from no rows; give it the table's.
+            from pyspark.sql.pandas.types import from_arrow_schema
+
+            return spark.createDataFrame([], schema=from_arrow_schema(data.schema))
+        return spark.createDataFrame(data)
 
     def write_spark(self, df: DataFrame, name: str, mode: WriteMode = "overwrite") -> int:
         return self.write_arrow(df.toArrow(), name, mode)

@@ -46,6 +46,16 @@ def fraud_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
+@pytest.fixture(scope="module")
+def shared_step_spark() -> Iterator[str]:
+    """One Spark Connect server for the module's launched steps, as a local run has
+    (``fraud_assets.local.spark_server``): SPARK_REMOTE reaches each step's subprocess."""
+    from fraud_assets.local.spark_server import shared_spark
+
+    with shared_spark() as url:
+        yield url
+
+
 @pytest.fixture(scope="session")
 def spark() -> Iterator[object]:
     """One local SparkSession for every Spark test in this process."""

@@ -749,11 +749,16 @@ def rehearse(root: Path) -> int:
     """Deploy, play the week, check it; 0 when every assertion held."""
     week = Week()
     board = IssueBoard()
+    from fraud_assets.local.spark_server import shared_spark
+
     with (
         AlertInbox() as inbox,
         DatabricksEmulator(root / "workspace", token=SENTINEL_TOKEN) as emulator,
+        # The cluster's Spark: every task of the week connects to it, as tasks on a running
+        # cluster (or serverless, through Spark Connect) do, instead of starting their own.
+        shared_spark() as spark_url,
     ):
-        log(f"emulator at {emulator.host}; rehearsal folder {root}")
+        log(f"emulator at {emulator.host}, its Spark at {spark_url}; rehearsal folder {root}")
         handed = deploy_release(emulator, root)
         with staging_environment(root, emulator, inbox, handed):
             from dagster import DagsterInstance, RunRequest

@@ -18,11 +18,22 @@ import pytest
 from dagster import AssetKey, DagsterInstance, DagsterRunStatus, UrlMetadataValue
 
 from fraud_assets import keys
+from fraud_assets.local.spark_server import shared_spark
 from fraud_assets_tests.emulator import DatabricksEmulator
 from fraud_assets_tests.emulator.bundle import deploy
 from fraud_assets_tests.emulator.fixtures import SENTINEL_TOKEN, VOLUME, WHEEL_PATH
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cluster_spark() -> Iterator[str]:
+    """The emulated workspace's Spark: one Spark Connect server every emulated task connects
+    to (SPARK_REMOTE reaches them through the environment), as tasks on a running cluster
+    or serverless compute meet Spark instead of starting their own."""
+    with shared_spark() as url:
+        yield url
+
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DAGSTER = str(Path(sys.executable).with_name("dagster"))

@@ -24,7 +24,7 @@ from fraud_assets.settings import get_settings
 from fraud_assets_tests.extras_support import silver_with_extras
 from fraud_assets_tests.gold_frames import use_migrated_mlflow_store
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("shared_step_spark")]
 
 SMALL = {"config": {"boosting_rounds": 30, "max_depth": 4}}
 RUN_CONFIG = {"ops": {"catboost_model": SMALL, "xgboost_model": SMALL}}

@@ -61,6 +61,7 @@ def _prepare(*, bias: bool) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("shared_step_spark")
 def test_biased_predictions_fail_the_blocking_gate_and_stop_promotion(
     governed_home: Path, dagster_instance: DagsterInstance
 ) -> None:
@@ -102,6 +103,7 @@ def test_biased_predictions_fail_the_blocking_gate_and_stop_promotion(
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("shared_step_spark")
 def test_fair_predictions_pass_and_promotion_runs(
     governed_home: Path, dagster_instance: DagsterInstance
 ) -> None:

@@ -39,7 +39,7 @@ from fraud_assets.settings import get_settings
 from fraud_assets_tests.chart_support import png_from_markdown
 from fraud_assets_tests.gold_frames import make_gold_frame, use_migrated_mlflow_store
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("shared_step_spark")]
 
 MODEL = "fraud_detector"
 SMALL = {"config": {"boosting_rounds": 30, "max_depth": 4}}

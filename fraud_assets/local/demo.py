@@ -41,6 +41,7 @@ from dagster import (
 from dagster._core.definitions.sensor_definition import SensorExecutionData
 
 from fraud_assets import keys
+from fraud_assets.local.spark_server import local_run_spark
 from fraud_assets.sensors import (
     DRIFT_SENSOR,
     FAILED_CHECK_SENSOR,
@@ -460,7 +461,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     settings = get_settings()
-    with persistent_instance(settings) as instance:
+    with persistent_instance(settings) as instance, local_run_spark(settings):
         from fraud_assets.definitions import defs
 
         report = run_scenario(args.scenario, defs=defs, instance=instance, settings=settings)

@@ -42,6 +42,7 @@ from fraud_assets import keys
 from fraud_assets.checks import promotion_gates
 from fraud_assets.governance.policy import pinned_policy
 from fraud_assets.local.demo import persistent_instance
+from fraud_assets.local.spark_server import local_run_spark
 from fraud_assets.settings import FraudSettings, get_settings
 
 DEFINITIONS_MODULE = "fraud_assets.definitions"
@@ -377,6 +378,22 @@ def _first_line(text: str) -> str:
     return line if len(line) <= 160 else line[:157] + "..."
 
 
+@contextmanager
+def _spark_for(settings: FraudSettings, out: TextIO, args: argparse.Namespace) -> Iterator[str]:
+    """One Spark Connect server for every Spark step of a local run (their JVM starts and cold
+    first queries are most of their time); yields how the run's steps meet Spark."""
+    if args.no_shared_spark:
+        yield ""
+        return
+    started = time.perf_counter()
+    with local_run_spark(settings) as url:
+        yield (
+            ""
+            if url is None
+            else f" (one shared Spark at {url}, up in {time.perf_counter() - started:.0f} s)"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m fraud_assets.local.run",
@@ -392,6 +409,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--verbose", action="store_true", help="Keep every log line on the terminal"
     )
+    parser.add_argument(
+        "--no-shared-spark",
+        action="store_true",
+        help="Let each Spark step start its own local Spark instead of sharing one server",
+    )
     args = parser.parse_args(argv)
     settings = get_settings()
     # A private copy of the terminal: fds 1 and 2 point at the log file during the run.
@@ -401,9 +423,10 @@ def main(argv: list[str] | None = None) -> int:
         run_config = {"ops": {"fairness_report": {"config": {"write_audit_report": True}}}}
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     log_path = None if args.verbose else settings.fraud_home / "logs" / f"{args.job}-{stamp}.log"
-    with persistent_instance(settings) as instance:
+    with persistent_instance(settings) as instance, _spark_for(settings, out, args) as spark:
         out.write(
-            f"{args.job}: running on {settings.compute} compute, FRAUD_HOME={settings.fraud_home}\n"
+            f"{args.job}: running on {settings.compute} compute{spark}, "
+            f"FRAUD_HOME={settings.fraud_home}\n"
         )
         if log_path is not None:
             out.write(f"{args.job}: step logs go to {log_path}\n")
