@@ -25,6 +25,7 @@ from fraud_assets.claims.synthetic import generate_claims, to_arrow
 from fraud_assets.features import SplitPolicy
 from fraud_assets.features.engineering import build_claim_features
 from fraud_assets.lakehouse import LocalDeltaStore
+from fraud_assets.local import spark_server
 from fraud_assets.local.spark_server import (
     SparkServerError,
     local_run_spark,
@@ -136,4 +137,16 @@ def test_a_server_that_cannot_start_says_why() -> None:
     with pytest.raises(SparkServerError, match="exited with") as raised, shared_spark(settings):
         pass
     assert "lots" in str(raised.value)
+    assert SPARK_REMOTE not in os.environ
+
+
+def test_make_devs_wrapper_hands_the_command_its_spark_and_its_exit_code(
+    fraud_home: Path, tmp_path: Path
+) -> None:
+    seen = tmp_path / "seen"
+    code = spark_server.main(["sh", "-c", f'echo "$SPARK_REMOTE" > {seen}; exit 3'])
+    assert code == 3
+    url = seen.read_text(encoding="utf-8").strip()
+    assert url.startswith("sc://127.0.0.1:")
+    assert not _listening(url)  # stopped with the command
     assert SPARK_REMOTE not in os.environ

@@ -128,6 +128,17 @@ def _stop_with_parent() -> None:
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+def _run_to_the_end(command: list[str]) -> int:
+    """Run ``command``; a Ctrl-C reaches it from the terminal too, so wait while it stops
+    itself (``dagster dev`` shuts its webserver and daemon down) rather than killing it."""
+    child = subprocess.Popen(command)
+    while True:
+        try:
+            return child.wait()
+        except KeyboardInterrupt:
+            continue
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -185,9 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = get_settings()
     with local_run_spark(settings) as url:  # Databricks compute: the cluster's Spark, no server
         if command:
-            with contextlib.suppress(KeyboardInterrupt):
-                return subprocess.call(command)
-            return 130
+            return _run_to_the_end(command)
         if url is None:
             sys.stderr.write(
                 f"compute is {settings.compute!r}: its steps use the cluster's Spark\n"
