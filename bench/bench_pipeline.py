@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -52,7 +53,12 @@ def run_once(flags: list[str]) -> dict[str, Any]:
         )
         wall = time.perf_counter() - started
         if done.returncode != 0:
-            raise SystemExit(f"fraud_pipeline failed ({flags}):\n{done.stdout[-3000:]}")
+            kept = Path(tempfile.mkdtemp(prefix="bench-pipeline-failed-"))
+            shutil.copytree(home / "logs", kept / "logs")
+            raise SystemExit(
+                f"fraud_pipeline failed ({flags}); its step logs are in {kept}:\n"
+                f"{done.stdout[-3000:]}"
+            )
         steps, run_seconds = _step_seconds(dagster_home)
     return {
         "wall_seconds": round(wall, 1),
