@@ -126,7 +126,7 @@ def log_scored_window(features: pd.DataFrame, *, window_id: str) -> None:
     )
     rows = inference_log_rows(
         batch,
-        scored.scores,
+        scored,
         scoring=scoring,
         threshold=threshold,
         scored_at=scored_at,

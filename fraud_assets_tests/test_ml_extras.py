@@ -95,7 +95,7 @@ def test_the_logged_model_signs_its_extras_and_batch_scoring_logs_them(
     assert roc_auc_score(holdout["is_fraud"], scored.scores) > 0.75
     logged = inference_log_rows(
         features,
-        scored.scores,
+        scored,
         scoring=scoring,
         threshold=0.5,
         scored_at=pd.Timestamp.now("UTC"),

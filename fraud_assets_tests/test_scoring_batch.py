@@ -24,6 +24,7 @@ from fraud_assets.features.engineering import build_claim_features
 from fraud_assets.lakehouse import table_store
 from fraud_assets.ml import registry, scoring
 from fraud_assets.ml.pyfunc import FeatureFrameError
+from fraud_assets.ml.reasons import REASON_COUNT
 from fraud_assets.ml.tracking import configure_mlflow, mlflow_client
 from fraud_assets.serving.inference_log import INFERENCE_LOG_SCHEMA
 from fraud_assets.settings import get_settings
@@ -163,6 +164,38 @@ def test_a_champion_needing_a_missing_column_fails_clearly_and_writes_nothing(
     ):
         run_task(score.score, ["--run_id", "second"], name="score")
     assert (store.version("fraud_scores"), store.version("inference_log")) == versions
+
+
+def test_every_batch_score_comes_with_its_reasons(scoring_home):
+    """fraud_scores and inference_log carry each claim's reason codes, and the metadata
+    says which reasons drive this batch's flags."""
+    store = scoring_home["store"]
+    result = run_task(score.score, ["--run_id", "reasons-run"], name="score")
+    metadata = result.materializations[0].metadata
+
+    scores = store.read_pandas("fraud_scores").set_index("claim_id")
+    assert scores["reasons"].map(len).eq(REASON_COUNT).all()
+    first = scores["reasons"].iloc[0]
+    assert set(first[0]) == {"feature", "contribution", "reason"}
+    assert all(r["feature"] in MODEL_FEATURES and r["reason"] for r in first)
+    sizes = [abs(r["contribution"]) for r in first]
+    assert sizes == sorted(sizes, reverse=True)
+
+    log = store.read_pandas("inference_log").query("window_id == 'reasons-run'")
+    logged = log.set_index("claim_id")["reasons"]
+    for claim_id in scores.index[:20]:
+        assert list(logged.loc[claim_id]) == list(scores.loc[claim_id, "reasons"])
+
+    table = metadata["flag_reasons"]
+    assert table["type"] == "md"
+    flagged = scores[scores["decision"] == 1]
+    assert len(flagged) > 0
+    strongest = flagged["reasons"].map(
+        lambda rs: next((r["feature"] for r in rs if r["contribution"] > 0), None)
+    )
+    top, count = strongest.value_counts().index[0], int(strongest.value_counts().iloc[0])
+    assert metadata["top_flag_reason"] == top
+    assert f"| {top} | {count} |" in table["raw_value"]
 
 
 def test_scoring_path_names_every_missing_or_mistyped_column(scoring_home):

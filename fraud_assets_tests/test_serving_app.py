@@ -26,6 +26,7 @@ from fastapi.testclient import TestClient
 
 from fraud_assets.features import MODEL_FEATURES
 from fraud_assets.lakehouse import INFERENCE_LOG, table_store
+from fraud_assets.ml.reasons import REASON_COUNT
 from fraud_assets.serving.app import create_app
 from fraud_assets.serving.inference_log import window_id
 from fraud_assets.serving.router import TrafficSplit
@@ -98,6 +99,14 @@ def test_traffic_split_scores_and_inference_log(registry_home: Path) -> None:
     assert first["model_version"].tolist() == scores["model_version"].tolist()
     assert first["model_alias"].tolist() == scores["model_alias"].tolist()
     assert first["decision"].tolist() == scores["decision"].tolist()
+
+    # Every answer says why, and the log keeps the reasons the caller got.
+    assert scores["reasons"].map(len).eq(REASON_COUNT).all()
+    assert {"feature", "contribution", "reason"} == set(scores["reasons"].iloc[0][0])
+    for position in (0, 1, 999, 1999):
+        assert [dict(r) for r in first["reasons"].iloc[position]] == scores["reasons"].iloc[
+            position
+        ]
     assert (
         first["operating_threshold"] == scores["model_version"].map(THRESHOLDS).to_numpy()
     ).all()

@@ -31,6 +31,7 @@ class FakeScorer:
                 decision=np.zeros(len(request.rows), dtype="int64"),
                 model_alias=["champion"] * len(request.rows),
                 model_version=["1"] * len(request.rows),
+                reasons=[None] * len(request.rows),
             )
             for request in requests
         ]

@@ -19,7 +19,8 @@ import pandas as pd
 import pytest
 
 from fraud_assets.features import MODEL_FEATURES
-from fraud_assets.ml.pyfunc import FeatureFrameError, ModelType
+from fraud_assets.ml.pyfunc import FeatureFrameError, FeatureSpec, ModelType
+from fraud_assets.ml.reasons import contributions, top_reasons
 from fraud_assets.ml.tracking import configure_mlflow
 from fraud_assets.serving.models import ServedModel
 from fraud_assets.settings import FraudSettings
@@ -72,6 +73,24 @@ def test_the_fast_path_answers_exactly_as_the_pyfunc(
     for row in (0, 1, 299):
         np.testing.assert_array_equal(served.predict(claims.iloc[[row]]), expected[[row]])
     assert served.predict(claims.iloc[:0]).shape == (0,)
+
+
+@pytest.mark.parametrize("model_type", ["xgboost", "catboost"])
+def test_served_reasons_are_the_boosters_contributions(
+    tmp_path: Path, clean_env: None, model_type: ModelType
+) -> None:
+    served, pyfunc = _served(tmp_path, model_type)
+    claims = gold_frame(seed=32, n_rows=50)[MODEL_FEATURES].reset_index(drop=True)
+    reasons = served.reasons(claims)
+    assert reasons is not None and len(reasons) == 50
+    wrapped = pyfunc.unwrap_python_model()
+    found = contributions(wrapped.booster, claims, FeatureSpec.from_json(wrapped.spec.to_json()))
+    # The contributions add up to the pyfunc's own score, in log-odds.
+    probability = np.asarray(pyfunc.predict(claims), dtype="float64")
+    np.testing.assert_allclose(1 / (1 + np.exp(-found.margin)), probability, atol=1e-6)
+    assert reasons == top_reasons(found, claims)
+    # One claim alone gets the reasons it gets in a batch.
+    assert served.reasons(claims.iloc[[7]]) == [reasons[7]]
 
 
 def test_the_fast_path_still_refuses_a_frame_without_a_model_column(

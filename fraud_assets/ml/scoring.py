@@ -21,6 +21,13 @@ from fraud_assets.claims.schema import extra_columns
 from fraud_assets.features import ID_COLUMN, MODEL_FEATURES
 from fraud_assets.ml.metrics import flag
 from fraud_assets.ml.pyfunc import FeatureFrameError
+from fraud_assets.ml.reasons import (
+    REASONS_COLUMN,
+    REASONS_TYPE,
+    Reason,
+    model_reasons,
+    reasons_array,
+)
 
 if TYPE_CHECKING:
     from mlflow.pyfunc import PyFuncModel
@@ -44,6 +51,8 @@ FRAUD_SCORES_SCHEMA = pa.schema(
         pa.field("model_alias", pa.string(), nullable=False),
         pa.field("scored_at", pa.timestamp("us", tz="UTC"), nullable=False),
         pa.field("batch_id", pa.string(), nullable=False),
+        # Null only for a model this project did not log (no booster to ask for reasons).
+        pa.field(REASONS_COLUMN, REASONS_TYPE),
     ]
 )
 
@@ -159,8 +168,9 @@ def fraud_score_rows(
     threshold: float,
     scored_at: datetime,
     batch_id: str,
+    reasons: pa.Array | None = None,
 ) -> pa.Table:
-    """The ``fraud_scores`` rows for one scored batch."""
+    """The ``fraud_scores`` rows for one scored batch (``reasons``: one list per claim)."""
     n = len(claim_ids)
     return pa.Table.from_pydict(
         {
@@ -172,6 +182,7 @@ def fraud_score_rows(
             "model_alias": _constant(scoring.alias, n),
             "scored_at": _constant(scored_at, n, pa.timestamp("us", tz="UTC")),
             "batch_id": _constant(batch_id, n),
+            REASONS_COLUMN: pa.nulls(n, REASONS_TYPE) if reasons is None else reasons,
         },
         schema=FRAUD_SCORES_SCHEMA,
     )
@@ -184,10 +195,16 @@ def _constant(value: object, n: int, type_: pa.DataType | None = None) -> pa.Arr
 
 @dataclass(frozen=True)
 class ScoredBatch:
-    """A batch's scores and its ``fraud_scores`` rows."""
+    """A batch's scores, reason codes (None for a model without them) and ``fraud_scores``
+    rows."""
 
     scores: np.ndarray
+    reasons: list[list[Reason]] | None
     rows: pa.Table
+
+    @property
+    def reasons_column(self) -> pa.Array | None:
+        return self.rows.column(REASONS_COLUMN).combine_chunks() if self.reasons else None
 
 
 def score_batch(
@@ -198,11 +215,13 @@ def score_batch(
     scored_at: datetime,
     batch_id: str,
 ) -> ScoredBatch:
-    """The score step's scoring path: validate, predict, and shape the ``fraud_scores`` rows."""
+    """The score step's scoring path: validate, predict, explain, and shape the
+    ``fraud_scores`` rows."""
     if ID_COLUMN not in features.column_names:
         raise FeatureFrameError(f"scoring frame has no {ID_COLUMN} column")
     inputs = model_inputs(features, input_schema(scoring))
     scores = predict_scores(scoring, inputs)
+    reasons = model_reasons(scoring.model, inputs)
     rows = fraud_score_rows(
         features.column(ID_COLUMN),
         scores,
@@ -210,20 +229,22 @@ def score_batch(
         threshold=threshold,
         scored_at=scored_at,
         batch_id=batch_id,
+        reasons=None if reasons is None else reasons_array(reasons),
     )
-    return ScoredBatch(scores=scores, rows=rows)
+    return ScoredBatch(scores=scores, reasons=reasons, rows=rows)
 
 
 def inference_log_rows(
     features: pa.Table,
-    scores: np.ndarray,
+    scored: ScoredBatch,
     *,
     scoring: ScoringModel,
     threshold: float,
     scored_at: datetime,
     window_id: str,
 ) -> pa.Table:
-    """Batch rows for ``inference_log`` in the real-time service's schema, so both append.
+    """Batch rows for ``inference_log`` in the real-time service's schema, so both append:
+    the scored claims' features, scores and reason codes.
 
     The model's extra inputs (``xn_*``, ``xc_*``: in its signature, not in ``MODEL_FEATURES``)
     follow, so PSI watches them too; the Delta append adds them to the table's schema.
@@ -231,6 +252,7 @@ def inference_log_rows(
     from fraud_assets.serving.inference_log import BATCH, INFERENCE_LOG_SCHEMA
 
     n = features.num_rows
+    scores, reasons = scored.scores, scored.reasons_column
     table = features.select([ID_COLUMN, *MODEL_FEATURES])
     extra = {
         "fraud_score": pa.array(scores, pa.float64()),
@@ -242,6 +264,7 @@ def inference_log_rows(
         "scored_at": _constant(scored_at, n, pa.timestamp("us", tz="UTC")),
         "model_alias": _constant(scoring.alias, n),
         "request_id": pa.nulls(n, pa.string()),
+        REASONS_COLUMN: pa.nulls(n, REASONS_TYPE) if reasons is None else reasons,
     }
     for name, values in extra.items():
         table = table.append_column(name, values)

@@ -178,13 +178,15 @@ def create_app(
                     "decision": decision,
                     "model_alias": alias,
                     "model_version": version,
+                    "reasons": [r.as_dict() for r in reasons or ()],
                 }
-                for claim_id, score, decision, alias, version in zip(
+                for claim_id, score, decision, alias, version, reasons in zip(
                     scored.claim_ids,
                     scores,
                     scored.decision.tolist(),
                     scored.model_alias,
                     scored.model_version,
+                    scored.reasons,
                     strict=True,
                 )
             ],

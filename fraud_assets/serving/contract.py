@@ -235,14 +235,27 @@ def _records(payload_format: str, payload: Any) -> Any:
     return [dict(zip(columns, row, strict=True)) for row in rows]
 
 
+class ReasonCode(BaseModel):
+    """One feature's signed share of the score, in words (``fraud_assets.ml.reasons``)."""
+
+    feature: str
+    contribution: float = Field(description="Log-odds of fraud; positive raises the score")
+    reason: str = Field(description="The feature's value in words, e.g. a re-bill")
+
+
 class ClaimScore(BaseModel):
-    """One claim's answer: the score, the decision at the operating threshold, and its model."""
+    """One claim's answer: the score, the decision at the operating threshold, its model,
+    and the reasons for the score."""
 
     claim_id: str
     fraud_score: float = Field(description="Probability that the claim is fraudulent")
     decision: int = Field(description="1 = refer for review (score >= operating threshold)")
     model_alias: Alias
     model_version: str
+    reasons: list[ReasonCode] = Field(
+        description="The largest contributions to the score, largest first; empty for a "
+        "model that logged no booster"
+    )
 
 
 class InvocationResponse(BaseModel):

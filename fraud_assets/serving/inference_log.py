@@ -27,6 +27,7 @@ from fraud_assets.claims.schema import extra_columns
 from fraud_assets.features import CLAIM_FEATURES_SCHEMA, ID_COLUMN, MODEL_FEATURES
 from fraud_assets.lakehouse import INFERENCE_LOG, TableStore
 from fraud_assets.ml.metrics import flag
+from fraud_assets.ml.reasons import REASONS_COLUMN, REASONS_TYPE
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,8 @@ INFERENCE_LOG_SCHEMA = pa.schema(
         pa.field("scored_at", pa.timestamp("us", tz="UTC")),
         pa.field("model_alias", pa.string()),
         pa.field("request_id", pa.string()),
+        # The reason codes the caller (or fraud_scores) got with the score.
+        pa.field(REASONS_COLUMN, REASONS_TYPE),
     ]
 )
 
@@ -84,6 +87,7 @@ def inference_log_rows(
     scored_at: datetime,
     window_minutes: int,
     request_id: str | Sequence[str] | None = None,
+    reasons: pa.Array | None = None,
 ) -> pa.Table:
     """Rows for ``inference_log`` from the scored claims (``claim_id`` + model features).
 
@@ -114,6 +118,7 @@ def inference_log_rows(
             [request_id] * n if request_id is None or isinstance(request_id, str) else request_id,
             pa.string(),
         ),
+        REASONS_COLUMN: pa.nulls(n, REASONS_TYPE) if reasons is None else reasons,
     }
     logged = pa.Table.from_pydict(columns).cast(INFERENCE_LOG_SCHEMA)
     # A mapping's extra inputs follow, as batch scoring logs them, so PSI watches them too.

@@ -26,12 +26,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from mlflow.exceptions import MlflowException
 
 from fraud_assets.databricks.redaction import redact
 from fraud_assets.features import ID_COLUMN
 from fraud_assets.ml import registry
-from fraud_assets.ml.pyfunc import FeatureSpec, FraudProbabilityModel, validate_feature_frame
+from fraud_assets.ml.pyfunc import FeatureSpec, validate_feature_frame
+from fraud_assets.ml.reasons import Reason, contributions, logged_fraud_model, top_reasons
 from fraud_assets.ml.scoring import ScoringModel, checked_scores, predict_scores
 from fraud_assets.serving.contract import DEFAULT_CONTRACT, RequestContract, request_contract
 from fraud_assets.serving.router import CHALLENGER, CHAMPION, Alias, TrafficSplit
@@ -137,20 +137,19 @@ class ServedModel:
             version=self.version,
         )
 
+    def reasons(self, features: pd.DataFrame) -> list[list[Reason]] | None:
+        """Each row's reason codes (``fraud_assets.ml.reasons``), or None for a model this
+        project did not log. Call after ``predict``, which validated the frame."""
+        fast = self._fraud_model
+        if fast is None:
+            return None
+        wrapped, spec = fast
+        return top_reasons(contributions(wrapped.booster, features, spec), features)
+
     @cached_property
     def _fraud_model(self) -> tuple[Any, FeatureSpec] | None:
-        """The logged ``FraudProbabilityModel`` inside the pyfunc and its feature spec.
-
-        Matched by name: MLflow loads the logged code as a module of its own, so neither
-        the class nor its spec is the one this package defines. None for any other model.
-        """
-        try:
-            wrapped = self.model.unwrap_python_model()
-        except MlflowException:  # a flavour's own pyfunc, not a PythonModel
-            return None
-        if type(wrapped).__name__ != FraudProbabilityModel.__name__:
-            return None
-        return wrapped, FeatureSpec.from_json(wrapped.spec.to_json())
+        """The logged ``FraudProbabilityModel`` inside the pyfunc and its feature spec."""
+        return logged_fraud_model(self.model)
 
 
 @dataclass(frozen=True)

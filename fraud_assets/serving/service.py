@@ -20,6 +20,7 @@ import pyarrow as pa
 from fraud_assets.features import ID_COLUMN
 from fraud_assets.lakehouse import INFERENCE_LOG
 from fraud_assets.ml.metrics import flag
+from fraud_assets.ml.reasons import REASONS_TYPE, Reason
 from fraud_assets.serving.inference_log import (
     REALTIME,
     SHADOW,
@@ -51,6 +52,8 @@ class ScoredClaims:
     decision: np.ndarray
     model_alias: list[Alias]
     model_version: list[str]
+    # Each claim's reason codes, largest first; None under a model without reasons.
+    reasons: list[list[Reason] | None]
 
 
 class ScoringService:
@@ -162,15 +165,18 @@ class ScoringService:
         threshold = np.empty(len(claim_ids), dtype="float64")
         model_alias: list[Alias] = [CHAMPION] * len(claim_ids)
         model_version = [""] * len(claim_ids)
+        reasons: list[list[Reason] | None] = [None] * len(claim_ids)
         for alias, positions in assignment.answered_by.items():
             served = state.model(alias)
             # One alias answering everything (most 1-claim batches) needs no row copy.
             rows = features if len(positions) == len(features) else features.iloc[positions]
             fraud_score[positions] = served.predict(rows)
             threshold[positions] = served.threshold
-            for position in positions:
+            why: Sequence[list[Reason] | None] = served.reasons(rows) or [None] * len(positions)
+            for position, reason in zip(positions, why, strict=True):
                 model_alias[position] = alias
                 model_version[position] = served.version
+                reasons[position] = reason
 
         window = self.settings.serving.log_window_minutes
         log_rows = [
@@ -184,15 +190,21 @@ class ScoringService:
                 scored_at=scored_at,
                 window_minutes=window,
                 request_id=request_ids,
+                reasons=_reasons_column(reasons),
             )
         ]
         if assignment.shadowed:
             challenger = state.model(CHALLENGER)
             positions = assignment.shadowed
+            shadowed = features.iloc[positions]
+            shadow_scores = challenger.predict(shadowed)
+            shadow_reasons: Sequence[list[Reason] | None] = challenger.reasons(shadowed) or [
+                None
+            ] * len(positions)
             log_rows.append(
                 inference_log_rows(
                     claims.take(positions),
-                    fraud_score=challenger.predict(features.iloc[positions]),
+                    fraud_score=shadow_scores,
                     threshold=challenger.threshold,
                     model_version=[challenger.version] * len(positions),
                     model_alias=[CHALLENGER] * len(positions),
@@ -200,6 +212,7 @@ class ScoringService:
                     scored_at=scored_at,
                     window_minutes=window,
                     request_id=[request_ids[p] for p in positions],
+                    reasons=_reasons_column(shadow_reasons),
                 )
             )
         self.inference_log.append(pa.concat_tables(log_rows, promote_options="default"))
@@ -217,10 +230,18 @@ class ScoringService:
                     decision=decision[start:end],
                     model_alias=model_alias[start:end],
                     model_version=model_version[start:end],
+                    reasons=reasons[start:end],
                 )
             )
             start = end
         return answers
+
+
+def _reasons_column(reasons: Sequence[list[Reason] | None]) -> pa.Array:
+    return pa.array(
+        [None if row is None else [r.as_dict() for r in row] for row in reasons],
+        type=REASONS_TYPE,
+    )
 
 
 def _routing(state: ServingState) -> tuple[dict[Alias, str | None], bool]:

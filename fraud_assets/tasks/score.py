@@ -16,6 +16,7 @@ from fraud_assets.features import SplitPolicy
 from fraud_assets.features.engineering import build_claim_features
 from fraud_assets.lakehouse import CLAIMS, FRAUD_SCORES, INFERENCE_LOG, read_published, table_store
 from fraud_assets.ml import registry
+from fraud_assets.ml.reasons import flag_drivers, flag_drivers_markdown
 from fraud_assets.ml.scoring import ScoringModel, inference_log_rows, latest_batch, score_batch
 from fraud_assets.ml.tracking import configure_mlflow, mlflow_client
 from fraud_assets.spark import get_spark
@@ -66,7 +67,7 @@ def score(ctx: TaskContext) -> TaskResult:
     fraud_scores, scores = scored.rows, scored.scores
     log_rows = inference_log_rows(
         batch,
-        scores,
+        scored,
         scoring=scoring,
         threshold=threshold,
         scored_at=scored_at,
@@ -75,7 +76,9 @@ def score(ctx: TaskContext) -> TaskResult:
     version = store.write_arrow(fraud_scores, FRAUD_SCORES)
     log_version = store.write_arrow(log_rows, INFERENCE_LOG, mode="append")
 
-    flagged = int(fraud_scores.column("decision").to_numpy().sum())
+    decisions = fraud_scores.column("decision").to_numpy()
+    flagged = int(decisions.sum())
+    drivers = None if scored.reasons is None else flag_drivers(scored.reasons, decisions)
     return TaskResult(
         materializations=[
             Materialization(
@@ -94,6 +97,14 @@ def score(ctx: TaskContext) -> TaskResult:
                     "table_location": store.location(FRAUD_SCORES),
                     "inference_log_version": log_version,
                     "window_id": ctx.run_id,
+                    # Which reasons drive this batch's flags.
+                    "flag_reasons": {
+                        "raw_value": "The model logged no booster to explain its scores."
+                        if drivers is None
+                        else flag_drivers_markdown(drivers),
+                        "type": "md",
+                    },
+                    "top_flag_reason": drivers[0][0] if drivers else "none",
                 },
             )
         ]
