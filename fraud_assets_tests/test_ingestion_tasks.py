@@ -18,7 +18,9 @@ from fraud_assets.checks import (
 from fraud_assets.claims.mapping import SourceError
 from fraud_assets.claims.schema import REASON_COLUMN
 from fraud_assets.claims.synthetic import generate_claims, write_claims_file
+from fraud_assets.features.online import ClaimsHistoryView
 from fraud_assets.lakehouse import LocalDeltaStore
+from fraud_assets.settings import get_settings
 from fraud_assets.tasks._runtime import CheckOutcome, TaskResult
 from fraud_assets.tasks.ingest import ingest
 from fraud_assets.tasks.validate import validate
@@ -87,6 +89,7 @@ def test_synthetic_refresh_file_appends_and_revalidation(
     ingest(task_context("r3", source_path=str(BAD / "duplicate_ids.csv")))
     third = validate(task_context("r3", batch_id="r3"))
     assert _metadata(third, "claims")["row_count"] == 404  # G1, G2, G3 and the good DUP
+    assert _metadata(third, "claims")["online_view_rows"] == 404
     assert _metadata(third, "claims_quarantine")["row_count"] == 6
     reconciled = _checks(third)[CHECK_RECONCILES]
     assert reconciled.passed
@@ -98,6 +101,8 @@ def test_synthetic_refresh_file_appends_and_revalidation(
     fourth = validate(task_context("r4"))
     assert _metadata(fourth, "claims")["row_count"] == 400
     assert _metadata(fourth, "claims_quarantine")["row_count"] == 0
+    # The online view mirrors silver: rebuilt with it, not added to.
+    assert _metadata(fourth, "claims")["online_view_rows"] == 400
     assert len(store.read_arrow("raw_claims")) == 400
     assert store.version("claims") == _metadata(fourth, "claims")["delta_version"]
 
@@ -122,6 +127,10 @@ def test_two_batches_landed_before_one_validate_both_reach_silver(
     silver_meta = _metadata(result, "claims")
     assert silver_meta["batch_ids"] == ["r2", "r3"]
     assert silver_meta["batch_row_count"] == 9
+    # Each validated batch's silver rows reach the local online view that real-time
+    # scoring reads history from.
+    view = ClaimsHistoryView.for_settings(get_settings())
+    assert silver_meta["online_view_rows"] == view.row_count() == 409
     reconciled = _checks(result)[CHECK_RECONCILES]
     assert reconciled.passed
     assert reconciled.metadata["bronze_rows"] == 9
@@ -130,6 +139,7 @@ def test_two_batches_landed_before_one_validate_both_reach_silver(
     again = validate(task_context("r5"))
     assert _metadata(again, "claims")["batch_ids"] == ["r3"]
     assert len(store.read_pandas("claims")) == 409
+    assert _metadata(again, "claims")["online_view_rows"] == view.row_count() == 409
 
 
 class _Killed(Exception):

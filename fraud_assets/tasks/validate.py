@@ -45,6 +45,7 @@ from fraud_assets.claims.validation import (
     validate_batch,
     value_ranges,
 )
+from fraud_assets.features.online import HISTORY_COLUMNS, ClaimsHistoryView
 from fraud_assets.lakehouse import (
     CLAIMS,
     CLAIMS_QUARANTINE,
@@ -64,6 +65,8 @@ from fraud_assets.tasks._runtime import (
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
+
+    from fraud_assets.settings import FraudSettings
 
 SILVER_ASSET = keys.CLAIMS
 QUARANTINE_ASSET = keys.CLAIMS_QUARANTINE
@@ -142,6 +145,11 @@ def validate(ctx: TaskContext) -> TaskResult:
     quarantine_total = quarantine_table.count()
     bronze.unpersist()
     quarantine_batch.unpersist()
+    online: dict[str, int] = {}
+    if settings.compute == "local":
+        online["online_view_rows"] = _update_online_view(
+            settings, silver_batch, full_refresh=full_refresh
+        )
 
     ctx.log.info(
         "batch %s: %d bronze rows -> %d silver + %d quarantined (%s)",
@@ -166,6 +174,7 @@ def validate(ctx: TaskContext) -> TaskResult:
                 "bronze_batch_rows": bronze_count,
                 "delta_version": silver_version,
                 "table_location": store.location(CLAIMS),
+                **online,
             },
         ),
         Materialization(
@@ -194,6 +203,16 @@ def validate(ctx: TaskContext) -> TaskResult:
         for name, verdict in verdicts
     ]
     return TaskResult(materializations=materializations, checks=checks)
+
+
+def _update_online_view(
+    settings: FraudSettings, silver_batch: DataFrame, *, full_refresh: bool
+) -> int:
+    """Add the batch's published silver rows to the local online view, so real-time
+    scoring sees them as history; returns the rows the view holds. Only the batch's
+    history columns are collected, never all of silver."""
+    rows = silver_batch.select(*HISTORY_COLUMNS).toArrow()
+    return ClaimsHistoryView.for_settings(settings).update(rows, full_refresh=full_refresh)
 
 
 def _batches_by_load_time(bronze: DataFrame) -> dict[str, int]:
