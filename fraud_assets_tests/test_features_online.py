@@ -284,6 +284,8 @@ def test_history_older_than_the_windows_and_margin_is_pruned(tmp_path: Path) -> 
     assert view.update(table(newest)) == 2  # the oldest is exactly as old as kept
     newer = newest | {"claim_id": "NEWER", "claim_date": start + timedelta(days=kept + 1)}
     assert view.update(table(newer)) == 2
+    # A claim dated in the future (silver takes dates up to 2099) prunes nothing.
+    assert view.update(table(newer | {"claim_id": "TYPO", "claim_date": date(2099, 1, 1)})) == 3
     # A full refresh replaces the whole history.
     assert view.update(table(claim("ONLY")), full_refresh=True) == 1
 

@@ -25,6 +25,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -125,12 +126,18 @@ WHERE patient_id = ? AND provider_id = ? AND procedure_code = ? AND service_day 
 # that long before the newest one in the view (a batch spans days; a request may lag it)
 # still reads its whole history.
 LATE_CLAIM_DAYS = 90
+# The newest claim is the newest not dated after today: silver accepts dates up to 2099, and
+# one mistyped future date must not prune all of history.
 _PRUNE = f"""
 DELETE FROM claims_history
-WHERE claim_day < (SELECT MAX(claim_day) FROM claims_history) - {LOOKBACK_DAYS + LATE_CLAIM_DAYS}
+WHERE claim_day < (SELECT MAX(claim_day) FROM claims_history WHERE claim_day <= ?)
+    - {LOOKBACK_DAYS + LATE_CLAIM_DAYS}
 """
 # A second writer (an overlapping validate) waits for the first instead of failing.
 _WRITE_TIMEOUT_SECONDS = 60.0
+
+
+_EPOCH = date(1970, 1, 1)
 
 
 def view_path(settings: FraudSettings) -> Path:
@@ -158,8 +165,8 @@ class ClaimsHistoryView:
 
         A re-landed batch replaces its rows rather than counting them twice; a full refresh
         (silver rebuilt from one batch) replaces the whole history. Rows filed more than
-        ``LOOKBACK_DAYS + LATE_CLAIM_DAYS`` before the newest claim are pruned: only a claim
-        filed over ``LATE_CLAIM_DAYS`` before the newest one would read them.
+        ``LOOKBACK_DAYS + LATE_CLAIM_DAYS`` before the newest claim (not dated after today)
+        are pruned: only a claim filed over ``LATE_CLAIM_DAYS`` before it would read them.
         """
         rows = _history_rows(claims)
         self._create_if_missing()
@@ -168,7 +175,7 @@ class ClaimsHistoryView:
                 if full_refresh:
                     db.execute("DELETE FROM claims_history")
                 db.executemany(_UPSERT, rows)
-                db.execute(_PRUNE)
+                db.execute(_PRUNE, ((date.today() - _EPOCH).days,))
             return int(db.execute("SELECT COUNT(*) FROM claims_history").fetchone()[0])
 
     def row_count(self) -> int:
