@@ -292,7 +292,7 @@ def _claim_features(
     if db is None:
         provider_n, provider_sum, provider_patients, own_patient_seen = 0, 0.0, 0, None
         patient_n, patient_providers, own_provider_seen, latest_service = 0, 0, None, None
-        specialty = procedure_moments = _NO_HISTORY
+        specialty_history = procedure_history = _NO_HISTORY
         duplicates = 0
     else:
         provider_n, provider_sum, provider_patients, own_patient_seen = db.execute(
@@ -301,15 +301,17 @@ def _claim_features(
         patient_n, patient_providers, own_provider_seen, latest_service = db.execute(
             _PATIENT, (provider, patient, recent, yesterday)
         ).fetchone()
-        specialty = _moments(db, "provider_specialty", keys.provider_specialty[index], year, day)
-        procedure_moments = _moments(db, "procedure_code", procedure, year, day)
+        specialty_history = _moments(
+            db, "provider_specialty", keys.provider_specialty[index], year, day
+        )
+        procedure_history = _moments(db, "procedure_code", procedure, year, day)
         duplicates = db.execute(
             _BILL, (patient, provider, procedure, service_day, year, yesterday)
         ).fetchone()[0]
 
     provider_mean = (provider_sum + amount) / (provider_n + 1)
-    specialty_mean, specialty_std = _stats_with_self(amount, specialty)
-    procedure_mean, procedure_std = _stats_with_self(amount, procedure_moments)
+    specialty_mean, specialty_std = _stats_with_self(amount, specialty_history)
+    procedure_mean, procedure_std = _stats_with_self(amount, procedure_history)
     gap = FIRST_CLAIM_GAP_DAYS if latest_service is None else max(service_day - latest_service, 0)
     return (
         provider_n + 1,
