@@ -12,9 +12,12 @@ twice (``champion`` = version 1, ``challenger`` = version 2, the same artifact, 
   micro-batching, buffered inference log, registry poll);
 - ``mlflow models serve -m models:/<name>/1 --env-manager local``.
 
-One load generator, the same for both targets, runs in its own process
-(``bench_serving.py load``): ``--clients`` asyncio clients on aiohttp and uvloop, each
-sending 1-row ``dataframe_records`` requests back to back (a closed loop) for
+The service takes the claims themselves (its default ``claim`` request shape), so it
+computes each claim's features from the online view, which holds the synthetic claims'
+history as validation leaves it; ``mlflow models serve`` takes the same claims' gold
+features, the only shape it can score. One load generator, the same for both targets, runs
+in its own process (``bench_serving.py load``): ``--clients`` asyncio clients on aiohttp and
+uvloop, each sending 1-row ``dataframe_records`` requests back to back (a closed loop) for
 ``--warmup`` seconds unmeasured, then ``--seconds`` measured. It reports requests per
 second, latency percentiles of the 200 answers, and every error or non-200 answer. The
 targets run one after the other, and the load average is recorded around each run.
@@ -22,7 +25,8 @@ targets run one after the other, and the load average is recorded around each ru
 Then the service alone is measured twice more: one closed-loop client (1-row latency), and
 an open loop sending ``--open-rate`` requests per second whatever the answers (latency from
 each request's scheduled time), beside the peer, the champion's booster called in-process
-on one claim at a time (raw predict).
+on one claim at a time (raw predict). The online view's lookup (one claim's features) is
+timed in-process too, so its share of the latency shows.
 
 Before the load, 200 claims are scored through both servers and must agree. On the way
 out the service is stopped with SIGTERM, and each of its answered requests must have left
@@ -61,8 +65,9 @@ import httpx
 import numpy as np
 import pandas as pd
 
-from fraud_assets.claims.synthetic import generate_claims
+from fraud_assets.claims.synthetic import generate_claims, to_arrow
 from fraud_assets.features import ID_COLUMN, MODEL_FEATURES, TRAIN, SplitPolicy
+from fraud_assets.features.online import ClaimsHistoryView
 from fraud_assets.settings import FraudSettings
 from fraud_assets_tests.pandas_peer import build_claim_features_pandas
 
@@ -97,16 +102,22 @@ def main(argv: list[str] | None = None) -> None:
         home = Path(scratch)
         values: dict[str, Any] = {"home": home}
         settings = FraudSettings(**values)
-        gold = _gold(args.claims, settings)
+        claims = generate_claims(args.claims, seed=settings.seed)
+        gold = _gold(claims, settings)
         name = _register(settings, gold)
+        view = ClaimsHistoryView.for_settings(settings)
+        view.update(to_arrow(claims))
         payload_rows = gold[[ID_COLUMN, *MODEL_FEATURES]].head(2000).reset_index(drop=True)
-        records = [
-            {str(k): v for k, v in row.items()} for row in payload_rows.to_dict(orient="records")
-        ]
-        bodies = home / "bodies.json"
-        bodies.write_text(
-            json.dumps([json.dumps({"dataframe_records": [r]}) for r in records]), "utf-8"
-        )
+        by_id = claims.set_index(ID_COLUMN)
+        requests = {
+            SERVICE: _canonical(by_id.loc[payload_rows[ID_COLUMN]].reset_index()),
+            MLFLOW: _records(payload_rows),
+        }
+        bodies = {target: home / f"bodies_{target}.json" for target in requests}
+        for target, records in requests.items():
+            bodies[target].write_text(
+                json.dumps([json.dumps({"dataframe_records": [r]}) for r in records]), "utf-8"
+            )
         env = _clean_env(home)
         service_port, mlflow_port = _free_port(), _free_port()
         service_cmd = [
@@ -139,21 +150,22 @@ def main(argv: list[str] | None = None) -> None:
             _server(service_cmd, env, f"{urls[SERVICE]}/ready") as service,
             _server(mlflow_cmd, env, f"{urls[MLFLOW]}/ping"),
         ):
-            agreement, checked = _agreement(urls, records[:200])
+            agreement, checked = _agreement(urls, requests)
             runs: dict[str, dict[str, Any]] = {}
             for target in (SERVICE, MLFLOW):
-                runs[target] = _run_load(f"{urls[target]}/invocations", bodies, args)
+                runs[target] = _run_load(f"{urls[target]}/invocations", bodies[target], args)
                 log.info("%s: %s", target, _line(runs[target]))
             service_url = f"{urls[SERVICE]}/invocations"
-            single = _run_load(service_url, bodies, args, clients=1)
+            single = _run_load(service_url, bodies[SERVICE], args, clients=1)
             log.info("one client: %s", _line(single))
-            open_loop = _run_load(service_url, bodies, args, rate=args.open_rate)
+            open_loop = _run_load(service_url, bodies[SERVICE], args, rate=args.open_rate)
             log.info("open loop at %.0f/s: %s", args.open_rate, _line(open_loop))
             batching = _batching(f"{urls[SERVICE]}/metrics")
             service.send_signal(signal.SIGTERM)
             service.wait(timeout=120)
         logged = _logged_rows(settings)
         raw = _raw_predict(settings, payload_rows)
+        lookup = _lookup(view, to_arrow(by_id.loc[payload_rows[ID_COLUMN]].reset_index()))
 
     service_requests = runs[SERVICE]["ok_total"] + single["ok_total"] + open_loop["ok_total"]
     service_requests += checked
@@ -168,6 +180,10 @@ def main(argv: list[str] | None = None) -> None:
             "omp_num_threads": os.environ["OMP_NUM_THREADS"],
         },
         "model": "xgboost probability pyfunc (fraud_assets.ml.pyfunc), default training params",
+        "request_shape": {
+            SERVICE: "canonical claim (features from the online view, with reason codes)",
+            MLFLOW: "gold features",
+        },
         "training_claims": args.claims,
         "load": {
             "clients": args.clients,
@@ -182,6 +198,7 @@ def main(argv: list[str] | None = None) -> None:
         "service_one_client": single,
         "service_open_loop": {"rate_per_second": args.open_rate, **open_loop},
         "raw_predict_1_row": raw,
+        "online_view_lookup_1_claim": lookup,
         "service_micro_batching": batching,
         "targets_issue_17": {
             "closed_loop_rps_at_least_10x_mlflow": ours["rps"] >= 10 * theirs["rps"],
@@ -208,6 +225,12 @@ def main(argv: list[str] | None = None) -> None:
     log.info("one client, 1-row requests: %s", _line(single))
     log.info("open loop at %.0f/s: %s", args.open_rate, _line(open_loop))
     log.info("raw predict, 1 row: p50 %.2f ms, p99 %.2f ms", raw["p50_ms"], raw["p99_ms"])
+    log.info(
+        "online view lookup, 1 claim (%d in the view): p50 %.2f ms, p99 %.2f ms",
+        lookup["claims_in_view"],
+        lookup["p50_ms"],
+        lookup["p99_ms"],
+    )
     log.info("load average at end: %s", result["machine"]["load_average_at_end"])
     log.info("inference log: %d rows for %d answered requests", logged, service_requests)
     log.info("saved %s", args.output)
@@ -373,8 +396,11 @@ def _summary(
     }
 
 
-def _agreement(urls: dict[str, str], records: list[dict[str, Any]]) -> tuple[bool, int]:
-    """Whether every claim scores the same through both servers, and the requests sent."""
+def _agreement(
+    urls: dict[str, str], requests: dict[str, list[dict[str, Any]]], claims: int = 200
+) -> tuple[bool, int]:
+    """Whether the first ``claims`` score the same through both servers (the service from
+    the claim, mlflow from its gold features), and the requests the service answered."""
     scores: dict[str, list[float]] = {}
     for target, base in urls.items():
         with httpx.Client(timeout=REQUEST_TIMEOUT) as client:
@@ -384,10 +410,42 @@ def _agreement(urls: dict[str, str], records: list[dict[str, Any]]) -> tuple[boo
                     .raise_for_status()
                     .json()["predictions"][0]
                 )
-                for record in records
+                for record in requests[target][:claims]
             ]
-    agree = bool(np.allclose(scores[SERVICE], scores[MLFLOW], rtol=0, atol=1e-12))
-    return agree, len(records)
+    # Online features equal gold's to 1e-9 (test_serving_claims.py), so may the scores.
+    agree = bool(np.allclose(scores[SERVICE], scores[MLFLOW], rtol=0, atol=1e-9))
+    return agree, claims
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    return [{str(k): v for k, v in row.items()} for row in frame.to_dict(orient="records")]
+
+
+def _canonical(claims: pd.DataFrame) -> list[dict[str, Any]]:
+    """Claims as a claims system sends them: silver's columns, dates as ISO text."""
+    frame = claims.drop(columns=["is_fraud"])
+    for column in ("claim_date", "service_date"):
+        frame[column] = frame[column].dt.strftime("%Y-%m-%d")
+    return _records(frame)
+
+
+def _lookup(view: ClaimsHistoryView, claims: Any) -> dict[str, float]:
+    """One claim's features from the online view, in-process: the lookup's own latency."""
+    rows = [claims.slice(i, 1) for i in range(min(claims.num_rows, 1000))]
+    for row in rows[:50]:
+        view.features(row)
+    times = []
+    for row in rows:
+        started = time.perf_counter()
+        view.features(row)
+        times.append(time.perf_counter() - started)
+    ms = np.asarray(times) * 1000.0
+    return {
+        "calls": len(rows),
+        "claims_in_view": view.row_count(),
+        "p50_ms": round(float(np.percentile(ms, 50)), 3),
+        "p99_ms": round(float(np.percentile(ms, 99)), 3),
+    }
 
 
 def _raw_predict(settings: FraudSettings, rows: pd.DataFrame) -> dict[str, float]:
@@ -431,8 +489,7 @@ def _batching(metrics_url: str) -> dict[str, float]:
     }
 
 
-def _gold(n_claims: int, settings: FraudSettings) -> pd.DataFrame:
-    claims = generate_claims(n_claims, seed=settings.seed)
+def _gold(claims: pd.DataFrame, settings: FraudSettings) -> pd.DataFrame:
     return build_claim_features_pandas(
         claims, split=SplitPolicy(settings.holdout_fraction, settings.seed)
     )

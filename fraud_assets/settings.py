@@ -233,6 +233,11 @@ class ServingSettings(BaseModel):
     shadow: bool = Field(
         False, description="Challenger scores its share too, but the champion always answers"
     )
+    request_shape: Literal["claim", "features"] = Field(
+        "claim",
+        description="What a request record carries: a canonical claim, whose features the "
+        "service computes from the online view, or claim_id plus the gold features",
+    )
     max_records: int = Field(1000, ge=1, description="Most claims accepted in one request")
     # 1,000 claims (max_records) of the contract serialize to well under 1 MB
     # (test_serving_limits.py): 4 MiB leaves room for long ids and codes, and a body is 413

@@ -163,7 +163,13 @@ def settings_at(home: Path, **values: Any) -> FraudSettings:
 def serving_settings(home: Path, **serving: Any) -> FraudSettings:
     # Long flush interval: rows reach the table at shutdown, which these tests rely on. No
     # registry poll unless a test asks for one: the tests move aliases when they choose.
-    options = {"log_flush_seconds": 300.0, "log_flush_rows": 100_000, "reload_seconds": 0} | serving
+    # Requests carry the gold features unless a test sends canonical claims.
+    options = {
+        "log_flush_seconds": 300.0,
+        "log_flush_rows": 100_000,
+        "reload_seconds": 0,
+        "request_shape": "features",
+    } | serving
     return settings_at(home, serving=ServingSettings(**options))
 
 

@@ -418,6 +418,7 @@ def test_the_run_command_serves_and_flushes_the_log_on_sigterm(registry_home: Pa
         "FRAUD_HOME": str(registry_home),
         "FRAUD_SERVING__PORT": str(port),
         "FRAUD_SERVING__LOG_FLUSH_SECONDS": "3600",
+        "FRAUD_SERVING__REQUEST_SHAPE": "features",
     }
     server = subprocess.Popen(
         [sys.executable, "-m", "fraud_assets.serving"],

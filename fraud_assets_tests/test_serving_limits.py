@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from fraud_assets.claims.synthetic import generate_claims
 from fraud_assets.features import MODEL_FEATURES
 from fraud_assets.serving import app as serving_app
 from fraud_assets.serving.app import create_app
@@ -19,9 +20,13 @@ from fraud_assets_tests.serving_support import gold_frame, records, serving_sett
 
 def test_the_default_limit_admits_the_largest_allowed_request() -> None:
     defaults = ServingSettings()
-    claims = gold_frame(seed=3, n_rows=defaults.max_records)[["claim_id", *MODEL_FEATURES]]
-    body = json.dumps({"dataframe_records": records(claims)}).encode()
-    assert len(body) < defaults.max_request_bytes / 2  # a margin for longer ids and codes
+    features = gold_frame(seed=3, n_rows=defaults.max_records)[["claim_id", *MODEL_FEATURES]]
+    claims = generate_claims(defaults.max_records, seed=3).drop(columns=["is_fraud"])
+    for column in ("claim_date", "service_date"):
+        claims[column] = claims[column].dt.strftime("%Y-%m-%d")
+    for shaped in (records(features), claims.to_dict(orient="records")):
+        body = json.dumps({"dataframe_records": shaped}).encode()
+        assert len(body) < defaults.max_request_bytes / 2  # a margin for longer ids and codes
 
 
 def test_a_body_over_the_limit_is_413_before_it_is_read(registry_home: Path) -> None:

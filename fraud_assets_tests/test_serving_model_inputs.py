@@ -31,7 +31,9 @@ ALLOWED = "geographic_region"
 
 
 def _settings(home: Path) -> FraudSettings:
-    serving = ServingSettings(log_flush_seconds=300.0, log_flush_rows=100_000, reload_seconds=0)
+    serving = ServingSettings(
+        log_flush_seconds=300.0, log_flush_rows=100_000, reload_seconds=0, request_shape="features"
+    )
     return FraudSettings(home=home, serving=serving)
 
 

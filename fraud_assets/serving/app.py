@@ -42,6 +42,7 @@ from fraud_assets.serving.contract import (
     RequestContract,
     ServedModelInfo,
     TrafficInfo,
+    claim_request_contract,
 )
 from fraud_assets.serving.inference_log import InferenceLogBacklogError
 from fraud_assets.serving.metrics import MetricsMiddleware, ServingMetrics
@@ -153,12 +154,12 @@ def create_app(
         }
         try:
             if len(raw) <= INLINE_PARSE_BYTES:
-                body = parse_invocation(raw, context=context, contract=scoring.state.contract)
+                body = parse_invocation(raw, context=context, contract=scoring.request_contract())
             else:
                 # A large body takes milliseconds to parse: off the event loop, so requests
                 # arriving meanwhile are not stalled behind it.
                 body = await run_in_threadpool(
-                    parse_invocation, raw, context=context, contract=scoring.state.contract
+                    parse_invocation, raw, context=context, contract=scoring.request_contract()
                 )
         except ValidationError as exc:
             return _json(describe_invalid_request(exc.errors(include_input=False)), 422)
@@ -265,7 +266,7 @@ def create_app(
             return _error(503, "NO_CHAMPION", state.no_champion_message())
         return _models_response(scoring, changed=changed)
 
-    _document_request_body(app)
+    _document_request_body(app, settings)
     return app
 
 
@@ -287,16 +288,17 @@ async def _poll_registry(service: ScoringService, *, every: float, metrics: Serv
         metrics.reloads.labels("poll", "changed" if changed else "unchanged").inc()
 
 
-def _document_request_body(app: FastAPI) -> None:
-    """Put ``InvocationRequest`` in the OpenAPI page; the handler parses the body itself."""
+def _document_request_body(app: FastAPI, settings: FraudSettings | None) -> None:
+    """Put the request body of the configured shape in the OpenAPI page, as
+    ``InvocationRequest``; the handler parses the body itself."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = build()
-            request = InvocationRequest.model_json_schema(
-                ref_template="#/components/schemas/{model}"
-            )
+            shape = (settings or get_settings()).serving.request_shape
+            body = claim_request_contract().invocation if shape == "claim" else InvocationRequest
+            request = body.model_json_schema(ref_template="#/components/schemas/{model}")
             components = schema.setdefault("components", {}).setdefault("schemas", {})
             components.update(request.pop("$defs", {}))
             components["InvocationRequest"] = request

@@ -1,17 +1,23 @@
-"""The scoring API's request and response shapes, derived from the gold feature contract.
+"""The scoring API's request and response shapes, derived from the claim and feature contracts.
 
 Requests use MLflow serving's input formats (``dataframe_records``, ``dataframe_split`` or
 ``instances``) so one client can call this service or the Databricks Model Serving endpoint.
-Each record carries ``claim_id`` and every input of the served models with the gold table's
-type: a number where the model expects a number, text where it expects a code. The inputs
-are the served versions' signature columns (``MODEL_FEATURES`` unless a version was trained
-with an allowed protected attribute), so the contract follows what is loaded. Extra fields
-are ignored.
+A record is one of two shapes (``FRAUD_SERVING__REQUEST_SHAPE``):
+
+- ``claim`` (the default): the claim as a claims system holds it, silver's columns
+  (``claim_request_contract``); the service computes its features from the online view.
+- ``features``: ``claim_id`` and every input of the served models with the gold table's
+  type (``request_contract``): the served versions' signature columns (``MODEL_FEATURES``
+  unless a version was trained with an allowed protected attribute), so the contract
+  follows what is loaded.
+
+Extra fields are ignored.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from typing import Annotated, Any, ClassVar
 
@@ -28,13 +34,21 @@ from pydantic import (
 )
 
 from fraud_assets.claims.schema import (
+    CLAIM_SCHEMA,
     CONTROL_CHARACTERS,
+    EARLIEST_DATE,
+    LABEL_COLUMN,
     MAX_TEXT_LENGTH,
     extra_kind,
     extra_type,
 )
 from fraud_assets.claims.validation import column_ranges
-from fraud_assets.features import CLAIM_FEATURES_SCHEMA, ID_COLUMN, MODEL_FEATURES
+from fraud_assets.features import (
+    CLAIM_FEATURES_SCHEMA,
+    ID_COLUMN,
+    MODEL_FEATURES,
+    PROTECTED_SOURCES,
+)
 from fraud_assets.serving.router import Alias
 from fraud_assets.settings import Thresholds
 
@@ -59,7 +73,31 @@ def _field_type(data_type: pa.DataType) -> Any:
         return Annotated[
             str, Field(strict=True, max_length=MAX_TEXT_LENGTH, pattern=_NO_CONTROL_CHARACTERS)
         ]
-    raise TypeError(f"no request type for gold column type {data_type}")
+    if pa.types.is_date32(data_type):
+        return Annotated[date, BeforeValidator(_iso_date_only)]
+    raise TypeError(f"no request type for column type {data_type}")
+
+
+def _iso_date_only(value: Any) -> Any:
+    # Lax date parsing would read a number as seconds since the epoch.
+    if not isinstance(value, str):
+        raise ValueError(f"expected an ISO date (YYYY-MM-DD), got {type(value).__name__}")
+    return value
+
+
+# Claims are dated in the payer's time zone: up to UTC+14 is a day ahead of UTC.
+FUTURE_DATE_SLACK = timedelta(days=1)
+
+
+def _dated_in_the_past(value: date | None) -> date | None:
+    if value is None:
+        return value
+    latest = datetime.now(UTC).date() + FUTURE_DATE_SLACK
+    if value > latest:
+        raise ValueError("is in the future")
+    if value < EARLIEST_DATE:
+        raise ValueError(f"is before {EARLIEST_DATE}")
+    return value
 
 
 _CLAIM_ID_TYPE = Annotated[
@@ -72,7 +110,7 @@ def _in_range(value: Any, info: ValidationInfo) -> Any:
     """The batch validation's range for this column (the service's thresholds, passed in the
     validation context as ``thresholds``); the value itself is never echoed."""
     thresholds = (info.context or {}).get("thresholds")
-    if thresholds is None or info.field_name is None:
+    if value is None or thresholds is None or info.field_name is None:
         return value
     low, high = column_ranges(thresholds)[info.field_name]
     if value < low:
@@ -202,6 +240,69 @@ DEFAULT_CONTRACT = request_contract((ID_COLUMN, *MODEL_FEATURES))
 REQUEST_SCHEMA = DEFAULT_CONTRACT.schema
 ClaimRecord = DEFAULT_CONTRACT.record
 InvocationRequest = DEFAULT_CONTRACT.invocation
+
+# Never model inputs, so a claim may leave them out (unless a served version was trained
+# with one allowed: its features contract then asks for it).
+_OPTIONAL_CLAIM_COLUMNS = {name for sources in PROTECTED_SOURCES.values() for name in sources}
+
+
+@lru_cache(maxsize=32)
+def claim_request_contract(extras: tuple[str, ...] = ()) -> RequestContract:
+    """The contract for requests carrying canonical claims: silver's columns without the
+    label, plus the mapping ``extras`` (``xn_*``, ``xc_*``) the served models take.
+
+    Every bad field is a 422 naming it: a missing or wrongly typed column, a date that is
+    not ``YYYY-MM-DD``, in the future or before 1900, a ``service_date`` after the
+    ``claim_date``, and a value outside batch validation's range (an amount below 0).
+    """
+    columns = [f for f in CLAIM_SCHEMA if f.name != LABEL_COLUMN]
+    schema = pa.schema(
+        [
+            *(pa.field(f.name, f.type) for f in columns),
+            *(pa.field(name, extra_type(name, typed=True)) for name in extras),
+        ]
+    )
+    fields: dict[str, Any] = {ID_COLUMN: (_CLAIM_ID_TYPE, ...)}
+    for field in schema:
+        if field.name == ID_COLUMN:
+            continue
+        field_type = _field_type(field.type)
+        optional = field.name in _OPTIONAL_CLAIM_COLUMNS or extra_kind(field.name) is not None
+        fields[field.name] = (field_type | None, None) if optional else (field_type, ...)
+    bounded = [name for name in schema.names if name in column_ranges(Thresholds())]
+    record: type[BaseModel] = create_model(
+        "CanonicalClaim",
+        __base__=_ClaimRecord,
+        __doc__="One claim as the claims system holds it (silver's columns, no label).",
+        __validators__={
+            "in_range": field_validator(*bounded)(_in_range),
+            "dated": field_validator("claim_date", "service_date")(_dated_in_the_past),
+        },
+        **fields,
+    )
+    invocation = create_model(
+        "ClaimInvocationRequest",
+        __base__=InvocationBody,
+        __doc__=InvocationBody.__doc__,
+        dataframe_records=(list[record], Field(min_length=1)),
+    )
+    invocation.schema_ = schema
+    return RequestContract(schema=schema, record=record, invocation=invocation)
+
+
+class _ClaimRecord(BaseModel):
+    """What every canonical claim record checks across its fields."""
+
+    model_config = ConfigDict(extra="ignore")
+    # Typed and validated by the fields claim_request_contract declares.
+    claim_date: date
+    service_date: date
+
+    @model_validator(mode="after")
+    def _served_before_claimed(self) -> _ClaimRecord:
+        if self.service_date > self.claim_date:
+            raise ValueError("service_date is after claim_date")
+        return self
 
 
 def _records(payload_format: str, payload: Any) -> Any:

@@ -1,8 +1,8 @@
 """Real-time scoring without the web layer: route claims, score them per alias, log them.
 
-``ScoringService`` owns the loaded models, the routing rule and the inference-log writer.
-The HTTP app only translates requests and errors; anything else (a CLI, a stream consumer)
-can drive the same object.
+``ScoringService`` owns the loaded models, the routing rule, the online view a canonical
+claim's features come from, and the inference-log writer. The HTTP app only translates
+requests and errors; anything else (a CLI, a stream consumer) can drive the same object.
 """
 
 from __future__ import annotations
@@ -17,10 +17,13 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from fraud_assets.claims.schema import extra_columns
 from fraud_assets.features import ID_COLUMN
+from fraud_assets.features.online import ClaimsHistoryView
 from fraud_assets.lakehouse import INFERENCE_LOG
 from fraud_assets.ml.metrics import flag
 from fraud_assets.ml.reasons import REASONS_TYPE, Reason
+from fraud_assets.serving.contract import RequestContract, claim_request_contract
 from fraud_assets.serving.inference_log import (
     REALTIME,
     SHADOW,
@@ -65,10 +68,14 @@ class ScoringService:
         *,
         models: ServedModels,
         inference_log: BufferedInferenceLog,
+        online: ClaimsHistoryView | None = None,
     ) -> None:
+        """``online`` is where canonical claims' features come from; None takes requests
+        that carry the features themselves (``request_shape="features"``)."""
         self.settings = settings
         self.models = models
         self.inference_log = inference_log
+        self.online = online
         self._state = empty_state(settings.registered_model_name)
         self._reload_lock = threading.Lock()
 
@@ -95,11 +102,22 @@ class ScoringService:
                 max_buffer_rows=serving.log_max_buffer_rows,
                 table=INFERENCE_LOG,
             ),
+            online=ClaimsHistoryView.for_settings(settings)
+            if serving.request_shape == "claim"
+            else None,
         )
 
     @property
     def state(self) -> ServingState:
         return self._state
+
+    def request_contract(self, state: ServingState | None = None) -> RequestContract:
+        """What a request record must carry: a canonical claim (with the mapping's extras
+        the served models take), or the served models' features."""
+        state = state or self._state
+        if self.online is None:
+            return state.contract
+        return claim_request_contract(tuple(extra_columns(state.contract.features)))
 
     def start(self) -> None:
         """Load the aliased models and start the log writer.
@@ -146,9 +164,13 @@ class ScoringService:
             raise NoChampionError(state.model_name)
         scored_at = datetime.now(UTC)
         contract = state.contract
-        claims = pa.Table.from_pylist(
-            [row for request in requests for row in request.rows], schema=contract.schema
-        )
+        rows = [row for request in requests for row in request.rows]
+        if self.online is None:
+            claims = pa.Table.from_pylist(rows, schema=contract.schema)
+        else:
+            claims = self._claim_features(
+                pa.Table.from_pylist(rows, schema=self.request_contract(state).schema), contract
+            )
         sizes = [len(request.rows) for request in requests]
         request_ids = [
             request.request_id
@@ -235,6 +257,19 @@ class ScoringService:
             )
             start = end
         return answers
+
+    def _claim_features(self, request: pa.Table, contract: RequestContract) -> pa.Table:
+        """The gold features of canonical claims, point-in-time from the online view, and
+        any protected attribute a served version was trained with, taken from the claim."""
+        assert self.online is not None
+        features = self.online.features(request)
+        for name in contract.features:
+            if name not in features.column_names:
+                features = features.append_column(
+                    contract.schema.field(name),
+                    request.column(name).cast(contract.schema.field(name).type),
+                )
+        return features
 
 
 def _reasons_column(reasons: Sequence[list[Reason] | None]) -> pa.Array:
