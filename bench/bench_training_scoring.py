@@ -14,8 +14,9 @@ model (CatBoost, XGBoost) with the default training parameters:
 - on the same rows (every claim, as a batch), times the score step's scoring path
   (``fraud_assets.ml.scoring.score_batch`` on the Arrow table Spark hands the step:
   signature validation, Arrow to pandas for the model inputs, pyfunc predict, decision,
-  ``fraud_scores`` rows) next to the raw library ``predict_proba`` on a frame already in
-  the booster's types, and reports their ratio (the pipeline's overhead).
+  ``fraud_scores`` rows, each claim's reason codes) next to the raw library
+  ``predict_proba`` on a frame already in the booster's types, and reports their ratio
+  (the pipeline's overhead), and the reason codes' own time beside it.
 
 Each scoring target runs ``--repeats`` times in alternating order and the fastest run is
 kept, so background load falls on both alike. Results go to
@@ -96,7 +97,9 @@ def main(argv: list[str] | None = None) -> None:
             f"{name}: train {figures['train_seconds']:.1f}s on {figures['training_rows']} rows | "
             f"score step {figures['pipeline_rows_per_second']:,.0f} rows/s vs raw "
             f"predict_proba {figures['raw_rows_per_second']:,.0f} rows/s | "
-            f"pipeline/raw time {figures['pipeline_over_raw']:.3f}"
+            f"pipeline/raw time {figures['pipeline_over_raw']:.3f}, "
+            f"reason codes {figures['reason_codes_seconds']:.2f}s, without them "
+            f"{figures['pipeline_without_reason_codes_over_raw']:.3f}"
         )
     log.info("saved %s", args.output)
 
@@ -108,6 +111,7 @@ def _bench_model(
 
     from fraud_assets.ml import registry
     from fraud_assets.ml.pyfunc import model_matrix
+    from fraud_assets.ml.reasons import model_reasons
     from fraud_assets.ml.runs import TrainingData, log_training_run
     from fraud_assets.ml.scoring import ScoringModel, score_batch
     from fraud_assets.ml.tracking import configure_mlflow, mlflow_client
@@ -164,11 +168,21 @@ def _bench_model(
             table, scoring=scoring, threshold=threshold, scored_at=scored_at, batch_id="bench"
         )
 
-    timings = _alternate({"raw": lambda: raw(matrix), "pipeline": pipeline}, repeats)
+    # The reason codes' own share of the step (issue 18): contributions, top 3, words.
+    inputs = gold[list(trained.spec.columns)]
+    timings = _alternate(
+        {
+            "raw": lambda: raw(matrix),
+            "pipeline": pipeline,
+            "reasons": lambda: model_reasons(scoring.model, inputs),
+        },
+        repeats,
+    )
     scored = pipeline()
     assert scored.rows.num_rows == len(gold)
     np.testing.assert_allclose(scored.scores, raw(matrix), rtol=1e-6, atol=1e-9)
     raw_seconds, pipeline_seconds = min(timings["raw"]), min(timings["pipeline"])
+    reasons_seconds = min(timings["reasons"])
     return {
         "training_rows": len(train),
         "train_seconds": round(train_seconds, 2),
@@ -179,6 +193,10 @@ def _bench_model(
         "raw_rows_per_second": round(len(gold) / raw_seconds),
         "pipeline_rows_per_second": round(len(gold) / pipeline_seconds),
         "pipeline_over_raw": round(pipeline_seconds / raw_seconds, 3),
+        "reason_codes_seconds": round(reasons_seconds, 3),
+        "pipeline_without_reason_codes_over_raw": round(
+            (pipeline_seconds - reasons_seconds) / raw_seconds, 3
+        ),
         "all_raw_seconds": [round(t, 3) for t in timings["raw"]],
         "all_pipeline_seconds": [round(t, 3) for t in timings["pipeline"]],
     }
