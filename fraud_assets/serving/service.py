@@ -164,12 +164,13 @@ class ScoringService:
             raise NoChampionError(state.model_name)
         scored_at = datetime.now(UTC)
         contract = state.contract
-        rows = [row for request in requests for row in request.rows]
+        records = [row for request in requests for row in request.rows]
         if self.online is None:
-            claims = pa.Table.from_pylist(rows, schema=contract.schema)
+            claims = pa.Table.from_pylist(records, schema=contract.schema)
         else:
             claims = self._claim_features(
-                pa.Table.from_pylist(rows, schema=self.request_contract(state).schema), contract
+                pa.Table.from_pylist(records, schema=self.request_contract(state).schema),
+                contract,
             )
         sizes = [len(request.rows) for request in requests]
         request_ids = [
