@@ -218,11 +218,16 @@ def request_contract(columns: tuple[str, ...]) -> RequestContract:
         __validators__={"in_range": field_validator(*bounded)(_in_range)} if bounded else {},
         **fields,
     )
+    return _contract(schema, record, name="InvocationRequest")
+
+
+def _contract(schema: pa.Schema, record: type[BaseModel], *, name: str) -> RequestContract:
+    """The contract whose request body holds one or more ``record``s of ``schema``."""
     invocation = create_model(
-        "InvocationRequest",
+        name,
         __base__=InvocationBody,
         __doc__=InvocationBody.__doc__,
-        dataframe_records=(list[record], Field(min_length=1)),
+        dataframe_records=(list[record], Field(min_length=1)),  # type: ignore[valid-type]
     )
     invocation.schema_ = schema
     return RequestContract(schema=schema, record=record, invocation=invocation)
@@ -280,14 +285,7 @@ def claim_request_contract(extras: tuple[str, ...] = ()) -> RequestContract:
         },
         **fields,
     )
-    invocation = create_model(
-        "ClaimInvocationRequest",
-        __base__=InvocationBody,
-        __doc__=InvocationBody.__doc__,
-        dataframe_records=(list[record], Field(min_length=1)),
-    )
-    invocation.schema_ = schema
-    return RequestContract(schema=schema, record=record, invocation=invocation)
+    return _contract(schema, record, name="ClaimInvocationRequest")
 
 
 class _ClaimRecord(BaseModel):
