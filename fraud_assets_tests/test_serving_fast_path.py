@@ -81,16 +81,18 @@ def test_served_reasons_are_the_boosters_contributions(
 ) -> None:
     served, pyfunc = _served(tmp_path, model_type)
     claims = gold_frame(seed=32, n_rows=50)[MODEL_FEATURES].reset_index(drop=True)
-    reasons = served.reasons(claims)
+    claims.loc[3, "procedure_code"] = "NEVER-SEEN"
+    scores, reasons = served.score(claims)
     assert reasons is not None and len(reasons) == 50
+    np.testing.assert_array_equal(scores, np.asarray(pyfunc.predict(claims), dtype="float64"))
     wrapped = pyfunc.unwrap_python_model()
     found = contributions(wrapped.booster, claims, FeatureSpec.from_json(wrapped.spec.to_json()))
     # The contributions add up to the pyfunc's own score, in log-odds.
-    probability = np.asarray(pyfunc.predict(claims), dtype="float64")
-    np.testing.assert_allclose(1 / (1 + np.exp(-found.margin)), probability, atol=1e-6)
+    np.testing.assert_allclose(1 / (1 + np.exp(-found.margin)), scores, atol=1e-6)
     assert reasons == top_reasons(found, claims)
-    # One claim alone gets the reasons it gets in a batch.
-    assert served.reasons(claims.iloc[[7]]) == [reasons[7]]
+    # One claim alone gets the score and reasons it gets in a batch.
+    one_score, one_reason = served.score(claims.iloc[[7]])
+    assert one_score.tolist() == [scores[7]] and one_reason == [reasons[7]]
 
 
 def test_the_fast_path_still_refuses_a_frame_without_a_model_column(

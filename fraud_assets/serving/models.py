@@ -22,7 +22,7 @@ import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -30,8 +30,9 @@ import pandas as pd
 from fraud_assets.databricks.redaction import redact
 from fraud_assets.features import ID_COLUMN
 from fraud_assets.ml import registry
-from fraud_assets.ml.pyfunc import FeatureSpec, validate_feature_frame
-from fraud_assets.ml.reasons import Reason, contributions, logged_fraud_model, top_reasons
+from fraud_assets.ml.booster_input import BoosterInput
+from fraud_assets.ml.pyfunc import validate_feature_frame
+from fraud_assets.ml.reasons import Reason, logged_fraud_model, split_contributions, top_reasons
 from fraud_assets.ml.scoring import ScoringModel, checked_scores, predict_scores
 from fraud_assets.serving.contract import DEFAULT_CONTRACT, RequestContract, request_contract
 from fraud_assets.serving.router import CHALLENGER, CHAMPION, Alias, TrafficSplit
@@ -108,48 +109,45 @@ class ServedModel:
         return tuple(schema.input_names())
 
     def predict(self, features: pd.DataFrame) -> np.ndarray:
-        """P(fraud) per row, with the pyfunc's exact answers and the same output check.
+        """P(fraud) per row, with the pyfunc's exact answers and the same output check."""
+        return self.score(features)[0]
 
-        The project's pyfunc (``FraudProbabilityModel``, the copy logged with the version) is
-        called without MLflow's ``PyFuncModel.predict`` around it: that wrapper costs
-        milliseconds per call in schema enforcement whatever the batch size, and the request
-        contract and the model's own feature spec already check every column (test:
-        test_serving_fast_path.py). Any other pyfunc goes through MLflow's ``predict``.
+    def score(self, features: pd.DataFrame) -> tuple[np.ndarray, list[list[Reason]] | None]:
+        """P(fraud) per row and each row's reason codes, from one booster input.
+
+        For a version logged as ``FraudProbabilityModel`` the booster it wraps is called on
+        one ``BoosterInput`` for both, without MLflow's ``PyFuncModel.predict`` (which costs
+        milliseconds per call in schema enforcement whatever the batch size) or pandas'
+        categorical conversion: the request contract and the model's own feature spec
+        already check every column, and the answers are the pyfunc's to the last bit
+        (test_serving_fast_path.py). Any other pyfunc goes through MLflow's ``predict``, and
+        has no reasons (None).
         """
-        fast = self._fraud_model
+        fast = self._fast_path
         if fast is None:
-            return predict_scores(
-                ScoringModel(
-                    model=self.model, name=self.name, version=self.version, alias=self.alias
-                ),
-                features,
+            scoring = ScoringModel(
+                model=self.model, name=self.name, version=self.version, alias=self.alias
             )
-        wrapped, spec = fast
-        # Raised here as this package's FeatureFrameError (a 500 naming the columns); the
-        # logged copy would raise its own module's class, which no handler knows.
-        validate_feature_frame(features, spec)
+            return predict_scores(scoring, features), None
+        # Raised here as this package's FeatureFrameError (a 500 naming the columns).
+        validate_feature_frame(features, fast.spec)
         if features.empty:
-            return np.empty(0, dtype="float64")
-        return checked_scores(
-            wrapped.predict(None, features),
-            claims=len(features),
-            model=self.name,
-            version=self.version,
+            return np.empty(0, dtype="float64"), []
+        data = fast.data(features)
+        scores = checked_scores(
+            fast.probability(data), claims=len(features), model=self.name, version=self.version
         )
-
-    def reasons(self, features: pd.DataFrame) -> list[list[Reason]] | None:
-        """Each row's reason codes (``fraud_assets.ml.reasons``), or None for a model this
-        project did not log. Call after ``predict``, which validated the frame."""
-        fast = self._fraud_model
-        if fast is None:
-            return None
-        wrapped, spec = fast
-        return top_reasons(contributions(wrapped.booster, features, spec), features)
+        found = split_contributions(fast.contributions(data), fast.spec)
+        return scores, top_reasons(found, features)
 
     @cached_property
-    def _fraud_model(self) -> tuple[Any, FeatureSpec] | None:
-        """The logged ``FraudProbabilityModel`` inside the pyfunc and its feature spec."""
-        return logged_fraud_model(self.model)
+    def _fast_path(self) -> BoosterInput | None:
+        """The booster inside the logged ``FraudProbabilityModel``, ready for its input."""
+        found = logged_fraud_model(self.model)
+        if found is None:
+            return None
+        wrapped, spec = found
+        return BoosterInput(wrapped.booster, spec)
 
 
 @dataclass(frozen=True)

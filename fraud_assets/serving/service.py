@@ -193,9 +193,10 @@ class ScoringService:
             served = state.model(alias)
             # One alias answering everything (most 1-claim batches) needs no row copy.
             rows = features if len(positions) == len(features) else features.iloc[positions]
-            fraud_score[positions] = served.predict(rows)
+            scores, explained = served.score(rows)
+            fraud_score[positions] = scores
             threshold[positions] = served.threshold
-            why: Sequence[list[Reason] | None] = served.reasons(rows) or [None] * len(positions)
+            why: Sequence[list[Reason] | None] = explained or [None] * len(positions)
             for position, reason in zip(positions, why, strict=True):
                 model_alias[position] = alias
                 model_version[position] = served.version
@@ -220,10 +221,8 @@ class ScoringService:
             challenger = state.model(CHALLENGER)
             positions = assignment.shadowed
             shadowed = features.iloc[positions]
-            shadow_scores = challenger.predict(shadowed)
-            shadow_reasons: Sequence[list[Reason] | None] = challenger.reasons(shadowed) or [
-                None
-            ] * len(positions)
+            shadow_scores, explained = challenger.score(shadowed)
+            shadow_reasons: Sequence[list[Reason] | None] = explained or [None] * len(positions)
             log_rows.append(
                 inference_log_rows(
                     claims.take(positions),
