@@ -66,6 +66,7 @@ def claims_home(
         requests = frame.sort_values("claim_date", kind="stable").tail(REQUEST_CLAIMS)
         yield {
             "home": home,
+            "silver": silver,
             "requests": requests.reset_index(drop=True),
             "gold": gold.set_index("claim_id"),
         }
@@ -144,6 +145,43 @@ def test_a_claim_from_an_unknown_provider_and_patient_is_scored_as_a_first_claim
     assert logged["provider_avg_amount"] == claim["claim_amount"]
     assert logged["days_since_prev_patient_claim"] == -1
     assert logged["duplicate_claim_count"] == 0
+
+
+def test_an_allowed_protected_attribute_is_taken_from_the_claim(
+    claims_home: dict[str, Any], tmp_path: Path, empty_mlflow_db: Path, monkeypatch: Any
+) -> None:
+    """A version trained with an allowed protected attribute reads it from the claim."""
+    for name in [n for n in os.environ if n.startswith("FRAUD_")]:
+        monkeypatch.delenv(name)
+    home = with_empty_registry(tmp_path, empty_mlflow_db)
+    settings = serving_settings(home, request_shape="claim")
+    version = register_version(settings, seed=5, allowed_protected=["geographic_region"])
+    set_alias(settings, "champion", version)
+    ClaimsHistoryView.for_settings(settings).update(claims_home["silver"])
+    requests = claims_home["requests"].iloc[:40]
+    with TestClient(create_app(settings)) as client:
+        answer = client.post("/invocations", json={"dataframe_records": canonical(requests)})
+        missing = client.post(
+            "/invocations",
+            json={
+                "dataframe_records": [
+                    canonical(requests.iloc[[0]])[0] | {"geographic_region": None}
+                ]
+            },
+        )
+    assert answer.status_code == 200, answer.text
+    inputs = [*MODEL_FEATURES, "geographic_region"]
+    gold = claims_home["gold"].loc[requests["claim_id"], inputs].reset_index(drop=True)
+    configure_mlflow(settings)
+    model = mlflow.pyfunc.load_model(f"models:/{settings.registered_model_name}@champion")
+    np.testing.assert_allclose(
+        [s["fraud_score"] for s in answer.json()["scores"]],
+        np.asarray(model.predict(gold)),
+        rtol=1e-9,
+        atol=1e-12,
+    )
+    # A model input, so the claim must carry it, as the features shape asks.
+    assert missing.status_code == 422 and "geographic_region" in missing.json()["message"]
 
 
 @pytest.mark.parametrize(

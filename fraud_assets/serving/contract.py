@@ -252,9 +252,14 @@ _OPTIONAL_CLAIM_COLUMNS = {name for sources in PROTECTED_SOURCES.values() for na
 
 
 @lru_cache(maxsize=32)
-def claim_request_contract(extras: tuple[str, ...] = ()) -> RequestContract:
+def claim_request_contract(
+    extras: tuple[str, ...] = (), *, model_inputs: tuple[str, ...] = ()
+) -> RequestContract:
     """The contract for requests carrying canonical claims: silver's columns without the
     label, plus the mapping ``extras`` (``xn_*``, ``xc_*``) the served models take.
+
+    The protected attributes are optional, except those among ``model_inputs`` (a served
+    version trained with an allowed one needs it, as in the features shape).
 
     Every bad field is a 422 naming it: a missing or wrongly typed column, a date that is
     not ``YYYY-MM-DD``, in the future or before 1900, a ``service_date`` after the
@@ -272,7 +277,8 @@ def claim_request_contract(extras: tuple[str, ...] = ()) -> RequestContract:
         if field.name == ID_COLUMN:
             continue
         field_type = _field_type(field.type)
-        optional = field.name in _OPTIONAL_CLAIM_COLUMNS or extra_kind(field.name) is not None
+        protected = field.name in _OPTIONAL_CLAIM_COLUMNS and field.name not in model_inputs
+        optional = protected or extra_kind(field.name) is not None
         fields[field.name] = (field_type | None, None) if optional else (field_type, ...)
     bounded = [name for name in schema.names if name in column_ranges(Thresholds())]
     record: type[BaseModel] = create_model(

@@ -117,7 +117,8 @@ class ScoringService:
         state = state or self._state
         if self.online is None:
             return state.contract
-        return claim_request_contract(tuple(extra_columns(state.contract.features)))
+        inputs = tuple(state.contract.features)
+        return claim_request_contract(tuple(extra_columns(inputs)), model_inputs=inputs)
 
     def start(self) -> None:
         """Load the aliased models and start the log writer.
